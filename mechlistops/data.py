@@ -1,0 +1,393 @@
+"""ListOps data at speed: vectorised tree sampling, evaluation, tokenisation, splits.
+
+Context: training draws millions of expressions, so nothing here loops over examples in Python.
+Every expression is laid out on the slots of the full `max_args`-ary tree of depth `max_depth`:
+the node slots of level d (1 = root) are numbered 0..A^(d-1)-1 and child j of slot s is slot
+s*A + j one level down. Sampling, evaluation (bottom-up, level by level) and tokenisation
+(write every token at its fixed slot position, then squeeze out the empty slots) are numpy
+operations over (examples, slots) arrays. `listops.py` evaluates the same expressions one at a
+time, by recursion, and the tests hold the two against each other.
+
+Sequences are `<bos> EXPR = ANSWER <eos>` right-padded with `<pad>`; with chain-of-thought
+targets, `<bos> EXPR = EXPR' = EXPR'' = ANSWER <eos>` where each EXPR' collapses the deepest
+remaining level to its values. Every position also records the value of the node its token
+belongs to (a leaf's value, a bracket's subtree value, the answer at `=`) for probes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from mechlistops.config import OPERATORS, DataConfig
+from mechlistops.listops import Vocab, ssum_permutation
+
+log = logging.getLogger(__name__)
+
+_TEST_STREAM, _TRAIN_STREAM, _MIXTURE_KEY = 1, 2, 100
+_CHUNK_ROWS = 1 << 16  # compaction works in chunks to bound memory
+
+
+@dataclass
+class Examples:
+    """A set of tokenised expressions (numpy arrays, one row per example)."""
+
+    tokens: np.ndarray  # (n, seq_len) uint8, right-padded with vocab.pad
+    node_values: np.ndarray  # (n, seq_len) int8: value of the token's node; -1 where none
+    node_ops: np.ndarray  # (n, seq_len) int8: OPERATORS index at `[OP` and `]`; -1 elsewhere
+    lengths: np.ndarray  # (n,) tokens before padding
+    prompt_len: np.ndarray  # (n,) tokens up to and including the first `=`
+    answers: np.ndarray  # (n,) int64
+    root_ops: np.ndarray  # (n,) OPERATORS index of the root node
+    depths: np.ndarray  # (n,) nesting depth, 1 = flat
+    n_leaves: np.ndarray  # (n,)
+
+    def __len__(self) -> int:
+        return len(self.answers)
+
+    @property
+    def answer_pos(self) -> np.ndarray:
+        """Position of the last `=`, whose next-token prediction is the answer."""
+        return self.lengths - 3
+
+    def subset(self, idx) -> Examples:
+        return Examples(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+
+    @staticmethod
+    def concat(parts: list[Examples]) -> Examples:
+        """Join example sets drawn with the same config (hence the same width)."""
+        return Examples(
+            **{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Examples)}
+        )
+
+    def expressions(self, vocab: Vocab) -> list[str]:
+        """Bracket form of each expression (without `<bos>` and the answer)."""
+        out = []
+        for row, first_eq in zip(self.tokens, self.prompt_len - 1):
+            out.append(vocab.decode(row[1:first_eq]))
+        return out
+
+
+# ----------------------------------------------------------------------------- layout
+def _widths(max_args: int, max_depth: int) -> list[int]:
+    """w[d] = layout width of a node at level d (1-based); w[max_depth + 1] = 1 (a leaf)."""
+    w = [0] * (max_depth + 2)
+    w[max_depth + 1] = 1
+    for d in range(max_depth, 0, -1):
+        w[d] = 2 + max_args * w[d + 1]
+    return w
+
+
+def _starts(max_args: int, max_depth: int) -> list[np.ndarray]:
+    """starts[d][s] = layout position of node slot s's opening token at level d."""
+    w = _widths(max_args, max_depth)
+    starts = [np.zeros(0, dtype=np.int64), np.zeros(1, dtype=np.int64)]
+    for d in range(1, max_depth):
+        j = np.arange(max_args)
+        child = starts[d][:, None] + 1 + j[None, :] * w[d + 1]
+        starts.append(child.reshape(-1))
+    return starts
+
+
+def seq_len(cfg: DataConfig) -> int:
+    """Longest token sequence the config can produce (the model's n_ctx)."""
+    a = cfg.max_args
+
+    def expr_max(depth: int) -> int:  # tokens of a full tree of this depth
+        nodes = sum(a**k for k in range(depth))
+        return 2 * nodes + a**depth
+
+    total = 1 + expr_max(cfg.max_depth) + 3
+    if cfg.chain_of_thought:
+        total += sum(1 + expr_max(t) for t in range(1, cfg.max_depth))
+    return total
+
+
+# ----------------------------------------------------------------------------- operators
+def _apply_ops(
+    op: np.ndarray, args: np.ndarray, valid: np.ndarray, cfg: DataConfig, perm: np.ndarray
+) -> np.ndarray:
+    """Vectorised node values. op: (m,), args/valid: (m, A). Invalid args are ignored."""
+    n = cfg.modulus
+    out = np.zeros(len(op), dtype=np.int64)
+    for k in np.unique(op):
+        name, sel = OPERATORS[k], op == k
+        a, v = args[sel], valid[sel]
+        if name == "MAX":
+            r = np.where(v, a, -1).max(1)
+        elif name == "MIN":
+            r = np.where(v, a, n).min(1)
+        elif name == "SUM":
+            r = np.where(v, a, 0).sum(1) % n
+        elif name == "PROD":
+            r = np.where(v, a, 1).prod(1) % n
+        elif name == "NADD":
+            sign = np.where(np.arange(a.shape[1]) % 2 == 0, 1, -1)
+            r = (np.where(v, a, 0) * sign).sum(1) % n
+        elif name == "SSUM":
+            inv = np.argsort(perm)
+            r = perm[np.where(v, inv[a], 0).sum(1) % n]
+        else:  # MED
+            s = np.sort(np.where(v, a, n + 1), axis=1)
+            k_ = v.sum(1)
+            hi = np.take_along_axis(s, (k_ // 2)[:, None], 1)[:, 0]
+            lo = np.take_along_axis(s, np.maximum(k_ // 2 - 1, 0)[:, None], 1)[:, 0]
+            even = lo if cfg.median == "lower" else (lo + hi) // 2
+            r = np.where(k_ % 2 == 1, hi, even)
+        out[sel] = r
+    return out
+
+
+# ----------------------------------------------------------------------------- sampling
+def sample_examples(
+    cfg: DataConfig,
+    n: int,
+    rng: np.random.Generator,
+    ops: tuple[str, ...] | None = None,
+    weights: tuple[float, ...] | None = None,
+    tree: str | None = None,
+) -> Examples:
+    """Draw `n` expressions. ops/weights/tree override the config's mixture."""
+    ops = ops or cfg.ops
+    if weights is None:
+        weights = cfg.mixture_weights if ops == cfg.ops else (1.0 / len(ops),) * len(ops)
+    tree = tree or cfg.tree
+    parts = []
+    for start in range(0, n, _CHUNK_ROWS):
+        m = min(_CHUNK_ROWS, n - start)
+        parts.append(_sample_chunk(cfg, m, rng, ops, np.asarray(weights), tree))
+    return parts[0] if len(parts) == 1 else Examples.concat(parts)
+
+
+def _sample_chunk(cfg, n, rng, ops, weights, tree) -> Examples:
+    A, D, vocab = cfg.max_args, cfg.max_depth, Vocab(cfg.modulus)
+    perm = ssum_permutation(cfg.modulus, cfg.seed)
+    op_index = np.array([OPERATORS.index(o) for o in ops])
+    weights = weights / weights.sum()
+    cum = np.cumsum(weights)[:-1]
+
+    def draw_ops(shape):  # categorical draw, faster than rng.choice with p
+        return op_index[np.searchsorted(cum, rng.random(shape), side="right")]
+
+    single_op = draw_ops(n)
+
+    exists = [None, np.ones((n, 1), dtype=bool)]
+    arity, node_op, is_sub, leaf = [None], [None], [None], [None]
+    for d in range(1, D + 1):
+        slots = A ** (d - 1)
+        arity.append(rng.integers(cfg.min_args, A + 1, size=(n, slots)))
+        if tree == "single":
+            node_op.append(np.broadcast_to(single_op[:, None], (n, slots)))
+        else:
+            node_op.append(draw_ops((n, slots)))
+        valid = exists[d][:, :, None] & (np.arange(A)[None, None, :] < arity[d][:, :, None])
+        sub = valid & (rng.random((n, slots, A)) < cfg.branch_prob) if d < D else valid & False
+        is_sub.append(sub)
+        leaf.append(rng.integers(0, cfg.modulus, size=(n, slots, A)))
+        exists.append(sub.reshape(n, slots * A))
+
+    # Values bottom-up.
+    value = [None] * (D + 2)
+    for d in range(D, 0, -1):
+        slots = A ** (d - 1)
+        valid = exists[d][:, :, None] & (np.arange(A)[None, None, :] < arity[d][:, :, None])
+        args = leaf[d]
+        if d < D:
+            args = np.where(is_sub[d], value[d + 1].reshape(n, slots, A), leaf[d])
+        v = _apply_ops(node_op[d].reshape(-1), args.reshape(-1, A), valid.reshape(-1, A), cfg, perm)
+        value[d] = v.reshape(n, slots)
+
+    depth = np.ones(n, dtype=np.int64)
+    n_leaves = np.zeros(n, dtype=np.int64)
+    for d in range(1, D + 1):
+        depth = np.where(exists[d].any(1), d, depth)
+        valid = exists[d][:, :, None] & (np.arange(A)[None, None, :] < arity[d][:, :, None])
+        n_leaves += (valid & ~is_sub[d]).reshape(n, -1).sum(1)
+
+    # Layouts are position-major, (position, example), so each slot write is one contiguous row.
+    tree_parts = {
+        "exists": [None] + [x.T for x in exists[1:D + 1]],
+        "arity": [None] + [x.T for x in arity[1:]],
+        "node_op": [None] + [x.T for x in node_op[1:]],
+        "is_sub": [None] + [x.transpose(1, 2, 0) for x in is_sub[1:]],
+        "leaf": [None] + [x.transpose(1, 2, 0) for x in leaf[1:]],
+        "value": [None] + [x.T for x in value[1:D + 1]],
+    }
+    answers = value[1][:, 0]
+    segments = [_constant_segment(n, vocab.bos, -1)]
+    segments.append(_expression_segment(cfg, tree_parts, level=D, vocab=vocab))
+    if cfg.chain_of_thought:
+        for t in range(D - 1, 0, -1):
+            shown = depth > t
+            segments.append(_constant_segment(n, vocab.equals, answers, present=shown))
+            segments.append(_expression_segment(cfg, tree_parts, level=t, vocab=vocab, rows=shown))
+    segments.append(_constant_segment(n, vocab.equals, answers))
+    segments.append(_constant_segment(n, answers, answers))
+    segments.append(_constant_segment(n, vocab.eos, -1))
+
+    tok, val, ops_, present = (np.concatenate(x, axis=0) for x in zip(*segments))
+    expr_tokens = segments[1][3].sum(0)
+    out_tok, out_val, out_ops, lengths = _compact(tok, val, ops_, present, seq_len(cfg), vocab.pad)
+    return Examples(
+        tokens=out_tok,
+        node_values=out_val,
+        node_ops=out_ops,
+        lengths=lengths,
+        prompt_len=expr_tokens + 2,
+        answers=answers.astype(np.int64),
+        root_ops=node_op[1][:, 0].astype(np.int64),
+        depths=depth,
+        n_leaves=n_leaves,
+    )
+
+
+def _constant_segment(n, token, value, present=None):
+    """One position holding the same kind of token in every example: (1, n) arrays."""
+    tok = np.broadcast_to(np.asarray(token, dtype=np.int16), (n,)).reshape(1, n)
+    val = np.broadcast_to(np.asarray(value, dtype=np.int8), (n,)).reshape(1, n)
+    pres = np.ones((1, n), dtype=bool) if present is None else present.reshape(1, n)
+    return tok, val, np.full((1, n), -1, dtype=np.int8), pres
+
+
+def _expression_segment(cfg, t, level, vocab, rows=None):
+    """(position, example) layout of every expression, levels below `level` collapsed to values."""
+    A, D = cfg.max_args, cfg.max_depth
+    n = t["exists"][1].shape[1]
+    w, starts = _widths(A, D), _starts(A, D)
+    tok = np.zeros((w[1], n), dtype=np.int16)
+    val = np.full((w[1], n), -1, dtype=np.int8)
+    ops = np.full((w[1], n), -1, dtype=np.int8)
+    present = np.zeros((w[1], n), dtype=bool)
+    op_tok = np.asarray(vocab.op_ids, dtype=np.int16)
+    j = np.arange(A)
+    for d in range(1, level + 1):
+        s, ex = starts[d], t["exists"][d]  # (slots,), (slots, n)
+        node_val, node_op = t["value"][d].astype(np.int8), t["node_op"][d].astype(np.int8)
+        # A missing node's slot may hold its parent's leaf, so write only where nodes exist.
+        for pos, tok_d in ((s, op_tok[t["node_op"][d]]), (s + w[d] - 1, vocab.close)):
+            tok[pos] = np.where(ex, tok_d, tok[pos])
+            val[pos] = np.where(ex, node_val, val[pos])
+            ops[pos] = np.where(ex, node_op, ops[pos])
+            present[pos] |= ex
+        valid = ex[:, None, :] & (j[None, :, None] < t["arity"][d][:, None, :])  # (slots, A, n)
+        leaf_pos = (s[:, None] + 1 + j[None, :] * w[d + 1]).reshape(-1)
+        leaf_val = t["leaf"][d]
+        if d < level:
+            shown = valid & ~t["is_sub"][d]
+        else:  # collapse the children below this level to their values
+            shown = valid
+            if d < D:
+                child = t["value"][d + 1].reshape(-1, A, n)
+                leaf_val = np.where(t["is_sub"][d], child, leaf_val)
+        shown, leaf_val = shown.reshape(-1, n), leaf_val.reshape(-1, n)
+        tok[leaf_pos] = np.where(shown, leaf_val, tok[leaf_pos])
+        val[leaf_pos] = np.where(shown, leaf_val, val[leaf_pos])
+        present[leaf_pos] |= shown
+    if rows is not None:
+        present &= rows[None, :]
+    return tok, val, ops, present
+
+
+def _compact(tok, val, ops, present, width, pad):
+    """Squeeze out empty slots: each example's present tokens, in order, right-padded.
+
+    Inputs are (position, example); outputs are (example, position).
+    """
+    n = tok.shape[1]
+    pos = np.empty(present.shape, dtype=np.int16)  # row-by-row: numpy's axis-0 cumsum is slow
+    running = np.full(n, -1, dtype=np.int16)
+    for i, row in enumerate(present):
+        running += row
+        pos[i] = running
+    c, r = np.nonzero(present)
+    p = pos[c, r]
+    out_tok = np.full((n, width), pad, dtype=np.uint8)
+    out_val = np.full((n, width), -1, dtype=np.int8)
+    out_ops = np.full((n, width), -1, dtype=np.int8)
+    out_tok[r, p] = tok[c, r]
+    out_val[r, p] = val[c, r]
+    out_ops[r, p] = ops[c, r]
+    return out_tok, out_val, out_ops, present.sum(0)
+
+
+# ----------------------------------------------------------------------------- splits
+_HASH_MULT = np.random.default_rng(0x11_57_0B5).integers(1, 2**63, size=4096, dtype=np.uint64) | 1
+
+
+def row_hashes(tokens: np.ndarray) -> np.ndarray:
+    """64-bit hash of each token row (a collision can only drop a training example)."""
+    t = tokens.astype(np.uint64) + np.uint64(1)
+    with np.errstate(over="ignore"):
+        return (t * _HASH_MULT[: t.shape[1]][None, :]).sum(1, dtype=np.uint64)
+
+
+def eval_ops(cfg: DataConfig, extra_ops: tuple[str, ...] = ()) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(cfg.ops + tuple(extra_ops)))
+
+
+def make_test_sets(cfg: DataConfig, extra_ops: tuple[str, ...] = ()) -> dict[str, Examples]:
+    """Held-out sets: pure single-operator trees per op, plus the mixture's own ('mixture').
+
+    Each op's set depends only on (seed, op, tree shape), so SUM's test set is the same in
+    every mixture and runs are comparable.
+    """
+    sets = {}
+    for op in eval_ops(cfg, extra_ops):
+        rng = np.random.default_rng([cfg.seed, _TEST_STREAM, OPERATORS.index(op)])
+        sets[op] = sample_examples(cfg, cfg.test_size, rng, ops=(op,), weights=(1.0,), tree="single")
+    rng = np.random.default_rng([cfg.seed, _TEST_STREAM, _MIXTURE_KEY])
+    sets["mixture"] = sample_examples(cfg, cfg.test_size, rng)
+    return sets
+
+
+def heldout_mask(cfg: DataConfig, ex: Examples) -> np.ndarray:
+    """Which test examples are guaranteed absent from training."""
+    return ex.n_leaves >= cfg.holdout_min_leaves
+
+
+def excluded_hashes(cfg: DataConfig, test_sets: dict[str, Examples]) -> np.ndarray:
+    parts = [row_hashes(ex.tokens[heldout_mask(cfg, ex)]) for ex in test_sets.values()]
+    return np.unique(np.concatenate(parts))
+
+
+class TrainStream:
+    """Deterministic training batches: batch `step` depends only on (seed, phase, step).
+
+    Batches come from chunks of `chunk_steps` batches, each drawn from its own RNG, so a resumed
+    run regenerates exactly the batches it would have seen. Held-out test expressions are
+    filtered out.
+    """
+
+    def __init__(
+        self,
+        cfg: DataConfig,
+        batch_size: int,
+        exclude: np.ndarray,
+        ops: tuple[str, ...] | None = None,
+        phase: int = 0,
+        chunk_steps: int = 64,
+    ):
+        self.cfg, self.batch_size, self.exclude = cfg, batch_size, exclude
+        self.ops, self.phase, self.chunk_steps = ops, phase, chunk_steps
+        self._chunk_id: int | None = None
+        self._chunk: Examples | None = None
+
+    def batch(self, step: int) -> Examples:
+        chunk_id, offset = divmod(step, self.chunk_steps)
+        if chunk_id != self._chunk_id:
+            self._chunk, self._chunk_id = self._make_chunk(chunk_id), chunk_id
+        b = self.batch_size
+        return self._chunk.subset(slice(offset * b, (offset + 1) * b))
+
+    def _make_chunk(self, chunk_id: int) -> Examples:
+        rng = np.random.default_rng([self.cfg.seed, _TRAIN_STREAM, self.phase, chunk_id])
+        need, kept, got = self.chunk_steps * self.batch_size, [], 0
+        while got < need:
+            ex = sample_examples(self.cfg, int(need * 1.05) + 64, rng, ops=self.ops)
+            ex = ex.subset(~np.isin(row_hashes(ex.tokens), self.exclude))
+            kept.append(ex)
+            got += len(ex)
+        out = kept[0] if len(kept) == 1 else Examples.concat(kept)
+        return out.subset(slice(0, need))

@@ -1,0 +1,143 @@
+"""Loss and per-operator accuracy on held-out sets; shared by training, `eval` and analyses.
+
+Accuracy is exact match of the greedy answer token. Without chain-of-thought the answer is read
+at the last `=` in one forward pass. With chain-of-thought the model generates its own chain
+from the prompt (greedy, no teacher forcing) and is scored on the token before `<eos>`; the
+loss is still the teacher-forced loss of the answer token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformer_lens import HookedTransformer
+
+from mechlistops.config import DataConfig
+from mechlistops.data import Examples, heldout_mask
+from mechlistops.forward import fast_logits
+from mechlistops.listops import Vocab
+
+
+@dataclass
+class SetResult:
+    """Scores of one model on one test set."""
+
+    n: int
+    accuracy: float
+    loss: float
+    baseline: float  # majority-class accuracy: the most frequent answer, always
+    n_heldout: int  # examples guaranteed absent from training (see DataConfig)
+    accuracy_heldout: float | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def majority_baseline(answers: np.ndarray) -> float:
+    return float(np.bincount(answers).max() / len(answers))
+
+
+def to_tensors(ex: Examples, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Token batch trimmed to its longest row, answer positions, answers."""
+    T = int(ex.lengths.max())
+    tokens = torch.as_tensor(ex.tokens[:, :T].astype(np.int64), device=device)
+    return (
+        tokens,
+        torch.as_tensor(ex.answer_pos, device=device),
+        torch.as_tensor(ex.answers, device=device),
+    )
+
+
+@torch.no_grad()
+def predict(
+    model: HookedTransformer, ex: Examples, batch_size: int = 1000
+) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy answers read at the last `=` (teacher-forced chain), and per-example loss."""
+    device = model.W_E.device
+    preds, losses = [], []
+    for start in range(0, len(ex), batch_size):
+        tokens, pos, answers = to_tensors(ex.subset(slice(start, start + batch_size)), device)
+        logits = fast_logits(model, tokens, pos[:, None])[:, 0].float()
+        losses.append(F.cross_entropy(logits, answers, reduction="none").cpu().numpy())
+        preds.append(logits.argmax(-1).cpu().numpy())
+    return np.concatenate(preds), np.concatenate(losses)
+
+
+@torch.no_grad()
+def generate_answers(
+    model: HookedTransformer, ex: Examples, vocab: Vocab, batch_size: int = 500
+) -> np.ndarray:
+    """Greedy generation from the prompt (up to the first `=`); the answer is the token before
+    `<eos>`, or -1 when the model never ends its chain."""
+    device = model.W_E.device
+    out = []
+    for start in range(0, len(ex), batch_size):
+        part = ex.subset(slice(start, start + batch_size))
+        n, width = len(part), part.tokens.shape[1]
+        buf = torch.full((n, width), vocab.pad, dtype=torch.long, device=device)
+        cur = torch.as_tensor(part.prompt_len, device=device).clone()
+        for i, row in enumerate(part.tokens):
+            buf[i, : part.prompt_len[i]] = torch.as_tensor(row[: part.prompt_len[i]].astype(np.int64))
+        answer = torch.full((n,), -1, dtype=torch.long, device=device)
+        done = torch.zeros(n, dtype=torch.bool, device=device)
+        rows = torch.arange(n, device=device)
+        while not done.all() and int(cur.max()) < width:
+            T = int(cur.max())
+            logits = fast_logits(model, buf[:, :T], (cur - 1)[:, None])[:, 0]
+            nxt = logits.argmax(-1)
+            ended = (nxt == vocab.eos) & ~done
+            answer[ended] = buf[rows[ended], cur[ended] - 1]
+            done |= ended
+            live = ~done & (cur < width)
+            buf[rows[live], cur[live]] = nxt[live]
+            cur = torch.where(live, cur + 1, cur)
+            done |= cur >= width
+        answer = torch.where(answer < vocab.modulus, answer, torch.full_like(answer, -1))
+        out.append(answer.cpu().numpy())
+    return np.concatenate(out)
+
+
+def evaluate_set(
+    model: HookedTransformer, ex: Examples, cfg: DataConfig, limit: int | None = None
+) -> SetResult:
+    if limit is not None and limit < len(ex):
+        ex = ex.subset(slice(0, limit))
+    was_training = model.training
+    model.eval()
+    preds, losses = predict(model, ex)
+    if cfg.chain_of_thought:
+        preds = generate_answers(model, ex, Vocab(cfg.modulus))
+    model.train(was_training)
+    correct = preds == ex.answers
+    held = heldout_mask(cfg, ex)
+    return SetResult(
+        n=len(ex),
+        accuracy=float(correct.mean()),
+        loss=float(losses.mean()),
+        baseline=majority_baseline(ex.answers),
+        n_heldout=int(held.sum()),
+        accuracy_heldout=float(correct[held].mean()) if held.any() else None,
+    )
+
+
+def evaluate_sets(
+    model: HookedTransformer,
+    test_sets: dict[str, Examples],
+    cfg: DataConfig,
+    limit: int | None = None,
+) -> dict[str, SetResult]:
+    return {name: evaluate_set(model, ex, cfg, limit) for name, ex in test_sets.items()}
+
+
+def format_table(results: dict[str, SetResult]) -> str:
+    """Plain-text table: one row per test set, accuracy beside the majority baseline."""
+    lines = [f"{'test set':<10} {'n':>6} {'accuracy':>9} {'baseline':>9} {'loss':>8} "
+             f"{'held-out acc (n)':>18}"]
+    for name, r in results.items():
+        held = "-" if r.accuracy_heldout is None else f"{r.accuracy_heldout:.3f} ({r.n_heldout})"
+        lines.append(f"{name:<10} {r.n:>6} {r.accuracy:>9.3f} {r.baseline:>9.3f} "
+                     f"{r.loss:>8.4f} {held:>18}")
+    return "\n".join(lines)

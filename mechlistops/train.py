@@ -1,0 +1,302 @@
+"""The training loop: phases (optional pretraining, then the main mixture), evaluation,
+checkpoints and exact resumption.
+
+Context / design:
+- Speed comes from `forward.fast_logits` (the last block only at scored positions) on batches
+  trimmed to their longest row; weights stay the HookedTransformer's own Parameters.
+- Determinism: batch `s` of a phase depends only on (data seed, phase, s) (see `TrainStream`),
+  and the learning rate is a pure function of the step, so the resume state is just weights,
+  AdamW moments, RNG state and the step. A run killed at any moment and resumed ends with the
+  same weights as one never interrupted (on CPU; tests check it).
+- A curriculum phase gets a fresh AdamW and schedule: the main phase is then trained exactly as
+  it would be from scratch, only from different initial weights.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+from transformer_lens import HookedTransformer
+
+from mechlistops import checkpoint as ckpt
+from mechlistops.config import RunConfig, TrainConfig
+from mechlistops.data import Examples, TrainStream, eval_ops, excluded_hashes, make_test_sets
+from mechlistops.errors import CheckpointError, ConfigError
+from mechlistops.evaluate import SetResult, evaluate_sets
+from mechlistops.forward import fast_logits
+from mechlistops.model import (
+    build_model,
+    count_params,
+    hooked_transformer_config_dict,
+    resolve_device,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Phase:
+    index: int
+    ops: tuple[str, ...]
+    start: int  # global step at which the phase begins
+    steps: int
+
+
+def phases(cfg: RunConfig) -> list[Phase]:
+    t = cfg.train
+    out = []
+    if t.pretrain_steps:
+        out.append(Phase(0, t.pretrain_ops, 0, t.pretrain_steps))
+    out.append(Phase(len(out), cfg.data.ops, t.pretrain_steps, t.steps))
+    return out
+
+
+def lr_at(t: TrainConfig, step: int, total: int) -> float:
+    """Learning rate at a step within a phase of `total` steps (linear warmup, then decay)."""
+    if step < t.warmup_steps:
+        return t.lr * (step + 1) / t.warmup_steps
+    if t.schedule == "constant":
+        return t.lr
+    progress = (step - t.warmup_steps) / max(1, total - t.warmup_steps)
+    floor = t.lr * t.min_lr_frac
+    if t.schedule == "linear":
+        return floor + (t.lr - floor) * (1 - progress)
+    return floor + (t.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def snapshot_steps(t: TrainConfig) -> set[int]:
+    """Steps whose weights are kept: 0, log-spaced (1, 2, 4, ...), every save_interval, last."""
+    total = t.total_steps
+    steps = {0, total, *range(t.save_interval, total + 1, t.save_interval)}
+    if t.log_checkpoints:
+        steps |= {2**k for k in range(int(math.log2(max(total, 1))) + 1)}
+    if t.pretrain_steps:
+        steps.add(t.pretrain_steps)
+    return steps
+
+
+def make_optimizer(model: HookedTransformer, t: TrainConfig) -> torch.optim.AdamW:
+    # Weight decay on matrices only; biases and norm gains are not decayed.
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [
+        {"params": decay, "weight_decay": t.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2))
+
+
+def loss_fn(model: HookedTransformer, batch: Examples, cfg: RunConfig, device) -> torch.Tensor:
+    """Cross-entropy on the answer (default) or on every next token of the sequence."""
+    T = int(batch.lengths.max())
+    tokens = torch.as_tensor(batch.tokens[:, :T].astype(np.int64), device=device)
+    if cfg.train.loss_on == "answer" and not cfg.data.chain_of_thought:
+        pos = torch.as_tensor(batch.answer_pos, device=device)[:, None]
+        logits = fast_logits(model, tokens, pos)[:, 0]
+        return F.cross_entropy(logits, torch.as_tensor(batch.answers, device=device))
+    logits = fast_logits(model, tokens)[:, :-1]  # predicts tokens[:, 1:]
+    pos = torch.arange(T - 1, device=device)[None, :]
+    lengths = torch.as_tensor(batch.lengths, device=device)[:, None]
+    if cfg.train.loss_on == "sequence":
+        mask = pos < lengths - 1
+    else:  # chain-of-thought: every generated token after the first `=`, up to the answer
+        first = torch.as_tensor(batch.prompt_len, device=device)[:, None] - 1
+        mask = (pos >= first) & (pos <= lengths - 3)
+    losses = F.cross_entropy(logits.transpose(1, 2), tokens[:, 1:], reduction="none")
+    return (losses * mask).sum() / mask.sum()
+
+
+def default_run_name(cfg: RunConfig) -> str:
+    ops = "+".join(cfg.data.ops).lower()
+    m = cfg.model
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return f"{ops}-L{m.n_layers}-d{m.d_model}-s{cfg.train.seed}-{stamp}"
+
+
+# ----------------------------------------------------------------------------- state
+def save_state(run_dir: Path, model, opt, step: int, extra: dict) -> None:
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    opt_sd = opt.state_dict()
+    for idx, st in opt_sd["state"].items():
+        for name, v in st.items():
+            tensors[f"optim.{idx}.{name}"] = torch.as_tensor(v)
+    tensors["rng.torch"] = torch.get_rng_state()
+    meta = {"step": step, "param_groups": opt_sd["param_groups"], **extra}
+    ckpt.save_tensors(run_dir / ckpt.STATE, tensors, meta)
+
+
+def load_state(run_dir: Path, model, opt) -> dict:
+    tensors, meta = ckpt.load_tensors(run_dir / ckpt.STATE)
+    if meta is None or "step" not in meta:
+        raise CheckpointError(f"{run_dir / ckpt.STATE}: not a mechlistops resume state")
+    model_sd = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    ckpt.load_state_dict_into(model, model_sd, run_dir / ckpt.STATE)
+    state: dict[int, dict] = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            _, idx, name = k.split(".", 2)
+            state.setdefault(int(idx), {})[name] = v
+    groups = [{**g, "betas": tuple(g["betas"])} for g in meta["param_groups"]]
+    opt.load_state_dict({"state": state, "param_groups": groups})
+    torch.set_rng_state(tensors["rng.torch"])
+    return meta
+
+
+def _read_metrics(path: Path, upto: int) -> list[str]:
+    """Complete metric lines up to a step (a kill may have left a partial last line)."""
+    if not path.is_file():
+        return []
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= upto:
+                keep.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+    return keep
+
+
+def _append_metrics(path: Path, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+
+
+# ----------------------------------------------------------------------------- main loop
+@dataclass
+class TrainResult:
+    run_dir: Path
+    results: dict[str, SetResult]
+    n_params: dict[str, int]
+    seconds: float
+
+
+def _transfer_init(model: HookedTransformer, cfg: RunConfig) -> None:
+    src = Path(cfg.train.init_from)
+    source = ckpt.load_run(src).model.state_dict()
+    target = model.state_dict()
+    mode = cfg.train.transfer
+    names = [n for n in target if n == "embed.W_E"] if mode == "embed" else list(target)
+    if mode == "no-embed":
+        names = [n for n in names if n != "embed.W_E"]
+    for name in names:
+        if name not in source or source[name].shape != target[name].shape:
+            got = tuple(source[name].shape) if name in source else "missing"
+            raise ConfigError(
+                f"cannot transfer {name} from {src}: shape {got} vs {tuple(target[name].shape)}"
+            )
+    model.load_state_dict({**target, **{n: source[n] for n in names}})
+
+
+def train(
+    cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: bool = True
+) -> TrainResult:
+    """Train (or resume) a run into `run_dir`; returns the final held-out evaluation."""
+    run_dir = Path(run_dir)
+    t = cfg.train
+    device = resolve_device(t.device)
+    ht_cfg = hooked_transformer_config_dict(cfg.model, cfg.data)
+    if resume:
+        if (run_dir / ckpt.RESULTS).is_file():
+            raise ConfigError(f"{run_dir}: run already finished (results.json exists)")
+    elif (run_dir / ckpt.CONFIG).exists():
+        raise ConfigError(
+            f"{run_dir} already holds a run; pass --resume {run_dir} or choose another --out"
+        )
+
+    test_sets = make_test_sets(cfg.data, extra_ops=t.pretrain_ops)
+    exclude = excluded_hashes(cfg.data, test_sets)
+    model = build_model(cfg.model, cfg.data, seed=t.seed, device=device)
+    if t.init_from and not resume:
+        _transfer_init(model, cfg)
+    n_params = count_params(model)
+    plan = phases(cfg)
+    snaps = snapshot_steps(t)
+
+    step, loss_sum, loss_count, elapsed = 0, 0.0, 0, 0.0
+    opt = make_optimizer(model, t)
+    if resume:
+        if (run_dir / ckpt.STATE).is_file():
+            meta = load_state(run_dir, model, opt)
+            step, loss_sum, loss_count = meta["step"], meta["loss_sum"], meta["loss_count"]
+            elapsed = meta.get("elapsed_s", 0.0)
+        else:  # killed before the first resume state: start over from the saved initial weights
+            initial, _ = ckpt.load_tensors(ckpt.step_path(run_dir, 0))
+            ckpt.load_state_dict_into(model, initial, ckpt.step_path(run_dir, 0))
+        ckpt.write_text(run_dir / ckpt.METRICS,
+                        "".join(x + "\n" for x in _read_metrics(run_dir / ckpt.METRICS, step)))
+        log.info("resuming %s at step %d", run_dir, step)
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt.save_config(run_dir, cfg, ht_cfg, {"n_params": n_params})
+        ckpt.save_tensors(ckpt.step_path(run_dir, 0), model.state_dict())
+
+    model.train()
+    eval_names = eval_ops(cfg.data, t.pretrain_ops)
+    streams = {p.index: TrainStream(cfg.data, t.batch_size, exclude, p.ops, p.index) for p in plan}
+    bar = tqdm(total=t.total_steps, initial=step, disable=not progress, desc=run_dir.name,
+               dynamic_ncols=True)
+    started = time.perf_counter() - elapsed
+    last_eval: dict[str, SetResult] = {}
+    while step < t.total_steps:
+        phase = next(p for p in plan if p.start <= step < p.start + p.steps)
+        local = step - phase.start
+        if local == 0 and step > 0:
+            opt = make_optimizer(model, t)  # fresh optimizer for the main phase
+        lr = lr_at(t, local, phase.steps)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        loss = loss_fn(model, streams[phase.index].batch(local), cfg, device)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if t.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+        opt.step()
+        step += 1
+        loss_sum += float(loss)
+        loss_count += 1
+        bar.update(1)
+
+        if step in snaps:
+            ckpt.save_tensors(ckpt.step_path(run_dir, step), model.state_dict())
+        if step % t.eval_interval == 0 or step == t.total_steps:
+            last_eval = evaluate_sets(model, test_sets, cfg.data, limit=t.eval_size)
+            record = {
+                "step": step, "phase": phase.index, "lr": lr,
+                "train_loss": loss_sum / max(loss_count, 1),
+                "elapsed_s": round(time.perf_counter() - started, 2),
+                "eval": {k: v.to_dict() for k, v in last_eval.items()},
+            }
+            _append_metrics(run_dir / ckpt.METRICS, record)
+            loss_sum, loss_count = 0.0, 0
+            bar.set_postfix_str(
+                f"loss {record['train_loss']:.3f} "
+                + " ".join(f"{op} {last_eval[op].accuracy:.2f}" for op in eval_names)
+            )
+        if step % t.save_interval == 0 and step < t.total_steps:
+            save_state(run_dir, model, opt, step, {
+                "loss_sum": loss_sum, "loss_count": loss_count,
+                "elapsed_s": time.perf_counter() - started,
+            })
+    bar.close()
+
+    results = evaluate_sets(model, test_sets, cfg.data)
+    seconds = time.perf_counter() - started
+    ckpt.save_tensors(run_dir / ckpt.WEIGHTS, model.state_dict())
+    ckpt.write_json(run_dir / ckpt.RESULTS, {
+        "step": step, "seconds": round(seconds, 2), "n_params": n_params,
+        "results": {k: v.to_dict() for k, v in results.items()},
+    })
+    state = run_dir / ckpt.STATE
+    if state.exists():
+        state.unlink()  # a finished run needs no resume state
+    return TrainResult(run_dir, results, n_params, seconds)
