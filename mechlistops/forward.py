@@ -83,7 +83,7 @@ def fast_logits(
             return logits
         return logits.gather(1, query_pos[..., None].expand(-1, -1, logits.shape[-1]))
     T = tokens.shape[1]
-    resid = model.embed.W_E[tokens] + model.pos_embed.W_pos[:T]
+    resid = F.embedding(tokens, model.embed.W_E) + model.pos_embed.W_pos[:T]
     n = cfg.n_layers
     for layer, block in enumerate(model.blocks):
         last = layer == n - 1 and query_pos is not None

@@ -175,6 +175,7 @@ def _append_metrics(path: Path, record: dict) -> None:
 @dataclass
 class TrainResult:
     run_dir: Path
+    model: HookedTransformer
     results: dict[str, SetResult]
     n_params: dict[str, int]
     seconds: float
@@ -262,7 +263,7 @@ def train(
             torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
         opt.step()
         step += 1
-        loss_sum += float(loss)
+        loss_sum += loss.item()
         loss_count += 1
         bar.update(1)
 
@@ -299,4 +300,4 @@ def train(
     state = run_dir / ckpt.STATE
     if state.exists():
         state.unlink()  # a finished run needs no resume state
-    return TrainResult(run_dir, results, n_params, seconds)
+    return TrainResult(run_dir, model, results, n_params, seconds)

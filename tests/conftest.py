@@ -1,0 +1,42 @@
+"""Shared fixtures: tiny configs with overrides, a seeded RNG, and one tiny trained run."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from mechlistops.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+
+
+def tiny_config(data=None, model=None, train=None) -> RunConfig:
+    """A run that trains in seconds on CPU; override any field by dict."""
+    d = DataConfig(ops=("MAX",), test_size=200, max_depth=2)
+    m = ModelConfig(n_layers=1, d_model=32, n_heads=2)
+    t = TrainConfig(steps=300, batch_size=64, lr=3e-3, warmup_steps=20, eval_interval=100,
+                    save_interval=100, device="cpu")
+    return RunConfig(
+        dataclasses.replace(d, **(data or {})),
+        dataclasses.replace(m, **(model or {})),
+        dataclasses.replace(t, **(train or {})),
+    )
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A finished tiny MAX run directory (trained once per test session)."""
+    from mechlistops.train import train
+
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    train(tiny_config(), run_dir, progress=False)
+    return run_dir

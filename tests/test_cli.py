@@ -1,0 +1,176 @@
+"""The command line: the happy paths, and every bad input ending in one line and exit 2."""
+
+import hashlib
+import json
+import shutil
+
+import pytest
+
+from mechlistops.cli import main
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _one_line_error(code, err, fragment):
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err and fragment in lines[0], err
+
+
+def test_data_sample_then_evaluate_agrees(tmp_path, capsys):
+    out = tmp_path / "s.tsv"
+    code, _, _ = _run(capsys, "data", "sample", "--ops", "SUM,MAX,MED", "--n", "300",
+                      "--seed", "0", "--out", str(out))
+    assert code == 0
+    lines = out.read_text().splitlines()
+    assert len(lines) == 300 and all("\t" in x and x.startswith("[") for x in lines)
+    code, stdout, _ = _run(capsys, "data", "evaluate", str(out))
+    assert code == 0 and "300 agree, 0 disagree" in stdout
+
+
+def test_data_evaluate_reports_disagreements(tmp_path, capsys):
+    f = tmp_path / "x.tsv"
+    f.write_text("[SUM 3 [MAX 4 9 ] 2 ]\t4\n[SUM 3 [MAX 4 9 ] 2 ]\t5\n")
+    code, out, _ = _run(capsys, "data", "evaluate", str(f))
+    assert code == 1
+    assert "1 agree, 1 disagree" in out and "line 2" in out and "evaluates to 4" in out
+
+
+def test_data_evaluate_reads_original_listops(tmp_path, capsys):
+    f = tmp_path / "listops.tsv"
+    f.write_text("Source\tTarget\n"
+                 "9\t( ( ( ( [MAX 2 ) 9 ) ( ( [MIN 4 7 ) ] ) ) 0 ) ] )\n"
+                 "1\t( ( [SM 2 ) 9 ) ] )\n")
+    code, out, _ = _run(capsys, "data", "evaluate", str(f))
+    assert code == 0 and "2 agree" in out
+    g = tmp_path / "med.tsv"
+    g.write_text("2\t[MED 1 4 ]\n")  # int(np.median([1, 4])) = 2; lower middle = 1
+    assert _run(capsys, "data", "evaluate", str(g))[0] == 0
+    assert _run(capsys, "data", "evaluate", str(g), "--median", "lower")[0] == 1
+
+
+def test_data_evaluate_labels_bare_expressions(tmp_path, capsys):
+    f = tmp_path / "bare.txt"
+    f.write_text("[SUM 3 [MAX 4 9 ] 2 ]\n[NADD 1 5 ]\n")
+    code, out, _ = _run(capsys, "data", "evaluate", str(f))
+    assert code == 0 and out.splitlines() == ["[SUM 3 [MAX 4 9 ] 2 ]\t4", "[NADD 1 5 ]\t6"]
+
+
+@pytest.mark.parametrize(
+    "content, fragment",
+    [
+        ("[SUM 3 [MAX 4 9 ] 2\t4\n", "x.tsv:1: unbalanced"),
+        ("[SUM 3 4 ]\t7\n[SUM 3 [FOO 4 9 ] 2 ]\t4\n", "x.tsv:2: unknown operator '[FOO'"),
+        ("[SUM 3 [MAX 4 19 ] 2 ]\t4\n", "value 19 is outside the modulus 10"),
+        ("[SUM 3 4 ]\t12\n", "answer 12 is outside the modulus"),
+        ("[SUM 3 4 ]\tseven\n", "expected expression<TAB>answer"),
+        ("", "no expressions"),
+    ],
+)
+def test_data_evaluate_malformed_input(tmp_path, capsys, content, fragment):
+    f = tmp_path / "x.tsv"
+    f.write_text(content)
+    code, _, err = _run(capsys, "data", "evaluate", str(f))
+    _one_line_error(code, err, fragment)
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["train", "--d-model", "30", "--n-heads", "4"], "not divisible by n_heads"),
+        (["train", "--ops", "SUM,FOO"], "unknown operator 'FOO'"),
+        (["train", "--max-args", "1", "--min-args", "2"], "min_args <= max_args"),
+        (["train", "--max-depth", "0"], "max_depth"),
+        (["train", "--modulus", "40"], "modulus must be in 2..36"),
+        (["train", "--steps", "0"], "steps must be positive"),
+        (["train", "--weights", "1,2"], "2 weights given for 3 operators"),
+        (["train", "--pretrain-ops", "MAX"], "given together"),
+        (["train", "--device", "cuda:banana"], "device"),
+        (["train", "--init-from", "/nonexistent/run"], "no such run directory"),
+        (["train", "--lr", "abc"], "invalid float value"),
+        (["data", "sample", "--ops", "SUM", "--n", "0", "--out", "x.tsv"], "--n must be positive"),
+        (["data", "sample", "--ops", "MAX", "--n", "5", "--modulus", "1", "--out", "x"], "modulus"),
+        (["data", "evaluate", "/nonexistent.tsv"], "no such file"),
+        (["eval", "/nonexistent/run"], "no such run directory"),
+    ],
+)
+def test_bad_arguments_fail_in_one_line(tmp_path, monkeypatch, capsys, argv, fragment):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _run(capsys, *argv)
+    _one_line_error(code, err, fragment)
+    assert not (tmp_path / "checkpoints").exists()  # nothing half-written
+
+
+def _digest(run_dir):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
+def test_eval_prints_per_operator_accuracy(tiny_run, capsys):
+    code, out, _ = _run(capsys, "eval", str(tiny_run), "--json")
+    assert code == 0
+    results = json.loads(out)
+    saved = json.loads((tiny_run / "results.json").read_text())["results"]
+    assert results["MAX"]["accuracy"] == saved["MAX"]["accuracy"]
+    code, out, _ = _run(capsys, "eval", f"{tiny_run}@100")
+    assert code == 0 and "MAX" in out and "baseline" in out
+
+
+@pytest.mark.parametrize(
+    "damage, fragment",
+    [
+        (lambda d: (d / "model.safetensors").write_bytes(
+            (d / "model.safetensors").read_bytes()[:1000]), "truncated or not a safetensors"),
+        (lambda d: (d / "model.safetensors").write_bytes(b"\x80\x04K\x01." * 50),
+         "truncated or not a safetensors"),
+        (lambda d: (d / "model.safetensors").unlink(), "no model.safetensors"),
+        (lambda d: (d / "config.json").write_text("{ not json"), "corrupted JSON"),
+        (lambda d: (d / "config.json").write_text('{"hello": 1}'), "not a mechlistops run"),
+        (lambda d: (d / "config.json").unlink(), "not a run directory"),
+        (lambda d: _edit_config(d, "hooked_transformer_config", "d_model", 64),
+         "weights do not match the config"),
+        (lambda d: _edit_config(d, "model", "n_heads", 5), "not divisible"),
+    ],
+)
+def test_damaged_checkpoints_fail_in_one_line(tiny_run, tmp_path, capsys, damage, fragment):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    damage(run)
+    code, _, err = _run(capsys, "eval", str(run))
+    _one_line_error(code, err, fragment)
+
+
+def _edit_config(run, section, key, value):
+    raw = json.loads((run / "config.json").read_text())
+    raw[section][key] = value
+    (run / "config.json").write_text(json.dumps(raw))
+
+
+def test_train_refuses_to_overwrite_and_resume_refuses_other_options(tiny_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    before = _digest(run)
+    code, _, err = _run(capsys, "train", "--out", str(run), "--steps", "5")
+    _one_line_error(code, err, "already holds a run")
+    code, _, err = _run(capsys, "train", "--resume", str(run), "--steps", "5")
+    _one_line_error(code, err, "--resume takes every setting from the run")
+    code, _, err = _run(capsys, "train", "--resume", str(run))
+    _one_line_error(code, err, "already finished")
+    assert _digest(run) == before
+
+
+def test_train_cli_end_to_end(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, stdout, _ = _run(capsys, "train", "--ops", "MAX,MIN", "--max-depth", "2", "--steps", "40",
+                           "--d-model", "16", "--n-heads", "2", "--n-layers", "1",
+                           "--test-size", "100", "--eval-interval", "20", "--no-progress",
+                           "--out", str(out))
+    assert code == 0
+    assert "run saved to" in stdout and "baseline" in stdout and "MIN" in stdout
+    raw = json.loads((out / "config.json").read_text())
+    assert raw["data"]["ops"] == ["MAX", "MIN"] and raw["model"]["d_model"] == 16
