@@ -97,6 +97,8 @@ def _add_train_parser(sub) -> None:
     g = p.add_argument_group("training")
     g.add_argument("--steps", type=int)
     g.add_argument("--batch-size", type=int)
+    g.add_argument("--length-buckets", type=int,
+                   help="batches pooled and sorted by length (default 16; 0 = off)")
     g.add_argument("--lr", type=float)
     g.add_argument("--weight-decay", type=float)
     g.add_argument("--warmup-steps", type=int)
@@ -142,7 +144,7 @@ def _train_config(args) -> RunConfig:
         model = replace(model, normalization=None if args.normalization == "none" else args.normalization)
     train = replace(
         TrainConfig(),
-        steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+        steps=args.steps, batch_size=args.batch_size, length_buckets=args.length_buckets, lr=args.lr, weight_decay=args.weight_decay,
         warmup_steps=args.warmup_steps, schedule=args.schedule, min_lr_frac=args.min_lr_frac,
         loss_on=args.loss_on, seed=seed, eval_interval=args.eval_interval,
         eval_size=args.eval_size, save_interval=args.save_interval, device=args.device,
@@ -157,6 +159,7 @@ def _train_config(args) -> RunConfig:
 def cmd_train(args) -> int:
     from mechlistops.checkpoint import load_run_config
     from mechlistops.evaluate import format_table
+    from mechlistops.plots import plot_training
     from mechlistops.train import default_run_name, train
 
     if args.resume:
@@ -173,6 +176,7 @@ def cmd_train(args) -> int:
             raise ConfigError(f"--init-from {cfg.train.init_from}: no such run directory")
         run_dir = Path(args.out) if args.out else Path("checkpoints") / default_run_name(cfg)
     result = train(cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress)
+    figure = plot_training(run_dir)
     if args.json:
         print(json.dumps({
             "run_dir": str(run_dir), "n_params": result.n_params,
@@ -184,7 +188,7 @@ def cmd_train(args) -> int:
           f"({result.n_params['n_params_no_embed']:,} without embeddings), "
           f"{cfg.train.total_steps} steps in {result.seconds:.0f} s")
     print(format_table(result.results))
-    print(f"\nrun saved to {run_dir}")
+    print(f"\nrun saved to {run_dir} (training curves: {figure})")
     return 0
 
 

@@ -152,6 +152,9 @@ class TrainConfig:
 
     steps: int = 3000
     batch_size: int = 256
+    # Sort each group of this many consecutive batches by length (then shuffle the batches), so
+    # a batch holds similar lengths and less padding is computed; 0 or 1 turns it off.
+    length_buckets: int = 16
     lr: float = 1e-3
     weight_decay: float = 0.1
     beta1: float = 0.9
@@ -182,6 +185,8 @@ class TrainConfig:
         for name in ("steps", "batch_size", "eval_interval", "save_interval"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.length_buckets < 0:
+            raise ConfigError(f"length_buckets must be non-negative, got {self.length_buckets}")
         if self.pretrain_steps < 0 or self.warmup_steps < 0:
             raise ConfigError("pretrain_steps and warmup_steps must be non-negative")
         if bool(self.pretrain_ops) != (self.pretrain_steps > 0):

@@ -368,9 +368,11 @@ class TrainStream:
         ops: tuple[str, ...] | None = None,
         phase: int = 0,
         chunk_steps: int = 64,
+        length_buckets: int = 0,
     ):
         self.cfg, self.batch_size, self.exclude = cfg, batch_size, exclude
         self.ops, self.phase, self.chunk_steps = ops, phase, chunk_steps
+        self.length_buckets = length_buckets
         self._chunk_id: int | None = None
         self._chunk: Examples | None = None
 
@@ -390,4 +392,19 @@ class TrainStream:
             kept.append(ex)
             got += len(ex)
         out = kept[0] if len(kept) == 1 else Examples.concat(kept)
-        return out.subset(slice(0, need))
+        out = out.subset(slice(0, need))
+        if self.length_buckets > 1:
+            out = out.subset(self._bucket_order(out.lengths, rng))
+        return out
+
+    def _bucket_order(self, lengths: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Row order in which each group of `length_buckets` batches is sorted by length and
+        its batches shuffled: batches hold similar lengths, so less padding is computed."""
+        b, k = self.batch_size, self.length_buckets
+        order = []
+        for start in range(0, len(lengths), b * k):
+            rows = np.arange(start, min(start + b * k, len(lengths)))
+            rows = rows[np.argsort(lengths[rows], kind="stable")]
+            batches = [rows[i:i + b] for i in range(0, len(rows), b)]
+            order.extend(batches[i] for i in rng.permutation(len(batches)))
+        return np.concatenate(order)

@@ -115,6 +115,17 @@ def loss_fn(model: HookedTransformer, batch: Examples, cfg: RunConfig, device) -
     return (losses * mask).sum() / mask.sum()
 
 
+def train_step(model, opt, batch: Examples, cfg: RunConfig, device) -> float:
+    """One optimisation step; returns the loss."""
+    loss = loss_fn(model, batch, cfg, device)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.train.grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+    opt.step()
+    return loss.item()
+
+
 def default_run_name(cfg: RunConfig) -> str:
     ops = "+".join(cfg.data.ops).lower()
     m = cfg.model
@@ -243,7 +254,11 @@ def train(
 
     model.train()
     eval_names = eval_ops(cfg.data, t.pretrain_ops)
-    streams = {p.index: TrainStream(cfg.data, t.batch_size, exclude, p.ops, p.index) for p in plan}
+    streams = {
+        p.index: TrainStream(cfg.data, t.batch_size, exclude, p.ops, p.index,
+                             length_buckets=t.length_buckets)
+        for p in plan
+    }
     bar = tqdm(total=t.total_steps, initial=step, disable=not progress, desc=run_dir.name,
                dynamic_ncols=True)
     started = time.perf_counter() - elapsed
@@ -256,14 +271,9 @@ def train(
         lr = lr_at(t, local, phase.steps)
         for group in opt.param_groups:
             group["lr"] = lr
-        loss = loss_fn(model, streams[phase.index].batch(local), cfg, device)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if t.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-        opt.step()
+        loss = train_step(model, opt, streams[phase.index].batch(local), cfg, device)
         step += 1
-        loss_sum += loss.item()
+        loss_sum += loss
         loss_count += 1
         bar.update(1)
 

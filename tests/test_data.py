@@ -152,3 +152,18 @@ def test_train_stream_batches_depend_only_on_step():
     for s, tokens in zip(order, seq_b):
         np.testing.assert_array_equal(seq_a[s], tokens)
     assert not np.array_equal(seq_a[0], seq_a[1])
+
+
+def test_length_buckets_reorder_a_chunk_without_changing_it():
+    cfg = DataConfig()
+    exclude = excluded_hashes(cfg, make_test_sets(cfg))
+    plain = TrainStream(cfg, 64, exclude, chunk_steps=32)
+    bucketed = TrainStream(cfg, 64, exclude, chunk_steps=32, length_buckets=8)
+    a = [plain.batch(s) for s in range(32)]
+    b = [bucketed.batch(s) for s in range(32)]
+    rows = lambda batches: sorted(map(bytes, np.concatenate([x.tokens for x in batches])))
+    assert rows(a) == rows(b)
+    padded = lambda batches: np.mean([x.lengths.max() for x in batches])
+    assert padded(b) < 0.7 * padded(a)
+    spread = [x.lengths.max() - x.lengths.min() for x in b]
+    assert np.median(spread) <= 3

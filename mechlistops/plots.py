@@ -1,0 +1,59 @@
+"""Figures drawn from saved numbers (never computed here): training curves of a run.
+
+`plot_training(run_dir)` reads `metrics.jsonl` and writes `training.png` beside it: held-out
+accuracy per test set against step (solid: whole set, dashed: the part guaranteed absent from
+training), each set's majority-class baseline dotted, and the training loss.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from mechlistops.checkpoint import METRICS, atomic_write
+
+
+def metrics_frame(run_dir: Path) -> pd.DataFrame:
+    """One row per (evaluation step, test set)."""
+    rows = []
+    for line in (Path(run_dir) / METRICS).read_text().splitlines():
+        rec = json.loads(line)
+        for name, r in rec["eval"].items():
+            rows.append({"step": rec["step"], "phase": rec["phase"], "train_loss": rec["train_loss"],
+                         "set": name, **r})
+    return pd.DataFrame(rows)
+
+
+def plot_training(run_dir: Path, out: Path | None = None) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    df = metrics_frame(run_dir)
+    out = Path(out or Path(run_dir) / "training.png")
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(13, 4.2))
+    palette = dict(zip(df["set"].unique(), sns.color_palette("tab10")))
+    sns.lineplot(df, x="step", y="accuracy", hue="set", palette=palette, marker="o", ax=ax_acc)
+    sns.lineplot(df, x="step", y="accuracy_heldout", hue="set", palette=palette, ax=ax_acc,
+                 linestyle="--", legend=False)
+    for name, group in df.groupby("set"):
+        ax_acc.axhline(group["baseline"].iloc[0], color=palette[name], linestyle=":", lw=1)
+    ax_acc.legend(title="test set", fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax_acc.set(ylim=(0, 1.02), ylabel="test accuracy",
+               title="accuracy (solid), held-out part (dashed), majority baseline (dotted)")
+    ax_acc.title.set_fontsize(9)
+    losses = df.drop_duplicates("step")
+    sns.lineplot(losses, x="step", y="train_loss", ax=ax_loss, color="k", label="train")
+    sns.lineplot(df, x="step", y="loss", hue="set", palette=palette, ax=ax_loss)
+    ax_loss.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax_loss.set(yscale="log", ylabel="cross-entropy", title="loss")
+    fig.suptitle(Path(run_dir).name, fontsize=10)
+    fig.tight_layout()
+    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
+    return out
