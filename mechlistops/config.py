@@ -150,12 +150,12 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation, evaluation and checkpointing of one run."""
 
-    steps: int = 3000
+    steps: int = 7000
     batch_size: int = 256
     # Sort each group of this many consecutive batches by length (then shuffle the batches), so
     # a batch holds similar lengths and less padding is computed; 0 or 1 turns it off.
     length_buckets: int = 16
-    lr: float = 1e-3
+    lr: float = 3e-3
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.98
@@ -165,7 +165,7 @@ class TrainConfig:
     grad_clip: float | None = 1.0
     loss_on: str = "answer"  # "answer": generated tokens after '='; "sequence": every token
     seed: int = 0  # model initialisation
-    eval_interval: int = 250
+    eval_interval: int = 500
     eval_size: int | None = None  # examples per test set at periodic evals; None = all
     save_interval: int = 500  # resumable state and a checkpoint every this many steps
     log_checkpoints: bool = True  # also keep weights at log-spaced steps (1, 2, 4, ...)

@@ -241,9 +241,13 @@ def train(
             meta = load_state(run_dir, model, opt)
             step, loss_sum, loss_count = meta["step"], meta["loss_sum"], meta["loss_count"]
             elapsed = meta.get("elapsed_s", 0.0)
-        else:  # killed before the first resume state: start over from the saved initial weights
+        elif ckpt.step_path(run_dir, 0).is_file():  # killed before the first resume state
             initial, _ = ckpt.load_tensors(ckpt.step_path(run_dir, 0))
             ckpt.load_state_dict_into(model, initial, ckpt.step_path(run_dir, 0))
+        else:  # killed while setting up: the initial weights are rebuilt from the config
+            if t.init_from:
+                _transfer_init(model, cfg)
+            ckpt.save_tensors(ckpt.step_path(run_dir, 0), model.state_dict())
         ckpt.write_text(run_dir / ckpt.METRICS,
                         "".join(x + "\n" for x in _read_metrics(run_dir / ckpt.METRICS, step)))
         log.info("resuming %s at step %d", run_dir, step)
@@ -300,7 +304,8 @@ def train(
             })
     bar.close()
 
-    results = evaluate_sets(model, test_sets, cfg.data)
+    # The loop always evaluates at the last step; redo it only if eval_size trimmed the sets.
+    results = last_eval if t.eval_size is None else evaluate_sets(model, test_sets, cfg.data)
     seconds = time.perf_counter() - started
     ckpt.save_tensors(run_dir / ckpt.WEIGHTS, model.state_dict())
     ckpt.write_json(run_dir / ckpt.RESULTS, {
