@@ -25,14 +25,20 @@ def python_baseline(cfg: DataConfig, n: int, seed: int = 0) -> list[list[int]]:
 
     def tree(depth):
         op = rng.choice(cfg.ops)
-        args = [tree(depth + 1) if depth < cfg.max_depth and rng.random() < cfg.branch_prob
-                else rng.randrange(cfg.modulus)
-                for _ in range(rng.randint(cfg.min_args, cfg.max_args))]
+        args = [
+            tree(depth + 1)
+            if depth < cfg.max_depth and rng.random() < cfg.branch_prob
+            else rng.randrange(cfg.modulus)
+            for _ in range(rng.randint(cfg.min_args, cfg.max_args))
+        ]
         return Node(op, args)
 
     def value(t):
-        return t if isinstance(t, int) else apply_op(
-            t.op, [value(a) for a in t.args], cfg.modulus, cfg.median, perm)
+        return (
+            t
+            if isinstance(t, int)
+            else apply_op(t.op, [value(a) for a in t.args], cfg.modulus, cfg.median, perm)
+        )
 
     def tokens(t, out):
         if isinstance(t, int):
@@ -69,8 +75,10 @@ def main() -> None:
     fast = args.n / seconds
     print(f"mixture {','.join(cfg.ops)}, depth <= {cfg.max_depth}, args <= {cfg.max_args}")
     print(f"python baseline: {base:,.0f} expressions/s ({args.baseline_n:,} timed)")
-    print(f"mechlistops:     {fast:,.0f} expressions/s; {len(ex):,} in {seconds:.2f} s "
-          f"(tokens, answers and per-position node values)")
+    print(
+        f"mechlistops:     {fast:,.0f} expressions/s; {len(ex):,} in {seconds:.2f} s "
+        f"(tokens, answers and per-position node values)"
+    )
     print(f"ratio: {fast / base:.1f}x")
 
 

@@ -1,8 +1,9 @@
 """Training steps/s: the simplest HookedTransformer loop against the mechlistops trainer.
 
 Both train the same HookedTransformer (same initial weights) on the same batches (the trainer's
-own stream, trimmed to each batch's longest row) in one process, interleaved in rounds so that
-machine drift hits both alike:
+own stream, trimmed to each batch's longest row; measured without and with the trainer's
+default length bucketing, both variants getting identical batches in each row) in one process,
+interleaved in rounds so that machine drift hits both alike:
   (a) baseline: logits = model(tokens); cross-entropy at the answer position; AdamW.
   (b) mechlistops: `train.train_step` (fast forward that runs the last block at the answer
       position only, decoupled weight decay groups, gradient clipping, AdamW).
@@ -38,10 +39,16 @@ def baseline_step(model, opt, batch) -> float:
     return loss.item()
 
 
-def measure(n_layers: int, d_model: int, steps: int, rounds: int, batch_size: int) -> dict:
-    cfg = RunConfig(DataConfig(), ModelConfig(n_layers=n_layers, d_model=d_model),
-                    TrainConfig(batch_size=batch_size, device="cpu"))
-    stream = TrainStream(cfg.data, batch_size, excluded_hashes(cfg.data, make_test_sets(cfg.data)))
+def measure(
+    n_layers: int, d_model: int, steps: int, rounds: int, batch_size: int, buckets: int
+) -> dict:
+    cfg = RunConfig(
+        DataConfig(),
+        ModelConfig(n_layers=n_layers, d_model=d_model),
+        TrainConfig(batch_size=batch_size, device="cpu", length_buckets=buckets),
+    )
+    exclude = excluded_hashes(cfg.data, make_test_sets(cfg.data))
+    stream = TrainStream(cfg.data, batch_size, exclude, length_buckets=buckets)
     batches = [stream.batch(s) for s in range(steps * rounds + 5)]
     base = build_model(cfg.model, cfg.data, seed=0)
     fast = build_model(cfg.model, cfg.data, seed=0)
@@ -52,7 +59,7 @@ def measure(n_layers: int, d_model: int, steps: int, rounds: int, batch_size: in
         train_step(fast, fast_opt, b, cfg, "cpu")
     times = {"baseline": 0.0, "mechlistops": 0.0}
     for r in range(rounds):
-        chunk = batches[5 + r * steps: 5 + (r + 1) * steps]
+        chunk = batches[5 + r * steps : 5 + (r + 1) * steps]
         t0 = time.perf_counter()
         for b in chunk:
             baseline_step(base, base_opt, b)
@@ -69,8 +76,14 @@ def measure(n_layers: int, d_model: int, steps: int, rounds: int, batch_size: in
     assert torch.allclose(plain(tokens), fast(tokens))
     n = steps * rounds
     mean_len = float(np.mean([b.lengths.max() for b in batches]))
-    return {"layers": n_layers, "d_model": d_model, "batch": batch_size, "tokens": mean_len,
-            "baseline": n / times["baseline"], "mechlistops": n / times["mechlistops"]}
+    return {
+        "layers": n_layers,
+        "d_model": d_model,
+        "batch": batch_size,
+        "tokens": mean_len,
+        "baseline": n / times["baseline"],
+        "mechlistops": n / times["mechlistops"],
+    }
 
 
 def main() -> None:
@@ -80,15 +93,29 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--steps", type=int, default=40, help="steps per round and variant")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument(
+        "--length-buckets",
+        type=int,
+        nargs="+",
+        default=[0, 16],
+        help="stream settings to measure (0 = plain; 16 = the trainer's default)",
+    )
     args = p.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"batch {args.batch_size}, d_model {args.d_model}")
-    print(f"{'layers':>6} {'batch len':>9} {'baseline steps/s':>17} {'mechlistops steps/s':>20} "
-          f"{'ratio':>6}")
-    for n_layers in args.layers:
-        r = measure(n_layers, args.d_model, args.steps, args.rounds, args.batch_size)
-        print(f"{r['layers']:>6} {r['tokens']:>9.1f} {r['baseline']:>17.1f} "
-              f"{r['mechlistops']:>20.1f} {r['mechlistops'] / r['baseline']:>5.2f}x")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"batch {args.batch_size}, d_model {args.d_model}"
+    )
+    print(
+        f"{'buckets':>7} {'layers':>6} {'batch len':>9} {'baseline steps/s':>17} "
+        f"{'mechlistops steps/s':>20} {'ratio':>6}"
+    )
+    for buckets in args.length_buckets:
+        for n_layers in args.layers:
+            r = measure(n_layers, args.d_model, args.steps, args.rounds, args.batch_size, buckets)
+            print(
+                f"{buckets:>7} {r['layers']:>6} {r['tokens']:>9.1f} {r['baseline']:>17.1f} "
+                f"{r['mechlistops']:>20.1f} {r['mechlistops'] / r['baseline']:>5.2f}x"
+            )
 
 
 if __name__ == "__main__":

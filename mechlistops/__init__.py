@@ -1,7 +1,7 @@
 """mechlistops: train tiny TransformerLens models on ListOps mixtures and look inside them.
 
-    >>> from mechlistops import load_run
-    >>> model, config, vocab = load_run("checkpoints/<name>")
+>>> from mechlistops import load_run
+>>> model, config, vocab = load_run("checkpoints/<name>")
 """
 
 __version__ = "0.1.0"

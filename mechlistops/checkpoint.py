@@ -38,7 +38,11 @@ from mechlistops.model import make_hooked_transformer, tie_blocks
 
 FORMAT = "mechlistops-run/1"
 CONFIG, VOCAB, WEIGHTS, STATE, RESULTS, METRICS = (
-    "config.json", "vocab.json", "model.safetensors", "state.safetensors", "results.json",
+    "config.json",
+    "vocab.json",
+    "model.safetensors",
+    "state.safetensors",
+    "results.json",
     "metrics.jsonl",
 )
 STEPS_DIR = "steps"
@@ -107,10 +111,16 @@ def provenance() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             versions[pkg] = None
     try:
-        git = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        ).stdout.strip() or None
+        git = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                cwd=Path(__file__).resolve().parent,
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         git = None
     return {"git_commit": git, "versions": versions}
@@ -228,12 +238,15 @@ def load_run(path: str | Path, step: int | None = None, device: str | torch.devi
     else:
         weights = step_path(run_dir, step)
         if not weights.is_file():
-            raise CheckpointError(f"{run_dir}: no checkpoint at step {step} "
-                                  f"(saved steps: {saved_steps(run_dir)})")
+            raise CheckpointError(
+                f"{run_dir}: no checkpoint at step {step} (saved steps: {saved_steps(run_dir)})"
+            )
     try:
         model = make_hooked_transformer(raw["hooked_transformer_config"], seed=0, device=device)
     except (TypeError, ValueError, AssertionError) as exc:
-        raise CheckpointError(f"{run_dir / CONFIG}: bad hooked_transformer_config ({exc})") from None
+        raise CheckpointError(
+            f"{run_dir / CONFIG}: bad hooked_transformer_config ({exc})"
+        ) from None
     state, _ = load_tensors(weights)
     load_state_dict_into(model, state, weights)
     if cfg.model.looped:

@@ -42,7 +42,9 @@ def _floats(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(x) for x in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
 
 
 def _add_data_args(p: argparse.ArgumentParser, ops_default: str | None = None) -> None:
@@ -82,8 +84,11 @@ def _add_train_parser(sub) -> None:
     g.add_argument("--cot", action="store_true", default=None, help="chain-of-thought targets")
     g.add_argument("--data-seed", type=int, help="seed of test sets and data (default: --seed)")
     g.add_argument("--test-size", type=int, help="examples per test set (default 1000)")
-    g.add_argument("--holdout-min-leaves", type=int,
-                   help="test expressions with at least this many leaves never train (default 4)")
+    g.add_argument(
+        "--holdout-min-leaves",
+        type=int,
+        help="test expressions with at least this many leaves never train (default 4)",
+    )
     g = p.add_argument_group("model")
     g.add_argument("--n-layers", type=int)
     g.add_argument("--d-model", type=int)
@@ -92,13 +97,20 @@ def _add_train_parser(sub) -> None:
     g.add_argument("--d-mlp", type=int, help="default 4 * d_model")
     g.add_argument("--act-fn", choices=ACT_FNS)
     g.add_argument("--normalization", choices=["LN", "RMS", "none"])
-    g.add_argument("--looped", action="store_true", default=None,
-                   help="share one block's parameters across all layers")
+    g.add_argument(
+        "--looped",
+        action="store_true",
+        default=None,
+        help="share one block's parameters across all layers",
+    )
     g = p.add_argument_group("training")
     g.add_argument("--steps", type=int)
     g.add_argument("--batch-size", type=int)
-    g.add_argument("--length-buckets", type=int,
-                   help="batches pooled and sorted by length (default 16; 0 = off)")
+    g.add_argument(
+        "--length-buckets",
+        type=int,
+        help="batches pooled and sorted by length (default 16; 0 = off)",
+    )
     g.add_argument("--lr", type=float)
     g.add_argument("--weight-decay", type=float)
     g.add_argument("--warmup-steps", type=int)
@@ -137,19 +149,38 @@ def _train_config(args) -> RunConfig:
     )
     model = replace(
         ModelConfig(),
-        n_layers=args.n_layers, d_model=args.d_model, n_heads=args.n_heads, d_head=args.d_head,
-        d_mlp=args.d_mlp, act_fn=args.act_fn, looped=args.looped,
+        n_layers=args.n_layers,
+        d_model=args.d_model,
+        n_heads=args.n_heads,
+        d_head=args.d_head,
+        d_mlp=args.d_mlp,
+        act_fn=args.act_fn,
+        looped=args.looped,
     )
     if args.normalization is not None:
-        model = replace(model, normalization=None if args.normalization == "none" else args.normalization)
+        model = replace(
+            model, normalization=None if args.normalization == "none" else args.normalization
+        )
     train = replace(
         TrainConfig(),
-        steps=args.steps, batch_size=args.batch_size, length_buckets=args.length_buckets, lr=args.lr, weight_decay=args.weight_decay,
-        warmup_steps=args.warmup_steps, schedule=args.schedule, min_lr_frac=args.min_lr_frac,
-        loss_on=args.loss_on, seed=seed, eval_interval=args.eval_interval,
-        eval_size=args.eval_size, save_interval=args.save_interval, device=args.device,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        length_buckets=args.length_buckets,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        warmup_steps=args.warmup_steps,
+        schedule=args.schedule,
+        min_lr_frac=args.min_lr_frac,
+        loss_on=args.loss_on,
+        seed=seed,
+        eval_interval=args.eval_interval,
+        eval_size=args.eval_size,
+        save_interval=args.save_interval,
+        device=args.device,
         pretrain_ops=parse_ops(args.pretrain_ops) if args.pretrain_ops else None,
-        pretrain_steps=args.pretrain_steps, init_from=args.init_from, transfer=args.transfer,
+        pretrain_steps=args.pretrain_steps,
+        init_from=args.init_from,
+        transfer=args.transfer,
     )
     if args.grad_clip is not None:
         train = replace(train, grad_clip=args.grad_clip or 0.0)
@@ -163,11 +194,16 @@ def cmd_train(args) -> int:
     from mechlistops.train import default_run_name, train
 
     if args.resume:
-        given = [k for k, v in vars(args).items() if v is not None and v is not False
-                 and k not in _TRAIN_ONLY]
+        given = [
+            k
+            for k, v in vars(args).items()
+            if v is not None and v is not False and k not in _TRAIN_ONLY
+        ]
         if given or args.out:
-            raise ConfigError("--resume takes every setting from the run; drop "
-                              + ", ".join("--" + k.replace("_", "-") for k in given + ["out"] * bool(args.out)))
+            raise ConfigError(
+                "--resume takes every setting from the run; drop "
+                + ", ".join("--" + k.replace("_", "-") for k in given + ["out"] * bool(args.out))
+            )
         run_dir = Path(args.resume)
         cfg = load_run_config(run_dir)
     else:
@@ -178,15 +214,23 @@ def cmd_train(args) -> int:
     result = train(cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress)
     figure = plot_training(run_dir)
     if args.json:
-        print(json.dumps({
-            "run_dir": str(run_dir), "n_params": result.n_params,
-            "seconds": round(result.seconds, 2),
-            "results": {k: v.to_dict() for k, v in result.results.items()},
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "run_dir": str(run_dir),
+                    "n_params": result.n_params,
+                    "seconds": round(result.seconds, 2),
+                    "results": {k: v.to_dict() for k, v in result.results.items()},
+                },
+                indent=2,
+            )
+        )
         return 0
-    print(f"\n{result.n_params['n_params']:,} parameters "
-          f"({result.n_params['n_params_no_embed']:,} without embeddings), "
-          f"{cfg.train.total_steps} steps in {result.seconds:.0f} s")
+    print(
+        f"\n{result.n_params['n_params']:,} parameters "
+        f"({result.n_params['n_params_no_embed']:,} without embeddings), "
+        f"{cfg.train.total_steps} steps in {result.seconds:.0f} s"
+    )
     print(format_table(result.results))
     print(f"\nrun saved to {run_dir} (training curves: {figure})")
     return 0
@@ -235,8 +279,10 @@ def cmd_data_evaluate(args) -> int:
     if report.unlabelled:
         sys.stdout.write("".join(f"{e}\t{v}\n" for e, v in report.unlabelled))
         return 0
-    print(f"{report.n} labelled examples: {report.n - len(report.disagreements)} agree, "
-          f"{len(report.disagreements)} disagree")
+    print(
+        f"{report.n} labelled examples: {report.n - len(report.disagreements)} agree, "
+        f"{len(report.disagreements)} disagree"
+    )
     for line_no, expr, label, value in report.disagreements[: args.show]:
         print(f"  line {line_no}: {expr}  labelled {label}, evaluates to {value}")
     return 1 if report.disagreements else 0

@@ -150,7 +150,7 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation, evaluation and checkpointing of one run."""
 
-    steps: int = 7000
+    steps: int = 6000
     batch_size: int = 256
     # Sort each group of this many consecutive batches by length (then shuffle the batches), so
     # a batch holds similar lengths and less padding is computed; 0 or 1 turns it off.

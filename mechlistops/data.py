@@ -59,7 +59,10 @@ class Examples:
     def concat(parts: list[Examples]) -> Examples:
         """Join example sets drawn with the same config (hence the same width)."""
         return Examples(
-            **{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Examples)}
+            **{
+                f.name: np.concatenate([getattr(p, f.name) for p in parts])
+                for f in fields(Examples)
+            }
         )
 
     def expressions(self, vocab: Vocab) -> list[str]:
@@ -208,12 +211,12 @@ def _sample_chunk(cfg, n, rng, ops, weights, tree) -> Examples:
 
     # Layouts are position-major, (position, example), so each slot write is one contiguous row.
     tree_parts = {
-        "exists": [None] + [x.T for x in exists[1:D + 1]],
+        "exists": [None] + [x.T for x in exists[1 : D + 1]],
         "arity": [None] + [x.T for x in arity[1:]],
         "node_op": [None] + [x.T for x in node_op[1:]],
         "is_sub": [None] + [x.transpose(1, 2, 0) for x in is_sub[1:]],
         "leaf": [None] + [x.transpose(1, 2, 0) for x in leaf[1:]],
-        "value": [None] + [x.T for x in value[1:D + 1]],
+        "value": [None] + [x.T for x in value[1 : D + 1]],
     }
     answers = value[1][:, 0]
     segments = [_constant_segment(n, vocab.bos, -1)]
@@ -336,7 +339,9 @@ def make_test_sets(cfg: DataConfig, extra_ops: tuple[str, ...] = ()) -> dict[str
     sets = {}
     for op in eval_ops(cfg, extra_ops):
         rng = np.random.default_rng([cfg.seed, _TEST_STREAM, OPERATORS.index(op)])
-        sets[op] = sample_examples(cfg, cfg.test_size, rng, ops=(op,), weights=(1.0,), tree="single")
+        sets[op] = sample_examples(
+            cfg, cfg.test_size, rng, ops=(op,), weights=(1.0,), tree="single"
+        )
     rng = np.random.default_rng([cfg.seed, _TEST_STREAM, _MIXTURE_KEY])
     sets["mixture"] = sample_examples(cfg, cfg.test_size, rng)
     return sets
@@ -405,6 +410,6 @@ class TrainStream:
         for start in range(0, len(lengths), b * k):
             rows = np.arange(start, min(start + b * k, len(lengths)))
             rows = rows[np.argsort(lengths[rows], kind="stable")]
-            batches = [rows[i:i + b] for i in range(0, len(rows), b)]
+            batches = [rows[i : i + b] for i in range(0, len(rows), b)]
             order.extend(batches[i] for i in rng.permutation(len(batches)))
         return np.concatenate(order)

@@ -80,7 +80,9 @@ def generate_answers(
         buf = torch.full((n, width), vocab.pad, dtype=torch.long, device=device)
         cur = torch.as_tensor(part.prompt_len, device=device).clone()
         for i, row in enumerate(part.tokens):
-            buf[i, : part.prompt_len[i]] = torch.as_tensor(row[: part.prompt_len[i]].astype(np.int64))
+            buf[i, : part.prompt_len[i]] = torch.as_tensor(
+                row[: part.prompt_len[i]].astype(np.int64)
+            )
         answer = torch.full((n,), -1, dtype=torch.long, device=device)
         done = torch.zeros(n, dtype=torch.bool, device=device)
         rows = torch.arange(n, device=device)
@@ -134,10 +136,13 @@ def evaluate_sets(
 
 def format_table(results: dict[str, SetResult]) -> str:
     """Plain-text table: one row per test set, accuracy beside the majority baseline."""
-    lines = [f"{'test set':<10} {'n':>6} {'accuracy':>9} {'baseline':>9} {'loss':>8} "
-             f"{'held-out acc (n)':>18}"]
+    lines = [
+        f"{'test set':<10} {'n':>6} {'accuracy':>9} {'baseline':>9} {'loss':>8} "
+        f"{'held-out acc (n)':>18}"
+    ]
     for name, r in results.items():
         held = "-" if r.accuracy_heldout is None else f"{r.accuracy_heldout:.3f} ({r.n_heldout})"
-        lines.append(f"{name:<10} {r.n:>6} {r.accuracy:>9.3f} {r.baseline:>9.3f} "
-                     f"{r.loss:>8.4f} {held:>18}")
+        lines.append(
+            f"{name:<10} {r.n:>6} {r.accuracy:>9.3f} {r.baseline:>9.3f} {r.loss:>8.4f} {held:>18}"
+        )
     return "\n".join(lines)

@@ -46,12 +46,19 @@ def _attention(
     attn = block.attn
     x = _norm(block.ln1, resid, cfg.normalization_type, cfg.eps)
     xq = x if query_pos is None else x.gather(1, query_pos[..., None].expand(-1, -1, x.shape[-1]))
-    q = einops.einsum(xq, attn.W_Q, "batch q d_model, head d_model d_head -> batch head q d_head")
-    k = einops.einsum(x, attn.W_K, "batch k d_model, head d_model d_head -> batch head k d_head")
-    v = einops.einsum(x, attn.W_V, "batch k d_model, head d_model d_head -> batch head k d_head")
-    q = q + attn.b_Q[None, :, None, :]  # b_Q: (head, d_head)
-    k = k + attn.b_K[None, :, None, :]
-    v = v + attn.b_V[None, :, None, :]
+    # One matmul per projection on (d_model, head*d_head) views: much faster than per-head bmm.
+    n_heads, d_model, d_head = attn.W_Q.shape
+    w_q = einops.rearrange(attn.W_Q, "head d_model d_head -> d_model (head d_head)")
+    w_kv = einops.rearrange(
+        torch.stack([attn.W_K, attn.W_V]), "kv head d_model d_head -> d_model (kv head d_head)"
+    )
+    b_kv = einops.rearrange(torch.stack([attn.b_K, attn.b_V]), "kv head d_head -> (kv head d_head)")
+    q = xq @ w_q + attn.b_Q.reshape(-1)
+    kv = x @ w_kv + b_kv
+    q = einops.rearrange(q, "batch q (head d_head) -> batch head q d_head", head=n_heads)
+    k, v = einops.rearrange(
+        kv, "batch k (kv head d_head) -> kv batch head k d_head", kv=2, head=n_heads
+    )
     scale = 1.0 / cfg.attn_scale if cfg.use_attn_scale else 1.0
     if query_pos is None:
         z = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
@@ -59,8 +66,9 @@ def _attention(
         key_pos = torch.arange(x.shape[1], device=x.device)
         mask = key_pos[None, None, None, :] <= query_pos[:, None, :, None]  # (batch, 1, q, k)
         z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
-    out = einops.einsum(z, attn.W_O, "batch head q d_head, head d_head d_model -> batch q d_model")
-    return out + attn.b_O
+    z = einops.rearrange(z, "batch head q d_head -> batch q (head d_head)")
+    w_o = einops.rearrange(attn.W_O, "head d_head d_model -> (head d_head) d_model")
+    return z @ w_o + attn.b_O
 
 
 def _mlp(block, resid: Tensor, cfg) -> Tensor:

@@ -61,7 +61,9 @@ class Vocab:
         out = []
         for word in text.split():
             if word not in self.ids:
-                raise ParseError(f"token {word!r} is not in the vocabulary (modulus {self.modulus})")
+                raise ParseError(
+                    f"token {word!r} is not in the vocabulary (modulus {self.modulus})"
+                )
             out.append(self.ids[word])
         return out
 
@@ -78,9 +80,7 @@ def ssum_permutation(modulus: int, seed: int) -> np.ndarray:
     return np.random.default_rng([seed, _SSUM_STREAM]).permutation(modulus)
 
 
-def apply_op(
-    op: str, args: list[int], modulus: int, median: str = "listops", perm=None
-) -> int:
+def apply_op(op: str, args: list[int], modulus: int, median: str = "listops", perm=None) -> int:
     """Value of one operator node over its argument values (all residues mod `modulus`)."""
     if op == "MAX":
         return max(args)
@@ -161,9 +161,7 @@ def parse(text: str, modulus: int = 10) -> Node:
     return root
 
 
-def evaluate(
-    tree: Node | int, modulus: int = 10, median: str = "listops", perm=None
-) -> int:
+def evaluate(tree: Node | int, modulus: int = 10, median: str = "listops", perm=None) -> int:
     """Recursive value of a parsed expression."""
     if median not in MEDIAN_RULES:
         raise ParseError(f"median rule must be one of {MEDIAN_RULES}, got {median!r}")

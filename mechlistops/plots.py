@@ -21,8 +21,15 @@ def metrics_frame(run_dir: Path) -> pd.DataFrame:
     for line in (Path(run_dir) / METRICS).read_text().splitlines():
         rec = json.loads(line)
         for name, r in rec["eval"].items():
-            rows.append({"step": rec["step"], "phase": rec["phase"], "train_loss": rec["train_loss"],
-                         "set": name, **r})
+            rows.append(
+                {
+                    "step": rec["step"],
+                    "phase": rec["phase"],
+                    "train_loss": rec["train_loss"],
+                    "set": name,
+                    **r,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -39,13 +46,24 @@ def plot_training(run_dir: Path, out: Path | None = None) -> Path:
     fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(13, 4.2))
     palette = dict(zip(df["set"].unique(), sns.color_palette("tab10")))
     sns.lineplot(df, x="step", y="accuracy", hue="set", palette=palette, marker="o", ax=ax_acc)
-    sns.lineplot(df, x="step", y="accuracy_heldout", hue="set", palette=palette, ax=ax_acc,
-                 linestyle="--", legend=False)
+    sns.lineplot(
+        df,
+        x="step",
+        y="accuracy_heldout",
+        hue="set",
+        palette=palette,
+        ax=ax_acc,
+        linestyle="--",
+        legend=False,
+    )
     for name, group in df.groupby("set"):
         ax_acc.axhline(group["baseline"].iloc[0], color=palette[name], linestyle=":", lw=1)
     ax_acc.legend(title="test set", fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax_acc.set(ylim=(0, 1.02), ylabel="test accuracy",
-               title="accuracy (solid), held-out part (dashed), majority baseline (dotted)")
+    ax_acc.set(
+        ylim=(0, 1.02),
+        ylabel="test accuracy",
+        title="accuracy (solid), held-out part (dashed), majority baseline (dotted)",
+    )
     ax_acc.title.set_fontsize(9)
     losses = df.drop_duplicates("step")
     sns.lineplot(losses, x="step", y="train_loss", ax=ax_loss, color="k", label="train")

@@ -92,7 +92,7 @@ def make_optimizer(model: HookedTransformer, t: TrainConfig) -> torch.optim.Adam
         {"params": decay, "weight_decay": t.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2))
+    return torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), fused=True)
 
 
 def loss_fn(model: HookedTransformer, batch: Examples, cfg: RunConfig, device) -> torch.Tensor:
@@ -149,7 +149,7 @@ def load_state(run_dir: Path, model, opt) -> dict:
     tensors, meta = ckpt.load_tensors(run_dir / ckpt.STATE)
     if meta is None or "step" not in meta:
         raise CheckpointError(f"{run_dir / ckpt.STATE}: not a mechlistops resume state")
-    model_sd = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    model_sd = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     ckpt.load_state_dict_into(model, model_sd, run_dir / ckpt.STATE)
     state: dict[int, dict] = {}
     for k, v in tensors.items():
@@ -248,8 +248,10 @@ def train(
             if t.init_from:
                 _transfer_init(model, cfg)
             ckpt.save_tensors(ckpt.step_path(run_dir, 0), model.state_dict())
-        ckpt.write_text(run_dir / ckpt.METRICS,
-                        "".join(x + "\n" for x in _read_metrics(run_dir / ckpt.METRICS, step)))
+        ckpt.write_text(
+            run_dir / ckpt.METRICS,
+            "".join(x + "\n" for x in _read_metrics(run_dir / ckpt.METRICS, step)),
+        )
         log.info("resuming %s at step %d", run_dir, step)
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -259,12 +261,18 @@ def train(
     model.train()
     eval_names = eval_ops(cfg.data, t.pretrain_ops)
     streams = {
-        p.index: TrainStream(cfg.data, t.batch_size, exclude, p.ops, p.index,
-                             length_buckets=t.length_buckets)
+        p.index: TrainStream(
+            cfg.data, t.batch_size, exclude, p.ops, p.index, length_buckets=t.length_buckets
+        )
         for p in plan
     }
-    bar = tqdm(total=t.total_steps, initial=step, disable=not progress, desc=run_dir.name,
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=t.total_steps,
+        initial=step,
+        disable=not progress,
+        desc=run_dir.name,
+        dynamic_ncols=True,
+    )
     started = time.perf_counter() - elapsed
     last_eval: dict[str, SetResult] = {}
     while step < t.total_steps:
@@ -286,7 +294,9 @@ def train(
         if step % t.eval_interval == 0 or step == t.total_steps:
             last_eval = evaluate_sets(model, test_sets, cfg.data, limit=t.eval_size)
             record = {
-                "step": step, "phase": phase.index, "lr": lr,
+                "step": step,
+                "phase": phase.index,
+                "lr": lr,
                 "train_loss": loss_sum / max(loss_count, 1),
                 "elapsed_s": round(time.perf_counter() - started, 2),
                 "eval": {k: v.to_dict() for k, v in last_eval.items()},
@@ -298,20 +308,32 @@ def train(
                 + " ".join(f"{op} {last_eval[op].accuracy:.2f}" for op in eval_names)
             )
         if step % t.save_interval == 0 and step < t.total_steps:
-            save_state(run_dir, model, opt, step, {
-                "loss_sum": loss_sum, "loss_count": loss_count,
-                "elapsed_s": time.perf_counter() - started,
-            })
+            save_state(
+                run_dir,
+                model,
+                opt,
+                step,
+                {
+                    "loss_sum": loss_sum,
+                    "loss_count": loss_count,
+                    "elapsed_s": time.perf_counter() - started,
+                },
+            )
     bar.close()
 
     # The loop always evaluates at the last step; redo it only if eval_size trimmed the sets.
     results = last_eval if t.eval_size is None else evaluate_sets(model, test_sets, cfg.data)
     seconds = time.perf_counter() - started
     ckpt.save_tensors(run_dir / ckpt.WEIGHTS, model.state_dict())
-    ckpt.write_json(run_dir / ckpt.RESULTS, {
-        "step": step, "seconds": round(seconds, 2), "n_params": n_params,
-        "results": {k: v.to_dict() for k, v in results.items()},
-    })
+    ckpt.write_json(
+        run_dir / ckpt.RESULTS,
+        {
+            "step": step,
+            "seconds": round(seconds, 2),
+            "n_params": n_params,
+            "results": {k: v.to_dict() for k, v in results.items()},
+        },
+    )
     state = run_dir / ckpt.STATE
     if state.exists():
         state.unlink()  # a finished run needs no resume state

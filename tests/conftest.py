@@ -16,8 +16,15 @@ def tiny_config(data=None, model=None, train=None) -> RunConfig:
     """A run that trains in seconds on CPU; override any field by dict."""
     d = DataConfig(ops=("MAX",), test_size=200, max_depth=2)
     m = ModelConfig(n_layers=1, d_model=32, n_heads=2)
-    t = TrainConfig(steps=300, batch_size=64, lr=3e-3, warmup_steps=20, eval_interval=100,
-                    save_interval=100, device="cpu")
+    t = TrainConfig(
+        steps=300,
+        batch_size=64,
+        lr=3e-3,
+        warmup_steps=20,
+        eval_interval=100,
+        save_interval=100,
+        device="cpu",
+    )
     return RunConfig(
         dataclasses.replace(d, **(data or {})),
         dataclasses.replace(m, **(model or {})),

@@ -24,8 +24,19 @@ def _one_line_error(code, err, fragment):
 
 def test_data_sample_then_evaluate_agrees(tmp_path, capsys):
     out = tmp_path / "s.tsv"
-    code, _, _ = _run(capsys, "data", "sample", "--ops", "SUM,MAX,MED", "--n", "300",
-                      "--seed", "0", "--out", str(out))
+    code, _, _ = _run(
+        capsys,
+        "data",
+        "sample",
+        "--ops",
+        "SUM,MAX,MED",
+        "--n",
+        "300",
+        "--seed",
+        "0",
+        "--out",
+        str(out),
+    )
     assert code == 0
     lines = out.read_text().splitlines()
     assert len(lines) == 300 and all("\t" in x and x.startswith("[") for x in lines)
@@ -43,9 +54,11 @@ def test_data_evaluate_reports_disagreements(tmp_path, capsys):
 
 def test_data_evaluate_reads_original_listops(tmp_path, capsys):
     f = tmp_path / "listops.tsv"
-    f.write_text("Source\tTarget\n"
-                 "9\t( ( ( ( [MAX 2 ) 9 ) ( ( [MIN 4 7 ) ] ) ) 0 ) ] )\n"
-                 "1\t( ( [SM 2 ) 9 ) ] )\n")
+    f.write_text(
+        "Source\tTarget\n"
+        "9\t( ( ( ( [MAX 2 ) 9 ) ( ( [MIN 4 7 ) ] ) ) 0 ) ] )\n"
+        "1\t( ( [SM 2 ) 9 ) ] )\n"
+    )
     code, out, _ = _run(capsys, "data", "evaluate", str(f))
     assert code == 0 and "2 agree" in out
     g = tmp_path / "med.tsv"
@@ -107,8 +120,11 @@ def test_bad_arguments_fail_in_one_line(tmp_path, monkeypatch, capsys, argv, fra
 
 
 def _digest(run_dir):
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(run_dir.rglob("*")) if p.is_file()}
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(run_dir.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_eval_prints_per_operator_accuracy(tiny_run, capsys):
@@ -124,16 +140,24 @@ def test_eval_prints_per_operator_accuracy(tiny_run, capsys):
 @pytest.mark.parametrize(
     "damage, fragment",
     [
-        (lambda d: (d / "model.safetensors").write_bytes(
-            (d / "model.safetensors").read_bytes()[:1000]), "truncated or not a safetensors"),
-        (lambda d: (d / "model.safetensors").write_bytes(b"\x80\x04K\x01." * 50),
-         "truncated or not a safetensors"),
+        (
+            lambda d: (d / "model.safetensors").write_bytes(
+                (d / "model.safetensors").read_bytes()[:1000]
+            ),
+            "truncated or not a safetensors",
+        ),
+        (
+            lambda d: (d / "model.safetensors").write_bytes(b"\x80\x04K\x01." * 50),
+            "truncated or not a safetensors",
+        ),
         (lambda d: (d / "model.safetensors").unlink(), "no model.safetensors"),
         (lambda d: (d / "config.json").write_text("{ not json"), "corrupted JSON"),
         (lambda d: (d / "config.json").write_text('{"hello": 1}'), "not a mechlistops run"),
         (lambda d: (d / "config.json").unlink(), "not a run directory"),
-        (lambda d: _edit_config(d, "hooked_transformer_config", "d_model", 64),
-         "weights do not match the config"),
+        (
+            lambda d: _edit_config(d, "hooked_transformer_config", "d_model", 64),
+            "weights do not match the config",
+        ),
         (lambda d: _edit_config(d, "model", "n_heads", 5), "not divisible"),
     ],
 )
@@ -166,12 +190,49 @@ def test_train_refuses_to_overwrite_and_resume_refuses_other_options(tiny_run, t
 
 def test_train_cli_end_to_end(tmp_path, capsys):
     out = tmp_path / "run"
-    code, stdout, _ = _run(capsys, "train", "--ops", "MAX,MIN", "--max-depth", "2", "--steps", "40",
-                           "--d-model", "16", "--n-heads", "2", "--n-layers", "1",
-                           "--test-size", "100", "--eval-interval", "20", "--no-progress",
-                           "--out", str(out))
+    code, stdout, _ = _run(
+        capsys,
+        "train",
+        "--ops",
+        "MAX,MIN",
+        "--max-depth",
+        "2",
+        "--steps",
+        "40",
+        "--d-model",
+        "16",
+        "--n-heads",
+        "2",
+        "--n-layers",
+        "1",
+        "--test-size",
+        "100",
+        "--eval-interval",
+        "20",
+        "--no-progress",
+        "--out",
+        str(out),
+    )
     assert code == 0
     assert "run saved to" in stdout and "baseline" in stdout and "MIN" in stdout
     assert (out / "training.png").read_bytes()[:4] == b"\x89PNG"
     raw = json.loads((out / "config.json").read_text())
     assert raw["data"]["ops"] == ["MAX", "MIN"] and raw["model"]["d_model"] == 16
+
+
+def test_transfer_from_a_run_of_another_shape_fails_cleanly(tiny_run, tmp_path, capsys):
+    out = tmp_path / "new"
+    code, _, err = _run(
+        capsys,
+        "train",
+        "--init-from",
+        str(tiny_run),
+        "--d-model",
+        "48",
+        "--n-heads",
+        "2",
+        "--out",
+        str(out),
+    )
+    _one_line_error(code, err, "cannot transfer")
+    assert not out.exists()

@@ -161,9 +161,15 @@ def test_length_buckets_reorder_a_chunk_without_changing_it():
     bucketed = TrainStream(cfg, 64, exclude, chunk_steps=32, length_buckets=8)
     a = [plain.batch(s) for s in range(32)]
     b = [bucketed.batch(s) for s in range(32)]
-    rows = lambda batches: sorted(map(bytes, np.concatenate([x.tokens for x in batches])))
+
+    def rows(batches):
+        return sorted(map(bytes, np.concatenate([x.tokens for x in batches])))
+
     assert rows(a) == rows(b)
-    padded = lambda batches: np.mean([x.lengths.max() for x in batches])
+
+    def padded(batches):
+        return np.mean([x.lengths.max() for x in batches])
+
     assert padded(b) < 0.7 * padded(a)
     spread = [x.lengths.max() - x.lengths.min() for x in b]
     assert np.median(spread) <= 3

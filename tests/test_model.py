@@ -28,7 +28,12 @@ def test_parameter_count_matches_formula(n_layers, d_model, n_heads, d_mlp):
     cfg = ModelConfig(n_layers=n_layers, d_model=d_model, n_heads=n_heads, d_mlp=d_mlp)
     model = build_model(cfg, data)
     total, no_embed = _expected_params(
-        len(Vocab(10)), seq_len(data), d_model, n_layers, n_heads, d_model // n_heads,
+        len(Vocab(10)),
+        seq_len(data),
+        d_model,
+        n_layers,
+        n_heads,
+        d_model // n_heads,
         d_mlp or 4 * d_model,
     )
     assert count_params(model) == {"n_params": total, "n_params_no_embed": no_embed}
@@ -42,10 +47,11 @@ def test_looped_model_shares_one_block_and_keeps_hook_names():
     assert count_params(looped)["n_params_no_embed"] == count_params(plain)["n_params_no_embed"]
     assert looped.blocks[2].mlp.W_in is looped.blocks[0].mlp.W_in
     names = set(looped.hook_dict)
-    assert {f"blocks.{l}.hook_resid_post" for l in range(3)} <= names
+    assert {f"blocks.{layer}.hook_resid_post" for layer in range(3)} <= names
     # a gradient step keeps the layers identical
-    tokens = torch.tensor(sample_examples(data, 4, np.random.default_rng(0)).tokens[:, :20],
-                          dtype=torch.long)
+    tokens = torch.tensor(
+        sample_examples(data, 4, np.random.default_rng(0)).tokens[:, :20], dtype=torch.long
+    )
     looped(tokens).sum().backward()
     torch.optim.SGD(looped.parameters(), lr=0.1).step()
     assert torch.equal(looped.blocks[1].attn.W_Q, looped.blocks[0].attn.W_Q)
@@ -56,11 +62,15 @@ def test_looped_checkpoint_loads_into_plain_hooked_transformer(tmp_path):
     model = build_model(ModelConfig(n_layers=2, looped=True), data, seed=1)
     path = tmp_path / "w.safetensors"
     save_file({k: v.clone().contiguous() for k, v in model.state_dict().items()}, path)
-    plain = HookedTransformer(HookedTransformerConfig(**hooked_transformer_config_dict(
-        ModelConfig(n_layers=2, looped=True), data)))
+    plain = HookedTransformer(
+        HookedTransformerConfig(
+            **hooked_transformer_config_dict(ModelConfig(n_layers=2, looped=True), data)
+        )
+    )
     plain.load_state_dict(load_file(path))
-    tokens = torch.tensor(sample_examples(data, 8, np.random.default_rng(0)).tokens[:, :30],
-                          dtype=torch.long)
+    tokens = torch.tensor(
+        sample_examples(data, 8, np.random.default_rng(0)).tokens[:, :30], dtype=torch.long
+    )
     torch.testing.assert_close(plain(tokens), model(tokens))
 
 
@@ -102,7 +112,9 @@ def test_fast_forward_gradients_equal_hooked_transformer():
     pos, answers = torch.tensor(ex.answer_pos), torch.tensor(ex.answers)
     ref_loss = torch.nn.functional.cross_entropy(model(tokens)[torch.arange(32), pos], answers)
     ref = torch.autograd.grad(ref_loss, list(model.parameters()))
-    loss = torch.nn.functional.cross_entropy(fast_logits(model, tokens, pos[:, None])[:, 0], answers)
+    loss = torch.nn.functional.cross_entropy(
+        fast_logits(model, tokens, pos[:, None])[:, 0], answers
+    )
     got = torch.autograd.grad(loss, list(model.parameters()))
     for r, g in zip(ref, got):
         torch.testing.assert_close(g, r, atol=1e-5, rtol=1e-4)

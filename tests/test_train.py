@@ -54,8 +54,10 @@ def test_plain_hooked_transformer_loads_the_checkpoint(tiny_run):
 
 
 def test_save_load_gives_identical_logits(tmp_path):
-    cfg = tiny_config(train={"steps": 30, "eval_interval": 30, "save_interval": 30},
-                      model={"n_layers": 2, "looped": True})
+    cfg = tiny_config(
+        train={"steps": 30, "eval_interval": 30, "save_interval": 30},
+        model={"n_layers": 2, "looped": True},
+    )
     result = train(cfg, tmp_path / "run", progress=False)
     loaded = load_run(tmp_path / "run")
     tokens, _, _ = to_tensors(make_test_sets(cfg.data)["MAX"], "cpu")
@@ -99,16 +101,42 @@ def test_interrupted_run_resumes_to_identical_weights(tmp_path, monkeypatch):
 
 def test_killed_process_resumes_to_identical_weights(tmp_path):
     """SIGKILL a real training process at an arbitrary moment (possibly mid-write), resume."""
-    args = ["--ops", "MAX", "--max-depth", "2", "--test-size", "200", "--n-layers", "1",
-            "--d-model", "32", "--n-heads", "2", "--steps", "400", "--batch-size", "64",
-            "--lr", "3e-3", "--eval-interval", "100", "--save-interval", "25", "--device", "cpu",
-            "--no-progress"]
+    args = [
+        "--ops",
+        "MAX",
+        "--max-depth",
+        "2",
+        "--test-size",
+        "200",
+        "--n-layers",
+        "1",
+        "--d-model",
+        "32",
+        "--n-heads",
+        "2",
+        "--steps",
+        "400",
+        "--batch-size",
+        "64",
+        "--lr",
+        "3e-3",
+        "--eval-interval",
+        "100",
+        "--save-interval",
+        "25",
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
     cmd = [sys.executable, "-m", "mechlistops.cli", "train", *args]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    subprocess.run([*cmd, "--out", str(tmp_path / "ref")], check=True, env=env,
-                   capture_output=True)
-    proc = subprocess.Popen([*cmd, "--out", str(tmp_path / "cut")], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run([*cmd, "--out", str(tmp_path / "ref")], check=True, env=env, capture_output=True)
+    proc = subprocess.Popen(
+        [*cmd, "--out", str(tmp_path / "cut")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while not (tmp_path / "cut" / "state.safetensors").exists() and time.time() < deadline:
         time.sleep(0.01)
@@ -117,8 +145,15 @@ def test_killed_process_resumes_to_identical_weights(tmp_path):
     proc.wait()
     if (tmp_path / "cut" / "results.json").exists():
         pytest.skip("the run finished before it could be killed")
-    resume = [sys.executable, "-m", "mechlistops.cli", "train", "--resume", str(tmp_path / "cut"),
-              "--no-progress"]
+    resume = [
+        sys.executable,
+        "-m",
+        "mechlistops.cli",
+        "train",
+        "--resume",
+        str(tmp_path / "cut"),
+        "--no-progress",
+    ]
     subprocess.run(resume, check=True, env=env, capture_output=True)
     ref, cut = _weights(tmp_path / "ref"), _weights(tmp_path / "cut")
     for name in ref:
@@ -155,9 +190,16 @@ def test_resume_ignores_leftover_temp_files(tmp_path):
 
 
 def test_curriculum_and_transfer(tmp_path):
-    pre = tiny_config(data={"ops": ("SUM",)},
-                      train={"steps": 40, "pretrain_ops": ("MAX",), "pretrain_steps": 40,
-                             "eval_interval": 20, "save_interval": 40})
+    pre = tiny_config(
+        data={"ops": ("SUM",)},
+        train={
+            "steps": 40,
+            "pretrain_ops": ("MAX",),
+            "pretrain_steps": 40,
+            "eval_interval": 20,
+            "save_interval": 40,
+        },
+    )
     result = train(pre, tmp_path / "pre", progress=False)
     assert set(result.results) == {"SUM", "MAX", "mixture"}
     phases = [json.loads(x)["phase"] for x in (tmp_path / "pre" / "metrics.jsonl").open()]
@@ -165,8 +207,9 @@ def test_curriculum_and_transfer(tmp_path):
 
     source = load_run(tmp_path / "pre").model
     for mode, same in [("embed", {"embed.W_E"}), ("no-embed", None), ("all", None)]:
-        cfg = tiny_config(train={"steps": 1, "init_from": str(tmp_path / "pre"),
-                                 "transfer": mode, "seed": 5})
+        cfg = tiny_config(
+            train={"steps": 1, "init_from": str(tmp_path / "pre"), "transfer": mode, "seed": 5}
+        )
         train(cfg, tmp_path / mode, progress=False)
         start = load_file(ckpt.step_path(tmp_path / mode, 0))
         for name, tensor in source.state_dict().items():
@@ -179,12 +222,14 @@ def test_curriculum_and_transfer(tmp_path):
                 assert copied == (name != "embed.W_E"), name
 
 
-@pytest.mark.parametrize("over", [{"data": {"chain_of_thought": True}},
-                                  {"train": {"loss_on": "sequence"}}])
+@pytest.mark.parametrize(
+    "over", [{"data": {"chain_of_thought": True}}, {"train": {"loss_on": "sequence"}}]
+)
 def test_other_targets_train(tmp_path, over):
-    cfg = tiny_config(data=over.get("data"),
-                      train={"steps": 20, "eval_interval": 20, "save_interval": 20,
-                             **over.get("train", {})})
+    cfg = tiny_config(
+        data=over.get("data"),
+        train={"steps": 20, "eval_interval": 20, "save_interval": 20, **over.get("train", {})},
+    )
     result = train(cfg, tmp_path / "run", progress=False)
     assert 0 <= result.results["MAX"].accuracy <= 1
     again = evaluate_sets(result.model, make_test_sets(cfg.data), cfg.data)
