@@ -254,6 +254,74 @@ def cmd_eval(args) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- analyses
+def _analysis_path(spec: str, stem: str, suffix: str) -> Path:
+    """RUN/analysis/<stem>[_step<N>].<suffix>"""
+    from mechlistops.checkpoint import parse_run_spec
+
+    run_dir, step = parse_run_spec(spec)
+    tag = f"_step{step}" if step is not None else ""
+    return run_dir / "analysis" / f"{stem}{tag}.{suffix}"
+
+
+def _format_ablation(df) -> str:
+    sets = list(dict.fromkeys(df["set"]))
+    clean = df.drop_duplicates("set").set_index("set")["clean_acc"]
+    width = max(12, *(len(s) for s in df["site"]))
+    head = f"{'site':<{width}} " + " ".join(f"{s:>16}" for s in sets)
+    lines = [head, f"{'clean':<{width}} " + " ".join(f"{clean[s]:>16.3f}" for s in sets)]
+    for site, group in df.groupby("site", sort=False):
+        g = group.set_index("set")
+        cells = [f"{g.ablated_acc[s]:.3f} ({g.delta_acc[s]:+.3f})" for s in sets]
+        lines.append(f"{site:<{width}} " + " ".join(f"{c:>16}" for c in cells))
+    return "\n".join(lines)
+
+
+def cmd_ablate(args) -> int:
+    from mechlistops.analysis.ablation import ablate, sites_for
+    from mechlistops.analysis.common import prepare
+    from mechlistops.analysis.viz import plot_ablation
+    from mechlistops.checkpoint import write_json
+    from mechlistops.model import resolve_device
+
+    inputs = prepare(args.run, args.ops, args.limit, device=resolve_device(args.device))
+    model = inputs.run.model
+    sites = sites_for(model, args.component, args.layer, args.head)
+    df = ablate(model, inputs.sets, sites, mode=args.mode, seed=args.seed)
+    stem = f"ablation_{args.component}_{args.mode}"
+    json_path = _analysis_path(args.run, stem, "json")
+    write_json(json_path, df.to_dict(orient="records"))
+    figure = plot_ablation(
+        df,
+        json_path.with_suffix(".png"),
+        title=f"{args.run}: {args.mode} ablation of {args.component}",
+    )
+    if args.json:
+        print(df.to_json(orient="records", indent=2))
+        return 0
+    print(f"{args.mode} ablation, accuracy when ablated (change from clean):")
+    print(_format_ablation(df))
+    print(f"\nsaved {json_path} and {figure}")
+    return 0
+
+
+def _add_analysis_parsers(sub) -> None:
+    from mechlistops.analysis.ablation import COMPONENTS, MODES
+
+    a = sub.add_parser("ablate", help="accuracy with an MLP, attention layer or head ablated")
+    a.add_argument("run", help="run directory, or RUN@STEP")
+    a.add_argument("--component", choices=COMPONENTS, required=True)
+    a.add_argument("--layer", type=int, help="default: each layer, then all together")
+    a.add_argument("--head", type=int, help="with --component head: one head (default: each)")
+    a.add_argument("--mode", choices=MODES, default="zero")
+    a.add_argument("--ops", help="test sets to use (default: all of the run's)")
+    a.add_argument("--limit", type=int, help="examples per test set (default: all)")
+    a.add_argument("--seed", type=int, default=0, help="resample permutation seed")
+    a.add_argument("--device", default="auto")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_ablate)
+
+
 # ----------------------------------------------------------------------------- data
 def cmd_data_sample(args) -> int:
     import numpy as np
@@ -321,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="auto")
     e.set_defaults(func=cmd_eval)
     _add_data_parser(sub)
+    _add_analysis_parsers(sub)
     return p
 
 

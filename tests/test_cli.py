@@ -236,3 +236,30 @@ def test_transfer_from_a_run_of_another_shape_fails_cleanly(tiny_run, tmp_path, 
     )
     _one_line_error(code, err, "cannot transfer")
     assert not out.exists()
+
+
+def test_ablate_cli_writes_table_json_and_figure(tiny_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    code, out, _ = _run(capsys, "ablate", str(run), "--component", "mlp", "--mode", "mean")
+    assert code == 0 and "mlp L0" in out and "MAX" in out
+    records = json.loads((run / "analysis" / "ablation_mlp_mean.json").read_text())
+    assert {r["set"] for r in records} == {"MAX", "mixture"}
+    assert (run / "analysis" / "ablation_mlp_mean.png").read_bytes()[:4] == b"\x89PNG"
+    code, out, _ = _run(capsys, "ablate", f"{run}@100", "--component", "head", "--json")
+    assert code == 0 and len(json.loads(out)) == 2 * 2  # 2 heads x 2 sets
+    assert (run / "analysis" / "ablation_head_zero_step100.json").exists()
+
+
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [
+        (["--component", "mlp", "--layer", "3"], "layer 3 does not exist"),
+        (["--component", "head", "--head", "9"], "head 9 does not exist"),
+        (["--component", "mlp", "--ops", "SUM"], "no test set for SUM"),
+        (["--component", "banana"], "invalid choice"),
+    ],
+)
+def test_ablate_cli_bad_input(tiny_run, capsys, extra, fragment):
+    code, _, err = _run(capsys, "ablate", str(tiny_run), *extra)
+    _one_line_error(code, err, fragment)

@@ -1,0 +1,47 @@
+"""Figures for analysis results. Draws only: every function takes the data an analysis
+returned and writes a PNG (atomically), never computes a metric."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from mechlistops.checkpoint import atomic_write
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(style="white", context="notebook")
+    return plt, sns
+
+
+def _save(fig, out: Path) -> Path:
+    out = Path(out)
+    fig.tight_layout()
+    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    return out
+
+
+def plot_ablation(df: pd.DataFrame, out: Path, title: str = "") -> Path:
+    """Heatmaps: ablated accuracy (left) and its change from clean (right), site x test set."""
+    plt, sns = _pyplot()
+    acc = df.pivot(index="site", columns="set", values="ablated_acc").loc[df.site.unique()]
+    delta = df.pivot(index="site", columns="set", values="delta_acc").loc[df.site.unique()]
+    clean = df.drop_duplicates("set").set_index("set")["clean_acc"]
+    acc.columns = [f"{c}\n(clean {clean[c]:.2f})" for c in acc.columns]
+    height = 1.2 + 0.45 * len(acc)
+    fig, axes = plt.subplots(1, 2, figsize=(3 + 2.2 * acc.shape[1], height))
+    sns.heatmap(acc, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", ax=axes[0])
+    axes[0].set(title="accuracy when ablated", xlabel="", ylabel="")
+    sns.heatmap(delta, annot=True, fmt="+.2f", vmin=-1, vmax=1, cmap="RdBu", center=0, ax=axes[1])
+    axes[1].set(title="change from clean", xlabel="", ylabel="")
+    fig.suptitle(title, fontsize=10)
+    out = _save(fig, out)
+    plt.close(fig)
+    return out
