@@ -305,6 +305,41 @@ def cmd_ablate(args) -> int:
     return 0
 
 
+def cmd_attribute(args) -> int:
+    from mechlistops.analysis.attribution import direct_logit_attribution, usage_ratios
+    from mechlistops.analysis.common import prepare
+    from mechlistops.analysis.viz import plot_attribution
+    from mechlistops.checkpoint import write_json
+    from mechlistops.model import resolve_device
+
+    inputs = prepare(args.run, args.ops, args.limit, device=resolve_device(args.device))
+    model, modulus = inputs.run.model, inputs.run.config.data.modulus
+    usage = usage_ratios(model, inputs.sets)
+    dla = direct_logit_attribution(model, inputs.sets, modulus)
+    json_path = _analysis_path(args.run, "attribution", "json")
+    records = {"usage": usage.to_dict(orient="records"), "dla": dla.to_dict(orient="records")}
+    write_json(json_path, records)
+    figure = plot_attribution(usage, dla, json_path.with_suffix(".png"), title=args.run)
+    if args.json:
+        print(json.dumps(records, indent=2))
+        return 0
+    table = usage.pivot_table(index=["layer", "sublayer"], columns=["where", "set"], values="ratio")
+    print("usage ratio ||sublayer output|| / ||residual input|| (mean per example):")
+    print(table.round(3).to_string())
+    print(
+        "\ndirect logit attribution to the answer's logit (mean; logit difference to the "
+        "runner-up in brackets):"
+    )
+    for set_name, g in dla.groupby("set", sort=False):
+        top = g.reindex(g["logit"].abs().sort_values(ascending=False).index).head(args.top)
+        cells = ", ".join(
+            f"{r.component} {r.logit:+.2f} ({r.logit_diff:+.2f})" for r in top.itertuples()
+        )
+        print(f"  {set_name}: {cells}")
+    print(f"\nsaved {json_path} and {figure}")
+    return 0
+
+
 def _add_analysis_parsers(sub) -> None:
     from mechlistops.analysis.ablation import COMPONENTS, MODES
 
@@ -320,6 +355,17 @@ def _add_analysis_parsers(sub) -> None:
     a.add_argument("--device", default="auto")
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=cmd_ablate)
+
+    t = sub.add_parser(
+        "attribute", help="attention vs MLP usage ratios and direct logit attribution"
+    )
+    t.add_argument("run", help="run directory, or RUN@STEP")
+    t.add_argument("--ops", help="test sets to use (default: all of the run's)")
+    t.add_argument("--limit", type=int, help="examples per test set (default: all)")
+    t.add_argument("--top", type=int, default=6, help="components to print per test set")
+    t.add_argument("--device", default="auto")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_attribute)
 
 
 # ----------------------------------------------------------------------------- data

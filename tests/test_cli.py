@@ -263,3 +263,15 @@ def test_ablate_cli_writes_table_json_and_figure(tiny_run, tmp_path, capsys):
 def test_ablate_cli_bad_input(tiny_run, capsys, extra, fragment):
     code, _, err = _run(capsys, "ablate", str(tiny_run), *extra)
     _one_line_error(code, err, fragment)
+
+
+def test_attribute_cli(tiny_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    code, out, _ = _run(capsys, "attribute", str(run), "--ops", "MAX")
+    assert code == 0 and "usage ratio" in out and "L0 mlp" in out
+    saved = json.loads((run / "analysis" / "attribution.json").read_text())
+    assert {r["sublayer"] for r in saved["usage"]} == {"attn", "mlp"}
+    assert (run / "analysis" / "attribution.png").read_bytes()[:4] == b"\x89PNG"
+    code, _, err = _run(capsys, "attribute", f"{run}@7")
+    _one_line_error(code, err, "no checkpoint at step 7")

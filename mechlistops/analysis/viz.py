@@ -45,3 +45,32 @@ def plot_ablation(df: pd.DataFrame, out: Path, title: str = "") -> Path:
     out = _save(fig, out)
     plt.close(fig)
     return out
+
+
+def plot_attribution(usage: pd.DataFrame, dla: pd.DataFrame, out: Path, title: str = "") -> Path:
+    """Usage ratios per layer and sublayer (bars, answer position and all positions), and the
+    direct logit attribution of every component (heatmap, component x test set)."""
+    plt, sns = _pyplot()
+    usage = usage.assign(site=[f"L{r.layer} {r.sublayer}" for r in usage.itertuples()])
+    pivot = dla.pivot(index="component", columns="set", values="logit")
+    pivot = pivot.loc[dla.component.unique(), dla.set.unique()]
+    fig, axes = plt.subplots(
+        1,
+        3,
+        figsize=(15, 1.5 + 0.32 * max(len(pivot), 8)),
+        gridspec_kw={"width_ratios": [1, 1, 1.2]},
+    )
+    for ax, where in zip(axes[:2], ("answer", "all")):
+        sns.barplot(usage[usage["where"] == where], x="site", y="ratio", hue="set", ax=ax)
+        ax.set(
+            title=f"||sublayer out|| / ||resid in||, {where} position(s)", xlabel="", ylabel="ratio"
+        )
+        ax.title.set_fontsize(9)
+        ax.tick_params(axis="x", rotation=45)
+    sns.heatmap(pivot, annot=True, fmt=".1f", cmap="RdBu", center=0, ax=axes[2])
+    axes[2].set(title="direct logit attribution to the answer", xlabel="", ylabel="")
+    axes[2].title.set_fontsize(9)
+    fig.suptitle(title, fontsize=10)
+    out = _save(fig, out)
+    plt.close(fig)
+    return out
