@@ -202,6 +202,7 @@ class LoadedRun:
     vocab: Vocab
     raw_config: dict
     step: int | None  # None = final weights
+    run_dir: Path
 
     def __iter__(self):
         """`model, config, vocab = load_run(path)`."""
@@ -252,4 +253,4 @@ def load_run(path: str | Path, step: int | None = None, device: str | torch.devi
     if cfg.model.looped:
         tie_blocks(model)
     model.eval()
-    return LoadedRun(model, cfg, Vocab(cfg.data.modulus), raw, step)
+    return LoadedRun(model, cfg, Vocab(cfg.data.modulus), raw, step, run_dir)

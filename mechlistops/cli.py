@@ -340,6 +340,46 @@ def cmd_attribute(args) -> int:
     return 0
 
 
+def cmd_geometry(args) -> int:
+    from mechlistops.analysis.common import prepare, random_init
+    from mechlistops.analysis.geometry import geometry
+    from mechlistops.analysis.viz import plot_geometry
+    from mechlistops.checkpoint import write_json
+    from mechlistops.model import resolve_device
+
+    device = resolve_device(args.device)
+    inputs = prepare(args.run, args.ops, args.limit, device=device)
+    run = inputs.run
+    geo = geometry(run.model, random_init(run, device), inputs.sets, run.config.data.modulus)
+    json_path = _analysis_path(args.run, "geometry", "json")
+    records = {
+        "metrics": geo.metrics.to_dict(orient="records"),
+        "pca_W_E": geo.coords.tolist(),
+        "cosine_W_E": geo.cosine.tolist(),
+    }
+    write_json(json_path, records)
+    figure = plot_geometry(geo, json_path.with_suffix(".png"), title=args.run)
+    if args.json:
+        print(json.dumps(records, indent=2))
+        return 0
+    table = geo.metrics.pivot(
+        index="representation", columns="metric", values=["trained", "random_init"]
+    )
+    table = table.loc[geo.metrics.representation.unique()]
+    print(
+        "value geometry: trained (random init); ordering = |Spearman(PC1, value)|, "
+        "circularity = fit of the PC1-PC2 angle to 2*pi*v/n, parity = held-out linear accuracy"
+    )
+    for rep, row in table.iterrows():
+        cells = "  ".join(
+            f"{m} {row[('trained', m)]:.2f} ({row[('random_init', m)]:.2f})"
+            for m in ("ordering", "circularity", "parity")
+        )
+        print(f"  {rep:<26} {cells}")
+    print(f"\nsaved {json_path} and {figure}")
+    return 0
+
+
 def _add_analysis_parsers(sub) -> None:
     from mechlistops.analysis.ablation import COMPONENTS, MODES
 
@@ -366,6 +406,14 @@ def _add_analysis_parsers(sub) -> None:
     t.add_argument("--device", default="auto")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_attribute)
+
+    g = sub.add_parser("geometry", help="PCA, cosine similarity and number structure of values")
+    g.add_argument("run", help="run directory, or RUN@STEP")
+    g.add_argument("--ops", help="test sets used for the residual stream (default: all)")
+    g.add_argument("--limit", type=int, help="examples per test set (default: all)")
+    g.add_argument("--device", default="auto")
+    g.add_argument("--json", action="store_true")
+    g.set_defaults(func=cmd_geometry)
 
 
 # ----------------------------------------------------------------------------- data

@@ -275,3 +275,13 @@ def test_attribute_cli(tiny_run, tmp_path, capsys):
     assert (run / "analysis" / "attribution.png").read_bytes()[:4] == b"\x89PNG"
     code, _, err = _run(capsys, "attribute", f"{run}@7")
     _one_line_error(code, err, "no checkpoint at step 7")
+
+
+def test_geometry_cli(tiny_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    code, out, _ = _run(capsys, "geometry", str(run), "--limit", "100")
+    assert code == 0 and "circularity" in out and "blocks.0.hook_resid_post" in out
+    saved = json.loads((run / "analysis" / "geometry.json").read_text())
+    assert len(saved["cosine_W_E"]) == 10 and len(saved["metrics"]) == 2 * 3
+    assert (run / "analysis" / "geometry.png").read_bytes()[:4] == b"\x89PNG"

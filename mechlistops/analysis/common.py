@@ -78,3 +78,17 @@ def same_length_permutation(lengths: torch.Tensor, generator: torch.Generator) -
 def position_mask(lengths: torch.Tensor, width: int) -> torch.Tensor:
     """(batch, pos) True at real (non-pad) positions."""
     return torch.arange(width, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def random_init(run: LoadedRun, device="cpu"):
+    """A randomly initialised model of the run's config: its own step-0 checkpoint when saved
+    (for a transfer run that is the transferred start, so a fresh seeded init is used instead)."""
+    from mechlistops.checkpoint import step_path
+    from mechlistops.model import build_model
+
+    cfg = run.config
+    if not cfg.train.init_from and step_path(run.run_dir, 0).is_file():
+        return load_run(run.run_dir, step=0, device=device).model
+    model = build_model(cfg.model, cfg.data, seed=cfg.train.seed, device=device)
+    model.eval()
+    return model

@@ -74,3 +74,49 @@ def plot_attribution(usage: pd.DataFrame, dla: pd.DataFrame, out: Path, title: s
     out = _save(fig, out)
     plt.close(fig)
     return out
+
+
+def plot_geometry(geo, out: Path, title: str = "") -> Path:
+    """PC1-PC2 and PC2-PC3 of the value embeddings (labelled by value, coloured by parity),
+    their cosine-similarity matrix, and the metrics beside a random initialisation."""
+    plt, sns = _pyplot()
+    n = len(geo.coords)
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4.3))
+    colours = ["tab:blue" if v % 2 == 0 else "tab:orange" for v in range(n)]
+    for ax, (i, j) in zip(axes[:2], ((0, 1), (1, 2))):
+        if geo.coords.shape[1] <= j:
+            ax.set_axis_off()
+            continue
+        ax.scatter(geo.coords[:, i], geo.coords[:, j], c=colours, s=60)
+        for v in range(n):
+            ax.annotate(
+                str(v),
+                (geo.coords[v, i], geo.coords[v, j]),
+                fontsize=11,
+                xytext=(4, 4),
+                textcoords="offset points",
+            )
+        ax.set(
+            xlabel=f"PC{i + 1}", ylabel=f"PC{j + 1}", title="W_E value rows (even blue, odd orange)"
+        )
+        ax.title.set_fontsize(9)
+    sns.heatmap(
+        geo.cosine,
+        vmin=-1,
+        vmax=1,
+        cmap="RdBu",
+        center=0,
+        square=True,
+        ax=axes[2],
+        cbar_kws={"shrink": 0.8},
+    )
+    axes[2].set(title="cosine similarity of W_E value rows", xlabel="value", ylabel="value")
+    axes[2].title.set_fontsize(9)
+    m = geo.metrics.melt(id_vars=["representation", "metric"], var_name="model")
+    sns.barplot(m[m.representation == "W_E"], x="metric", y="value", hue="model", ax=axes[3])
+    axes[3].set(ylim=(0, 1.05), title="W_E metrics: trained vs random init", xlabel="", ylabel="")
+    axes[3].title.set_fontsize(9)
+    fig.suptitle(title, fontsize=10)
+    out = _save(fig, out)
+    plt.close(fig)
+    return out

@@ -1,0 +1,135 @@
+"""Embedding geometry: is there number structure in how the model represents values?
+
+Context / intuition (the paper's claim 4): jointly trained models place the value tokens in
+order, on a circle (as residues mod n), and split even from odd; SUM-only models do not. Three
+numbers, not only pictures, each beside the same number for the run's own initialisation (its
+step-0 checkpoint, a random model of the same config):
+- ordering: |Spearman correlation| between PC1 and the value (1 = values lie in order along PC1);
+- circularity: how well the angle in the PC1-PC2 plane follows 2*pi*v/n up to a rotation and a
+  reflection, |mean_v exp(i (theta_v -/+ 2 pi v / n))|, best sign (1 = evenly spaced in order
+  around the circle, ~0 = unrelated);
+- parity separability: accuracy of a linear parity classifier on held-out values (one even and
+  one odd value left out at a time).
+Computed on the value rows of W_E, and on the residual stream at value tokens (the mean vector
+of each value at each layer's `resid_post`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.stats import spearmanr
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from transformer_lens import HookedTransformer
+
+from mechlistops.analysis.common import batches, position_mask
+from mechlistops.data import Examples
+
+
+def pca(x: np.ndarray, k: int = 3) -> np.ndarray:
+    """(n, k) coordinates on the first k principal components, signs fixed so that PC_i
+    correlates positively with the row index (makes pictures comparable across runs)."""
+    k = min(k, *x.shape)
+    coords = PCA(n_components=k).fit_transform(x)
+    idx = np.arange(len(x))
+    signs = np.where(
+        [np.corrcoef(c, idx)[0, 1] < 0 if c.std() > 0 else False for c in coords.T], -1.0, 1.0
+    )
+    return coords * signs
+
+
+def ordering(coords: np.ndarray) -> float:
+    return float(abs(spearmanr(coords[:, 0], np.arange(len(coords))).statistic))
+
+
+def circularity(coords: np.ndarray) -> float:
+    n = len(coords)
+    theta = np.arctan2(coords[:, 1], coords[:, 0])
+    target = 2 * np.pi * np.arange(n) / n
+    return float(max(abs(np.exp(1j * (theta - s * target)).mean()) for s in (1, -1)))
+
+
+def parity_separability(x: np.ndarray, values: np.ndarray | None = None) -> float:
+    """Held-out accuracy of a linear parity classifier, leaving out one even and one odd value
+    at a time (leaving out a single value would unbalance the classes and reward predicting the
+    majority). ~0.5 when parity is not a linear direction; 1 when it is."""
+    values = np.arange(len(x)) if values is None else values
+    even, odd = np.flatnonzero(values % 2 == 0), np.flatnonzero(values % 2 == 1)
+    correct = []
+    for e in even:
+        for o in odd:
+            train = np.setdiff1d(np.arange(len(x)), [e, o])
+            clf = LogisticRegression(C=1.0, max_iter=2000).fit(x[train], values[train] % 2)
+            correct.extend(clf.predict(x[[e, o]]) == values[[e, o]] % 2)
+    return float(np.mean(correct))
+
+
+def geometry_metrics(x: np.ndarray) -> dict[str, float]:
+    """The three numbers for an (n values, d) matrix whose row v represents value v."""
+    x = x - x.mean(0)
+    coords = pca(x, 2)
+    return {
+        "ordering": ordering(coords),
+        "circularity": circularity(coords),
+        "parity": parity_separability(x),
+    }
+
+
+@torch.no_grad()
+def value_means(model: HookedTransformer, sets: dict[str, Examples], modulus: int) -> dict:
+    """Mean residual stream (`blocks.{l}.hook_resid_post`) at value tokens, per value:
+    {hook name: (modulus, d_model)}."""
+    names = [f"blocks.{layer}.hook_resid_post" for layer in range(model.cfg.n_layers)]
+    sums = {n: torch.zeros(modulus, model.cfg.d_model, device=model.W_E.device) for n in names}
+    counts = torch.zeros(modulus, device=model.W_E.device)
+    for ex in sets.values():
+        for tokens, pos, _, lengths in batches(ex, device=model.W_E.device):
+            _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
+            is_value = (tokens < modulus) & position_mask(lengths, tokens.shape[1])
+            is_value &= torch.arange(tokens.shape[1], device=tokens.device)[None] <= pos[:, None]
+            vals = tokens[is_value]
+            counts += torch.bincount(vals, minlength=modulus)
+            for n in names:
+                sums[n].index_add_(0, vals, cache[n][is_value])
+    return {n: (s / counts.clamp(min=1)[:, None]).cpu().numpy() for n, s in sums.items()}
+
+
+@dataclass
+class Geometry:
+    metrics: pd.DataFrame  # representation, metric, trained, random_init
+    embeddings: np.ndarray  # (modulus, d_model) value rows of W_E, trained model
+    coords: np.ndarray  # (modulus, 3) PCA of the embeddings
+    cosine: np.ndarray  # (modulus, modulus)
+
+
+def geometry(
+    model: HookedTransformer, baseline: HookedTransformer, sets: dict[str, Examples], modulus: int
+) -> Geometry:
+    """Metrics for W_E and each layer's residual stream at value tokens, trained vs `baseline`
+    (a random initialisation of the same config)."""
+    reps = {}
+    for label, m in (("trained", model), ("random_init", baseline)):
+        reps[label] = {
+            "W_E": m.W_E[:modulus].detach().cpu().numpy(),
+            **value_means(m, sets, modulus),
+        }
+    rows = []
+    for rep in reps["trained"]:
+        trained = geometry_metrics(reps["trained"][rep])
+        random = geometry_metrics(reps["random_init"][rep])
+        for metric in trained:
+            rows.append(
+                {
+                    "representation": rep,
+                    "metric": metric,
+                    "trained": trained[metric],
+                    "random_init": random[metric],
+                }
+            )
+    emb = reps["trained"]["W_E"]
+    unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    return Geometry(pd.DataFrame(rows), emb, pca(emb - emb.mean(0), 3), unit @ unit.T)
