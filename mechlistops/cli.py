@@ -380,6 +380,56 @@ def cmd_geometry(args) -> int:
     return 0
 
 
+def cmd_probe(args) -> int:
+    from mechlistops.analysis.common import prepare, random_init
+    from mechlistops.analysis.probes import POSITIONS, TARGETS, probe
+    from mechlistops.analysis.viz import plot_probes
+    from mechlistops.checkpoint import write_json
+    from mechlistops.model import resolve_device
+
+    targets = {t: TARGETS[t] for t in _choices(args.targets, TARGETS, "target")}
+    positions = tuple(_choices(args.positions, POSITIONS, "position"))
+    device = resolve_device(args.device)
+    inputs = prepare(args.run, args.ops, args.limit, device=device)
+    run = inputs.run
+    df = probe(
+        run.model,
+        random_init(run, device),
+        inputs.sets,
+        run.vocab,
+        targets,
+        positions,
+        folds=args.folds,
+        max_items=args.max_items,
+        seed=args.seed,
+    )
+    json_path = _analysis_path(args.run, "probes", "json")
+    write_json(json_path, df.to_dict(orient="records"))
+    figure = plot_probes(df, json_path.with_suffix(".png"), title=args.run)
+    if args.json:
+        print(df.to_json(orient="records", indent=2))
+        return 0
+    print("held-out probe accuracy +- spread over folds (random init / shuffled labels / chance):")
+    for (kind, target), g in df.groupby(["position", "target"], sort=False):
+        print(f"  {target} at {kind}:")
+        for r in g.itertuples():
+            spread = "" if r.std != r.std else f" +- {r.std:.3f}"  # NaN for W_E
+            print(
+                f"    {r.site:<26} {r.accuracy:.3f}{spread}  "
+                f"({r.random_init:.3f} / {r.shuffled:.3f} / {r.chance:.3f})"
+            )
+    print(f"\nsaved {json_path} and {figure}")
+    return 0
+
+
+def _choices(text: str, known, what: str) -> list[str]:
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    for name in names:
+        if name not in known:
+            raise ConfigError(f"unknown {what} {name!r}; known: {', '.join(known)}")
+    return names
+
+
 def _add_analysis_parsers(sub) -> None:
     from mechlistops.analysis.ablation import COMPONENTS, MODES
 
@@ -414,6 +464,19 @@ def _add_analysis_parsers(sub) -> None:
     g.add_argument("--device", default="auto")
     g.add_argument("--json", action="store_true")
     g.set_defaults(func=cmd_geometry)
+
+    p = sub.add_parser("probe", help="linear probes of node values on the residual stream")
+    p.add_argument("run", help="run directory, or RUN@STEP")
+    p.add_argument("--targets", default="parity,value,mod3", help="parity, value, mod3")
+    p.add_argument("--positions", default="value,close,answer", help="value, close, answer")
+    p.add_argument("--ops", help="test sets to pool (default: all of the run's)")
+    p.add_argument("--limit", type=int, help="examples per test set (default: all)")
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds, by expression")
+    p.add_argument("--max-items", type=int, default=1000, help="positions per kind (subsampled)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_probe)
 
 
 # ----------------------------------------------------------------------------- data

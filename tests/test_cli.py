@@ -285,3 +285,27 @@ def test_geometry_cli(tiny_run, tmp_path, capsys):
     saved = json.loads((run / "analysis" / "geometry.json").read_text())
     assert len(saved["cosine_W_E"]) == 10 and len(saved["metrics"]) == 2 * 3
     assert (run / "analysis" / "geometry.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_probe_cli(tiny_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    code, out, _ = _run(
+        capsys,
+        "probe",
+        str(run),
+        "--targets",
+        "parity",
+        "--positions",
+        "answer",
+        "--folds",
+        "3",
+        "--limit",
+        "100",
+    )
+    assert code == 0 and "parity at answer" in out and "W_E" in out
+    records = json.loads((run / "analysis" / "probes.json").read_text())
+    assert {r["position"] for r in records} == {"embedding", "answer"}
+    assert (run / "analysis" / "probes.png").read_bytes()[:4] == b"\x89PNG"
+    code, _, err = _run(capsys, "probe", str(run), "--targets", "prime")
+    _one_line_error(code, err, "unknown target 'prime'")

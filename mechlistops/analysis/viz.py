@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from mechlistops.checkpoint import atomic_write
@@ -116,6 +117,40 @@ def plot_geometry(geo, out: Path, title: str = "") -> Path:
     sns.barplot(m[m.representation == "W_E"], x="metric", y="value", hue="model", ax=axes[3])
     axes[3].set(ylim=(0, 1.05), title="W_E metrics: trained vs random init", xlabel="", ylabel="")
     axes[3].title.set_fontsize(9)
+    fig.suptitle(title, fontsize=10)
+    out = _save(fig, out)
+    plt.close(fig)
+    return out
+
+
+def plot_probes(df: pd.DataFrame, out: Path, title: str = "") -> Path:
+    """Probe accuracy across the residual stream, one panel per position kind, one colour per
+    target: trained (solid, with fold spread), random init (dashed), chance (dotted)."""
+    plt, sns = _pyplot()
+    stream = df[df.site != "W_E"]
+    kinds = list(dict.fromkeys(stream.position))
+    fig, axes = plt.subplots(
+        1, len(kinds), figsize=(5.5 * len(kinds), 4.2), squeeze=False, sharey=True
+    )
+    palette = dict(zip(dict.fromkeys(df.target), sns.color_palette("tab10")))
+    for ax, kind in zip(axes[0], kinds):
+        part = stream[stream.position == kind]
+        for target, g in part.groupby("target", sort=False):
+            x = np.arange(len(g))
+            c = palette[target]
+            ax.errorbar(x, g.accuracy, yerr=g["std"], color=c, marker="o", label=target)
+            ax.plot(x, g.random_init, color=c, linestyle="--", lw=1)
+            ax.plot(x, g.chance, color=c, linestyle=":", lw=1)
+            ax.set_xticks(
+                x,
+                [s.replace("blocks.", "").replace("hook_", "") for s in g.site],
+                rotation=35,
+                fontsize=8,
+            )
+        ax.set(ylim=(0, 1.02), title=f"at {kind} positions", ylabel="held-out probe accuracy")
+    axes[0][0].legend(
+        title="target (dashed: random init, dotted: chance)", fontsize=8, title_fontsize=8
+    )
     fig.suptitle(title, fontsize=10)
     out = _save(fig, out)
     plt.close(fig)

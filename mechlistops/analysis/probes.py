@@ -1,0 +1,193 @@
+"""Linear probes: is a function of a node's value linearly readable from the residual stream?
+
+Context / intuition: a logistic-regression probe (scikit-learn) is trained on the residual
+stream at one hook point and one kind of position, to predict a target computed from the value
+of the node there: at a value token, the value itself; at a closing bracket, the value of the
+subtree it closes; at the answer position (the last `=`), the answer. Targets: parity, value,
+value mod 3, or any function of the value passed in Python.
+
+Every accuracy comes with its spread over folds (the split is by expression: all positions of
+one example fall in the same fold) and two controls beside it: the same probe on a randomly
+initialised model of the same config, and on shuffled labels. A probe finding a feature shows
+the information is linearly present, not that the model uses it (see docs/analysis.md).
+
+On W_E's value rows there is one row per value, so only two-class targets can be tested on
+held-out rows: one row of each class is left out at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GroupKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from transformer_lens import HookedTransformer
+
+from mechlistops.data import Examples
+from mechlistops.listops import Vocab
+
+TARGETS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "parity": lambda v: v % 2,
+    "value": lambda v: v,
+    "mod3": lambda v: v % 3,
+}
+POSITIONS = ("value", "close", "answer")
+
+
+def probe_sites(n_layers: int) -> list[str]:
+    """resid_pre and resid_mid of every layer, then the last resid_post."""
+    sites = []
+    for layer in range(n_layers):
+        sites += [f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.hook_resid_mid"]
+    return sites + [f"blocks.{n_layers - 1}.hook_resid_post"]
+
+
+def _position_masks(ex: Examples, vocab: Vocab) -> dict[str, np.ndarray]:
+    """(n, seq_len) masks of the positions each probe reads, inside the expression or at `=`."""
+    cols = np.arange(ex.tokens.shape[1])[None, :]
+    in_expr = (cols >= 1) & (cols < (ex.prompt_len - 1)[:, None])
+    return {
+        "value": in_expr & (ex.tokens < vocab.modulus),
+        "close": in_expr & (ex.tokens == vocab.close),
+        "answer": cols == ex.answer_pos[:, None],
+    }
+
+
+@torch.no_grad()
+def collect(
+    model: HookedTransformer,
+    ex: Examples,
+    vocab: Vocab,
+    sites: list[str],
+    max_items: int = 2000,
+    seed: int = 0,
+) -> dict[str, tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]]:
+    """For each position kind: ({site: (items, d_model)}, node values, example ids)."""
+    rng = np.random.default_rng(seed)
+    masks = _position_masks(ex, vocab)
+    out = {}
+    for kind, mask in masks.items():
+        rows, cols = np.nonzero(mask)
+        if len(rows) > max_items:
+            keep = np.sort(rng.choice(len(rows), max_items, replace=False))
+            rows, cols = rows[keep], cols[keep]
+        labels = ex.node_values[rows, cols].astype(np.int64)
+        if kind == "answer":
+            labels = ex.answers[rows]
+        feats = {s: [] for s in sites}
+        for start in range(0, len(ex), 1000):
+            sel = (rows >= start) & (rows < start + 1000)
+            if not sel.any():
+                continue
+            part = ex.subset(slice(start, start + 1000))
+            width = int(part.lengths.max())
+            tokens = torch.as_tensor(
+                part.tokens[:, :width].astype(np.int64), device=model.W_E.device
+            )
+            _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in sites)
+            r, c = rows[sel] - start, cols[sel]
+            for s in sites:
+                feats[s].append(cache[s][r, c].cpu().numpy())
+        out[kind] = ({s: np.concatenate(v) for s, v in feats.items()}, labels, rows)
+    return out
+
+
+def fit_probe(
+    x: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int = 5
+) -> tuple[float, float]:
+    """Mean and standard deviation over GroupKFold folds of held-out probe accuracy."""
+    folds = min(folds, len(np.unique(groups)))
+    scores = []
+    for train, test in GroupKFold(n_splits=folds).split(x, y, groups):
+        if len(np.unique(y[train])) < 2:
+            scores.append(float(np.mean(y[test] == y[train][0])))
+            continue
+        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=200, tol=1e-3))
+        scores.append(clf.fit(x[train], y[train]).score(x[test], y[test]))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+def heldout_pair_accuracy(x: np.ndarray, y: np.ndarray) -> float:
+    """Two-class probe on a few rows (W_E): leave one row of each class out at a time."""
+    a, b = np.flatnonzero(y == np.unique(y)[0]), np.flatnonzero(y == np.unique(y)[-1])
+    correct = []
+    for i in a:
+        for j in b:
+            train = np.setdiff1d(np.arange(len(x)), [i, j])
+            clf = LogisticRegression(C=1.0, max_iter=2000).fit(x[train], y[train])
+            correct.extend(clf.predict(x[[i, j]]) == y[[i, j]])
+    return float(np.mean(correct))
+
+
+def probe(
+    model: HookedTransformer,
+    baseline: HookedTransformer,
+    sets: dict[str, Examples],
+    vocab: Vocab,
+    targets: dict[str, Callable[[np.ndarray], np.ndarray]] | None = None,
+    positions: tuple[str, ...] = POSITIONS,
+    folds: int = 5,
+    max_items: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Columns: site, position, target, accuracy, std, random_init, shuffled, chance, n.
+
+    `sets` are pooled; `baseline` is a randomly initialised model of the same config.
+    """
+    targets = targets or TARGETS
+    ex = Examples.concat(list(sets.values()))
+    sites = probe_sites(model.cfg.n_layers)
+    trained = collect(model, ex, vocab, sites, max_items, seed)
+    random = collect(baseline, ex, vocab, sites, max_items, seed)
+    rng = np.random.default_rng(seed)
+    rows = []
+    values = np.arange(vocab.modulus)
+    for name, fn in targets.items():
+        y = np.asarray(fn(values))
+        if len(np.unique(y)) == 2:
+            rows.append(
+                {
+                    "site": "W_E",
+                    "position": "embedding",
+                    "target": name,
+                    "accuracy": heldout_pair_accuracy(
+                        model.W_E[: vocab.modulus].detach().cpu().numpy(), y
+                    ),
+                    "std": float("nan"),
+                    "random_init": heldout_pair_accuracy(
+                        baseline.W_E[: vocab.modulus].detach().cpu().numpy(), y
+                    ),
+                    "shuffled": heldout_pair_accuracy(
+                        model.W_E[: vocab.modulus].detach().cpu().numpy(), rng.permutation(y)
+                    ),
+                    "chance": float(np.bincount(y).max() / len(y)),
+                    "n": vocab.modulus,
+                }
+            )
+        for kind in positions:
+            feats, labels, groups = trained[kind]
+            if len(labels) == 0:
+                continue
+            y = np.asarray(fn(labels))
+            shuffled = rng.permutation(y)
+            for site in sites:
+                acc, std = fit_probe(feats[site], y, groups, folds)
+                rows.append(
+                    {
+                        "site": site,
+                        "position": kind,
+                        "target": name,
+                        "accuracy": acc,
+                        "std": std,
+                        "random_init": fit_probe(random[kind][0][site], y, groups, folds)[0],
+                        "shuffled": fit_probe(feats[site], shuffled, groups, folds)[0],
+                        "chance": float(np.bincount(y).max() / len(y)),
+                        "n": len(y),
+                    }
+                )
+    return pd.DataFrame(rows)
