@@ -422,6 +422,17 @@ def cmd_probe(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from mechlistops.model import resolve_device
+    from mechlistops.report import build_report
+
+    out = build_report(
+        args.runs, Path(args.out), limit=args.limit, device=resolve_device(args.device)
+    )
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, self-contained)")
+    return 0
+
+
 def _choices(text: str, known, what: str) -> list[str]:
     names = [x.strip() for x in text.split(",") if x.strip()]
     for name in names:
@@ -477,6 +488,13 @@ def _add_analysis_parsers(sub) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_probe)
+
+    r = sub.add_parser("report", help="one offline HTML page comparing runs side by side")
+    r.add_argument("runs", nargs="+", help="run directories (or RUN@STEP)")
+    r.add_argument("--out", default="report.html")
+    r.add_argument("--limit", type=int, default=1000, help="examples per test set")
+    r.add_argument("--device", default="auto")
+    r.set_defaults(func=cmd_report)
 
 
 # ----------------------------------------------------------------------------- data

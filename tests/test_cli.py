@@ -309,3 +309,33 @@ def test_probe_cli(tiny_run, tmp_path, capsys):
     assert (run / "analysis" / "probes.png").read_bytes()[:4] == b"\x89PNG"
     code, _, err = _run(capsys, "probe", str(run), "--targets", "prime")
     _one_line_error(code, err, "unknown target 'prime'")
+
+
+def test_report_is_one_offline_page(tiny_run, tmp_path, capsys):
+    import re
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    out = tmp_path / "report.html"
+    code, stdout, _ = _run(
+        capsys, "report", str(run), f"{run}@100", "--out", str(out), "--limit", "60"
+    )
+    assert code == 0 and "self-contained" in stdout
+    page = out.read_text()
+    assert page.count("var CircuitsVis=") == 1  # the bundle once per page
+    assert page.count("CircuitsVis.render(") == 2 * 2 * 2  # 2 runs x 2 sets x 2 examples
+    assert page.count("data:image/png;base64,") >= 2 * 4
+    # nothing is loaded from anywhere: no remote src/href/import/url()
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
+    assert not re.search(r"""import\s*\(?\s*["']https?:""", page)
+    assert not re.search(r"url\(\s*['\"]?https?:", page)
+    for heading in (
+        "Accuracy",
+        "Ablation (mean)",
+        "Usage ratio",
+        "Direct logit attribution",
+        "Parity probes",
+        "Value geometry",
+        "Attention patterns",
+    ):
+        assert heading in page

@@ -1,0 +1,203 @@
+"""One self-contained HTML page comparing runs side by side.
+
+Runs every analysis on each run (saving its numbers and figures under `RUN/analysis/` as the
+single commands do) and lays the results out in columns, one per run: per-operator accuracy,
+ablation, usage ratios, direct logit attribution, probes, geometry, and circuitsvis attention
+views on a few examples. Figures are embedded as data URIs and the circuitsvis bundle is
+inlined once, so the page loads nothing from anywhere: it can be mailed, archived, or opened
+offline.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from mechlistops.analysis.ablation import ablate, sites_for
+from mechlistops.analysis.attribution import direct_logit_attribution, usage_ratios
+from mechlistops.analysis.common import prepare, random_init
+from mechlistops.analysis.geometry import geometry
+from mechlistops.analysis.probes import TARGETS, probe
+from mechlistops.analysis.views import attention_view, views_page_fragment
+from mechlistops.analysis.viz import plot_ablation, plot_attribution, plot_geometry, plot_probes
+from mechlistops.checkpoint import parse_run_spec, write_text
+from mechlistops.evaluate import evaluate_sets
+from mechlistops.plots import plot_training
+
+
+@dataclass
+class RunSummary:
+    spec: str
+    accuracy: pd.DataFrame  # set x (accuracy, held-out accuracy, baseline)
+    ablation: pd.DataFrame
+    usage: pd.DataFrame
+    dla: pd.DataFrame
+    probes: pd.DataFrame
+    geometry: pd.DataFrame
+    figures: dict[str, Path] = field(default_factory=dict)
+    views: list = field(default_factory=list)  # (caption, OfflineView)
+
+
+def summarise(spec: str, limit: int | None = None, examples: int = 2, device="cpu") -> RunSummary:
+    """Run every analysis on one run; figures are written under RUN/analysis/."""
+    inputs = prepare(spec, limit=limit, device=device)
+    run, sets = inputs.run, inputs.sets
+    model, vocab, modulus = run.model, run.vocab, run.config.data.modulus
+    run_dir, step = parse_run_spec(spec)
+    out = run_dir / "analysis"
+    tag = f"_step{step}" if step is not None else ""
+    results = evaluate_sets(model, sets, run.config.data)
+    accuracy = pd.DataFrame(
+        {
+            k: {
+                "accuracy": r.accuracy,
+                "held-out accuracy": r.accuracy_heldout,
+                "baseline": r.baseline,
+            }
+            for k, r in results.items()
+        }
+    ).T
+    abl = pd.concat(
+        [ablate(model, sets, sites_for(model, c), mode="mean") for c in ("mlp", "attn")]
+    )
+    usage = usage_ratios(model, sets)
+    dla = direct_logit_attribution(model, sets, modulus)
+    baseline = random_init(run, device)
+    probes = probe(
+        model,
+        baseline,
+        sets,
+        vocab,
+        {"parity": TARGETS["parity"]},
+        positions=("close", "answer"),
+        folds=5,
+    )
+    geo = geometry(model, baseline, sets, modulus)
+    figures = {
+        "ablation (mean)": plot_ablation(abl, out / f"report_ablation{tag}.png", spec),
+        "usage and attribution": plot_attribution(
+            usage, dla, out / f"report_attribution{tag}.png", spec
+        ),
+        "parity probes": plot_probes(probes, out / f"report_probes{tag}.png", spec),
+        "value geometry": plot_geometry(geo, out / f"report_geometry{tag}.png", spec),
+    }
+    if (run_dir / "metrics.jsonl").is_file():
+        figures = {"training": plot_training(run_dir, out / "report_training.png"), **figures}
+    last = run.config.model.n_layers - 1
+    views = [
+        (
+            f"{name}, example {i}: "
+            + " ".join(vocab.tokens[t] for t in ex.tokens[i, : ex.lengths[i]]),
+            attention_view(model, ex, i, vocab, layer=last),
+        )
+        for name, ex in sets.items()
+        for i in range(min(examples, len(ex)))
+    ]
+    return RunSummary(spec, accuracy, abl, usage, dla, probes, geo.metrics, figures, views)
+
+
+def _img(path: Path) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(Path(path).name)}">'
+
+
+def _side_by_side(frames: dict[str, pd.DataFrame]) -> str:
+    """One table with the runs as column groups."""
+    joined = pd.concat(frames, axis=1)
+    return joined.to_html(float_format=lambda x: f"{x:.3f}", na_rep="-", border=0)
+
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 24px; color: #222; }
+h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 2em; border-bottom: 1px solid #ccc; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 8px 0; }
+th, td { padding: 3px 8px; text-align: right; border-bottom: 1px solid #eee; }
+.runs { display: grid; grid-template-columns: repeat(var(--n), minmax(0, 1fr)); gap: 16px; }
+.runs img { max-width: 100%; } .note { color: #555; font-size: 0.9em; max-width: 60em; }
+.caption { font-family: monospace; font-size: 0.8em; }
+"""
+
+
+def render(summaries: list[RunSummary]) -> str:
+    """The HTML page for a list of run summaries."""
+    names = [s.spec for s in summaries]
+    parts = [f"<h1>mechlistops report: {html.escape(', '.join(names))}</h1>"]
+
+    def table(title: str, note: str, frames: dict[str, pd.DataFrame]) -> None:
+        parts.append(f"<h2>{title}</h2><p class='note'>{note}</p>{_side_by_side(frames)}")
+
+    table(
+        "Accuracy",
+        "Per test set: accuracy on the whole set, on the part guaranteed absent from "
+        "training, and the majority-class baseline.",
+        {s.spec: s.accuracy for s in summaries},
+    )
+    table(
+        "Ablation (mean)",
+        "Accuracy when each site's output is replaced by its mean.",
+        {
+            s.spec: s.ablation.pivot(index="site", columns="set", values="ablated_acc")
+            for s in summaries
+        },
+    )
+    table(
+        "Usage ratio at the answer",
+        "||sublayer output|| / ||residual input||, mean per example.",
+        {
+            s.spec: s.usage[s.usage["where"] == "answer"].pivot(
+                index=["layer", "sublayer"], columns="set", values="ratio"
+            )
+            for s in summaries
+        },
+    )
+    table(
+        "Direct logit attribution",
+        "Mean direct effect of each component on the answer's "
+        "logit (final LayerNorm scale frozen).",
+        {s.spec: s.dla.pivot(index="component", columns="set", values="logit") for s in summaries},
+    )
+    table(
+        "Parity probes",
+        "Held-out accuracy of logistic-regression probes (random-init control and chance beside).",
+        {
+            s.spec: s.probes.set_index(["position", "site"])[["accuracy", "random_init", "chance"]]
+            for s in summaries
+        },
+    )
+    table(
+        "Value geometry",
+        "W_E and residual stream at value tokens: trained vs random init.",
+        {s.spec: s.geometry.set_index(["representation", "metric"]) for s in summaries},
+    )
+
+    grid = f"<div class='runs' style='--n: {len(summaries)}'>"
+    for title in dict.fromkeys(t for s in summaries for t in s.figures):
+        cells = "".join(
+            f"<div>{_img(s.figures[title]) if title in s.figures else ''}</div>" for s in summaries
+        )
+        parts.append(f"<h2>{html.escape(title)}</h2>{grid}{cells}</div>")
+
+    bundle, rendered = views_page_fragment([v for s in summaries for _, v in s.views])
+    it = iter(rendered)
+    cells = []
+    for s in summaries:
+        items = "".join(f"<p class='caption'>{html.escape(c)}</p>{next(it)}" for c, _ in s.views)
+        cells.append(f"<div><h3>{html.escape(s.spec)}</h3>{items}</div>")
+    parts.append("<h2>Attention patterns (last layer)</h2>" + grid + "".join(cells) + "</div>")
+    # Inline the bundle once, as a classic script so that CircuitsVis is a global for every view.
+    script = f"<script>{bundle}</script>" if bundle else ""
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>mechlistops report</title>"
+        f"<style>{_STYLE}</style>{script}</head><body>{''.join(parts)}</body></html>"
+    )
+
+
+def build_report(specs: list[str], out: Path, limit: int | None = 1000, device="cpu") -> Path:
+    summaries = [summarise(s, limit=limit, device=device) for s in tqdm(specs, desc="runs")]
+    write_text(Path(out), render(summaries))
+    return Path(out)
