@@ -130,11 +130,12 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--out", help="run directory (default checkpoints/<generated name>)")
     p.add_argument("--resume", metavar="RUN", help="continue an interrupted run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-report", action="store_true", help="skip the analyses report at the end")
     p.add_argument("--json", action="store_true", help="print the final results as JSON")
     p.set_defaults(func=cmd_train)
 
 
-_TRAIN_ONLY = ("out", "resume", "no_progress", "json", "func", "command")
+_TRAIN_ONLY = ("out", "resume", "no_progress", "no_report", "json", "func", "command")
 
 
 def _train_config(args) -> RunConfig:
@@ -213,6 +214,13 @@ def cmd_train(args) -> int:
         run_dir = Path(args.out) if args.out else Path("checkpoints") / default_run_name(cfg)
     result = train(cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress)
     figure = plot_training(run_dir)
+    report = None
+    if not args.no_report:  # the run's analyses, on one offline page
+        from mechlistops.report import build_report
+
+        report = build_report(
+            [str(run_dir)], run_dir / "report.html", device=result.model.W_E.device
+        )
     if args.json:
         print(
             json.dumps(
@@ -233,6 +241,8 @@ def cmd_train(args) -> int:
     )
     print(format_table(result.results))
     print(f"\nrun saved to {run_dir} (training curves: {figure})")
+    if report:
+        print(f"analyses (ablation, attribution, probes, geometry, attention views): {report}")
     return 0
 
 

@@ -216,6 +216,7 @@ def test_train_cli_end_to_end(tmp_path, capsys):
     assert code == 0
     assert "run saved to" in stdout and "baseline" in stdout and "MIN" in stdout
     assert (out / "training.png").read_bytes()[:4] == b"\x89PNG"
+    assert "CircuitsVis.render(" in (out / "report.html").read_text()
     raw = json.loads((out / "config.json").read_text())
     assert raw["data"]["ops"] == ["MAX", "MIN"] and raw["model"]["d_model"] == 16
 

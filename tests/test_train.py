@@ -127,6 +127,7 @@ def test_killed_process_resumes_to_identical_weights(tmp_path):
         "--device",
         "cpu",
         "--no-progress",
+        "--no-report",
     ]
     cmd = [sys.executable, "-m", "mechlistops.cli", "train", *args]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
@@ -153,6 +154,7 @@ def test_killed_process_resumes_to_identical_weights(tmp_path):
         "--resume",
         str(tmp_path / "cut"),
         "--no-progress",
+        "--no-report",
     ]
     subprocess.run(resume, check=True, env=env, capture_output=True)
     ref, cut = _weights(tmp_path / "ref"), _weights(tmp_path / "cut")
