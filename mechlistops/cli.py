@@ -316,7 +316,11 @@ def cmd_ablate(args) -> int:
 
 
 def cmd_attribute(args) -> int:
-    from mechlistops.analysis.attribution import direct_logit_attribution, usage_ratios
+    from mechlistops.analysis.attribution import (
+        attribution_patching,
+        direct_logit_attribution,
+        usage_ratios,
+    )
     from mechlistops.analysis.common import prepare
     from mechlistops.analysis.viz import plot_attribution
     from mechlistops.checkpoint import write_json
@@ -326,10 +330,17 @@ def cmd_attribute(args) -> int:
     model, modulus = inputs.run.model, inputs.run.config.data.modulus
     usage = usage_ratios(model, inputs.sets)
     dla = direct_logit_attribution(model, inputs.sets, modulus)
+    patching = attribution_patching(model, inputs.sets, modulus, seed=args.seed)
     json_path = _analysis_path(args.run, "attribution", "json")
-    records = {"usage": usage.to_dict(orient="records"), "dla": dla.to_dict(orient="records")}
+    records = {
+        "usage": usage.to_dict(orient="records"),
+        "dla": dla.to_dict(orient="records"),
+        "patching": patching.to_dict(orient="records"),
+    }
     write_json(json_path, records)
-    figure = plot_attribution(usage, dla, json_path.with_suffix(".png"), title=args.run)
+    figure = plot_attribution(
+        usage, dla, json_path.with_suffix(".png"), title=args.run, patching=patching
+    )
     if args.json:
         print(json.dumps(records, indent=2))
         return 0
@@ -346,6 +357,14 @@ def cmd_attribute(args) -> int:
             f"{r.component} {r.logit:+.2f} ({r.logit_diff:+.2f})" for r in top.itertuples()
         )
         print(f"  {set_name}: {cells}")
+    print(
+        "\nattribution patching: estimated change of the answer-vs-runner-up logit difference "
+        "when a site takes another example's activation (clean difference in brackets):"
+    )
+    for set_name, g in patching.groupby("set", sort=False):
+        top = g.reindex(g["score"].abs().sort_values(ascending=False).index).head(args.top)
+        cells = ", ".join(f"{r.site} {r.score:+.2f}" for r in top.itertuples())
+        print(f"  {set_name} ({g.clean_metric.iloc[0]:.2f}): {cells}")
     print(f"\nsaved {json_path} and {figure}")
     return 0
 
@@ -474,6 +493,7 @@ def _add_analysis_parsers(sub) -> None:
     t.add_argument("--ops", help="test sets to use (default: all of the run's)")
     t.add_argument("--limit", type=int, help="examples per test set (default: all)")
     t.add_argument("--top", type=int, default=6, help="components to print per test set")
+    t.add_argument("--seed", type=int, default=0, help="corruption permutation seed (patching)")
     t.add_argument("--device", default="auto")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_attribute)

@@ -19,7 +19,11 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from mechlistops.analysis.ablation import ablate, sites_for
-from mechlistops.analysis.attribution import direct_logit_attribution, usage_ratios
+from mechlistops.analysis.attribution import (
+    attribution_patching,
+    direct_logit_attribution,
+    usage_ratios,
+)
 from mechlistops.analysis.common import prepare, random_init
 from mechlistops.analysis.geometry import geometry
 from mechlistops.analysis.probes import TARGETS, probe
@@ -37,6 +41,7 @@ class RunSummary:
     ablation: pd.DataFrame
     usage: pd.DataFrame
     dla: pd.DataFrame
+    patching: pd.DataFrame
     probes: pd.DataFrame
     geometry: pd.DataFrame
     figures: dict[str, Path] = field(default_factory=dict)
@@ -67,6 +72,7 @@ def summarise(spec: str, limit: int | None = None, examples: int = 2, device="cp
     )
     usage = usage_ratios(model, sets)
     dla = direct_logit_attribution(model, sets, modulus)
+    patching = attribution_patching(model, sets, modulus)
     baseline = random_init(run, device)
     probes = probe(
         model,
@@ -81,7 +87,7 @@ def summarise(spec: str, limit: int | None = None, examples: int = 2, device="cp
     figures = {
         "ablation (mean)": plot_ablation(abl, out / f"report_ablation{tag}.png", spec),
         "usage and attribution": plot_attribution(
-            usage, dla, out / f"report_attribution{tag}.png", spec
+            usage, dla, out / f"report_attribution{tag}.png", spec, patching=patching
         ),
         "parity probes": plot_probes(probes, out / f"report_probes{tag}.png", spec),
         "value geometry": plot_geometry(geo, out / f"report_geometry{tag}.png", spec),
@@ -98,7 +104,9 @@ def summarise(spec: str, limit: int | None = None, examples: int = 2, device="cp
         for name, ex in sets.items()
         for i in range(min(examples, len(ex)))
     ]
-    return RunSummary(spec, accuracy, abl, usage, dla, probes, geo.metrics, figures, views)
+    return RunSummary(
+        spec, accuracy, abl, usage, dla, patching, probes, geo.metrics, figures, views
+    )
 
 
 def _img(path: Path) -> str:
@@ -160,6 +168,12 @@ def render(summaries: list[RunSummary]) -> str:
         "Mean direct effect of each component on the answer's "
         "logit (final LayerNorm scale frozen).",
         {s.spec: s.dla.pivot(index="component", columns="set", values="logit") for s in summaries},
+    )
+    table(
+        "Attribution patching",
+        "Estimated change of the answer-vs-runner-up logit difference when a site takes another "
+        "example's activation (first-order; confirm with resample ablation).",
+        {s.spec: s.patching.pivot(index="site", columns="set", values="score") for s in summaries},
     )
     table(
         "Parity probes",

@@ -273,6 +273,8 @@ def test_attribute_cli(tiny_run, tmp_path, capsys):
     assert code == 0 and "usage ratio" in out and "L0 mlp" in out
     saved = json.loads((run / "analysis" / "attribution.json").read_text())
     assert {r["sublayer"] for r in saved["usage"]} == {"attn", "mlp"}
+    assert {r["site"] for r in saved["patching"]} == {"L0 H0", "L0 H1", "L0 mlp"}
+    assert "attribution patching" in out
     assert (run / "analysis" / "attribution.png").read_bytes()[:4] == b"\x89PNG"
     code, _, err = _run(capsys, "attribute", f"{run}@7")
     _one_line_error(code, err, "no checkpoint at step 7")

@@ -48,18 +48,26 @@ def plot_ablation(df: pd.DataFrame, out: Path, title: str = "") -> Path:
     return out
 
 
-def plot_attribution(usage: pd.DataFrame, dla: pd.DataFrame, out: Path, title: str = "") -> Path:
-    """Usage ratios per layer and sublayer (bars, answer position and all positions), and the
-    direct logit attribution of every component (heatmap, component x test set)."""
+def plot_attribution(
+    usage: pd.DataFrame,
+    dla: pd.DataFrame,
+    out: Path,
+    title: str = "",
+    patching: pd.DataFrame | None = None,
+) -> Path:
+    """Usage ratios per layer and sublayer (bars, answer position and all positions), the
+    direct logit attribution of every component (heatmap, component x test set) and, when
+    given, attribution patching scores (heatmap, site x test set)."""
     plt, sns = _pyplot()
     usage = usage.assign(site=[f"L{r.layer} {r.sublayer}" for r in usage.itertuples()])
     pivot = dla.pivot(index="component", columns="set", values="logit")
     pivot = pivot.loc[dla.component.unique(), dla.set.unique()]
+    panels = 3 if patching is None else 4
     fig, axes = plt.subplots(
         1,
-        3,
-        figsize=(15, 1.5 + 0.32 * max(len(pivot), 8)),
-        gridspec_kw={"width_ratios": [1, 1, 1.2]},
+        panels,
+        figsize=(5 * panels, 1.5 + 0.32 * max(len(pivot), 8)),
+        gridspec_kw={"width_ratios": [1, 1, 1.2, 1.2][:panels]},
     )
     for ax, where in zip(axes[:2], ("answer", "all")):
         sns.barplot(usage[usage["where"] == where], x="site", y="ratio", hue="set", ax=ax)
@@ -71,6 +79,12 @@ def plot_attribution(usage: pd.DataFrame, dla: pd.DataFrame, out: Path, title: s
     sns.heatmap(pivot, annot=True, fmt=".1f", cmap="RdBu", center=0, ax=axes[2])
     axes[2].set(title="direct logit attribution to the answer", xlabel="", ylabel="")
     axes[2].title.set_fontsize(9)
+    if patching is not None:
+        scores = patching.pivot(index="site", columns="set", values="score")
+        scores = scores.loc[patching.site.unique(), patching.set.unique()]
+        sns.heatmap(scores, annot=True, fmt=".2f", cmap="RdBu", center=0, ax=axes[3])
+        axes[3].set(title="attribution patching (change of logit difference)", xlabel="", ylabel="")
+        axes[3].title.set_fontsize(9)
     fig.suptitle(title, fontsize=10)
     out = _save(fig, out)
     plt.close(fig)

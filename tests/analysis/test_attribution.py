@@ -51,3 +51,39 @@ def test_usage_ratios_by_hand():
     got = df.set_index(["layer", "sublayer", "where"])["ratio"]
     assert got[(1, "mlp", "answer")] == pytest.approx(np.mean(want_answer), rel=1e-4)
     assert got[(1, "mlp", "all")] == pytest.approx(np.mean(want_all), rel=1e-4)
+
+
+def test_attribution_patching_is_exact_where_the_metric_is_linear():
+    """Without a final norm the logits are linear in the last MLP's output, so the attribution
+    patching score equals the real effect of patching that output."""
+    from mechlistops.analysis.attribution import attribution_patching
+    from mechlistops.analysis.common import same_length_permutation
+
+    data = DataConfig()
+    model = build_model(
+        ModelConfig(n_layers=2, d_model=32, n_heads=4, normalization=None), data, seed=3
+    )
+    ex = sample_examples(data, 200, np.random.default_rng(0))
+    df = attribution_patching(model, {"x": ex}, modulus=10, seed=0)
+    assert len(df) == 2 * (4 + 1)
+    score = df.set_index("site").loc["L1 mlp", "score"]
+
+    tokens = torch.as_tensor(ex.tokens[:, : ex.lengths.max()].astype(np.int64))
+    pos, answers = torch.as_tensor(ex.answer_pos), torch.as_tensor(ex.answers)
+    lengths = torch.as_tensor(ex.lengths)
+    perm = same_length_permutation(lengths, torch.Generator().manual_seed(0))
+    r = torch.arange(len(pos))
+    with torch.no_grad():
+        clean, cache = model.run_with_cache(tokens)
+        wrong = clean[r, pos, :10].clone()
+        wrong[r, answers] = -torch.inf
+        runner = wrong.argmax(-1)
+        corrupt = cache["blocks.1.hook_mlp_out"][perm]
+        with model.hooks(fwd_hooks=[("blocks.1.hook_mlp_out", lambda act, hook: corrupt)]):
+            patched = model(tokens)
+
+    def metric(logits):
+        return logits[r, pos, answers] - logits[r, pos, runner]
+
+    assert score == pytest.approx(float((metric(patched) - metric(clean)).mean()), abs=1e-4)
+    assert abs(score) > 1e-3  # the patch does something
