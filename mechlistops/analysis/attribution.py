@@ -150,7 +150,11 @@ def direct_logit_attribution(
 
 
 def attribution_patching(
-    model: HookedTransformer, sets: dict[str, Examples], modulus: int, seed: int = 0
+    model: HookedTransformer,
+    sets: dict[str, Examples],
+    modulus: int,
+    seed: int = 0,
+    batch_size: int = 250,
 ) -> pd.DataFrame:
     """Attribution patching scores of every head and MLP layer (Nanda's linear approximation
     of activation patching).
@@ -175,7 +179,8 @@ def attribution_patching(
     for set_name, ex in sets.items():
         totals: dict[str, torch.Tensor] = {}
         metric_sum, count = 0.0, 0
-        for tokens, pos, answers, lengths in batches(ex, device=model.W_E.device):
+        # A backward pass keeps the whole forward graph: smaller batches bound its memory.
+        for tokens, pos, answers, lengths in batches(ex, batch_size, device=model.W_E.device):
             acts: dict[str, torch.Tensor] = {}
 
             def keep(act, hook, acts=acts):
