@@ -46,8 +46,6 @@ CONFIG, VOCAB, WEIGHTS, STATE, RESULTS, METRICS = (
     "metrics.jsonl",
 )
 STEPS_DIR = "steps"
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 # ----------------------------------------------------------------------------- atomic files
@@ -57,7 +55,7 @@ def atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; keep the usual permissions
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; run files are meant to be shared
     try:
         write(tmp)
         with open(tmp, "rb") as f:
