@@ -75,3 +75,49 @@ def plot_training(run_dir: Path, out: Path | None = None) -> Path:
     atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
     return out
+
+
+def plot_transitions(df: pd.DataFrame, fits: pd.DataFrame, out: Path) -> Path:
+    """Final accuracy against parameters, one panel per operator, one colour per mixture (seeds
+    as points, median as a line), with the fitted sigmoid where the fit succeeded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import seaborn as sns
+
+    from mechlistops.transition import fit_transition
+
+    sns.set_theme(style="whitegrid", context="notebook")
+    ops = list(dict.fromkeys(df.op))
+    fig, axes = plt.subplots(1, len(ops), figsize=(5 * len(ops), 4), squeeze=False, sharey=True)
+    palette = dict(zip(dict.fromkeys(df.mixture), sns.color_palette("tab10")))
+    for ax, op in zip(axes[0], ops):
+        part = df[df.op == op]
+        sns.scatterplot(
+            part,
+            x="n_params",
+            y="accuracy",
+            hue="mixture",
+            palette=palette,
+            ax=ax,
+            alpha=0.5,
+            legend=False,
+        )
+        for mixture, g in part.groupby("mixture"):
+            med = g.groupby("n_params")["accuracy"].median()
+            ax.plot(med.index, med.values, color=palette[mixture], label=mixture)
+            fit = fit_transition(g.n_params, g.accuracy)
+            if fit.midpoint:
+                x = np.linspace(np.log10(g.n_params.min()), np.log10(g.n_params.max()), 100)
+                lo, hi, k, x0 = fit.params
+                y = lo + (hi - lo) / (1 + np.exp(-k * (x - x0)))
+                ax.plot(10**x, y, color=palette[mixture], linestyle="--", lw=1)
+                ax.axvline(fit.midpoint, color=palette[mixture], linestyle=":", lw=1)
+        ax.set(xscale="log", ylim=(0, 1.02), title=op, xlabel="parameters")
+        ax.legend(fontsize=8, title="mixture (dashed: sigmoid fit)", title_fontsize=8)
+    fig.tight_layout()
+    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
+    return out

@@ -1,0 +1,173 @@
+"""Learning transitions: the smallest model that learns an operation, alone and in a mixture.
+
+For each operator and mixture, final test accuracy against log10(parameter count) over the
+sweep's sizes and seeds, summarised two ways (../shared/PAPER.md, "Learning transition"):
+- N* (midpoint): the midpoint of a sigmoid acc = lo + (hi - lo) / (1 + exp(-k (x - x0)))
+  fitted in x = log10(parameters); reported only when the fit converges and its midpoint lies
+  inside the sizes measured, otherwise the reason is given instead of a number;
+- N* (threshold): the smallest size whose median accuracy over seeds reaches the threshold
+  (default 0.9, also 0.99); "not reached" when no size does.
+Confidence intervals come from bootstrapping seeds within each size; the ratio N*(alone) /
+N*(in mixture) gets its interval from independent bootstraps of the two.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import OptimizeWarning, curve_fit
+
+from mechlistops import checkpoint as ckpt
+from mechlistops.sweep import load_sweep
+
+
+def collect(sweep_dir: Path) -> pd.DataFrame:
+    """One row per (finished member, test set): mixture, d_model, seed, n_params, op,
+    accuracy, accuracy_heldout."""
+    sweep = load_sweep(sweep_dir)
+    rows = []
+    for m in sweep.members():
+        path = Path(sweep_dir) / m.name / ckpt.RESULTS
+        if not path.is_file():
+            continue
+        saved = json.loads(path.read_text())
+        for op, r in saved["results"].items():
+            if op == "mixture":
+                continue
+            rows.append(
+                {
+                    "mixture": "+".join(m.config.data.ops),
+                    "d_model": m.config.model.d_model,
+                    "seed": m.config.train.seed,
+                    "n_params": saved["n_params"]["n_params"],
+                    "op": op,
+                    "accuracy": r["accuracy"],
+                    "accuracy_heldout": r["accuracy_heldout"],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _sigmoid(x, lo, hi, k, x0):
+    return lo + (hi - lo) / (1 + np.exp(-k * (x - x0)))
+
+
+@dataclass
+class Fit:
+    midpoint: float | None  # N* in parameters, or None
+    reason: str  # "ok" or why there is no number
+    params: tuple[float, ...] | None = None
+
+
+def fit_transition(n_params: np.ndarray, acc: np.ndarray) -> Fit:
+    """Sigmoid in log10(parameters); refuses to extrapolate the midpoint."""
+    x, y = np.log10(np.asarray(n_params, float)), np.asarray(acc, float)
+    if len(np.unique(x)) < 4:  # four parameters
+        return Fit(None, "fewer than 4 sizes")
+    if y.max() - y.min() < 0.2:
+        return Fit(None, "no transition in range (accuracy flat)")
+    p0 = (y.min(), y.max(), 5.0, float(np.median(x)))
+    bounds = ([0, 0, 0.1, x.min() - 1], [1, 1, 100, x.max() + 1])
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", OptimizeWarning)
+            params, _ = curve_fit(_sigmoid, x, y, p0=p0, bounds=bounds, maxfev=5000)
+    except (RuntimeError, OptimizeWarning, ValueError):
+        return Fit(None, "fit did not converge")
+    lo, hi, k, x0 = params
+    if hi - lo < 0.2:
+        return Fit(None, "no transition in range (fitted step < 0.2)", tuple(params))
+    if not x.min() <= x0 <= x.max():
+        return Fit(None, "midpoint outside the sizes measured", tuple(params))
+    return Fit(float(10**x0), "ok", tuple(params))
+
+
+def smallest_passing(df: pd.DataFrame, threshold: float) -> float | None:
+    """Smallest n_params whose median accuracy over seeds reaches the threshold."""
+    med = df.groupby("n_params")["accuracy"].median()
+    passing = med[med >= threshold]
+    return float(passing.index.min()) if len(passing) else None
+
+
+def _bootstrap(df: pd.DataFrame, stat, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Statistic over resamples of seeds within each size; NaN where it is undefined."""
+    groups = [g["accuracy"].to_numpy() for _, g in df.groupby("n_params")]
+    sizes = sorted(df["n_params"].unique())
+    out = np.full(n, np.nan)
+    for i in range(n):
+        acc = np.concatenate([rng.choice(g, len(g)) for g in groups])
+        params = np.concatenate([[s] * len(g) for s, g in zip(sizes, groups)])
+        value = stat(pd.DataFrame({"n_params": params, "accuracy": acc}))
+        out[i] = np.nan if value is None else value
+    return out
+
+
+def _ci(samples: np.ndarray, min_defined: float = 0.5) -> tuple[float, float] | None:
+    """95% percentile interval, or None when the statistic is undefined in too many resamples."""
+    ok = samples[np.isfinite(samples)]
+    if len(ok) < min_defined * len(samples):
+        return None
+    return float(np.percentile(ok, 2.5)), float(np.percentile(ok, 97.5))
+
+
+def transitions(
+    df: pd.DataFrame, thresholds=(0.9, 0.99), n_boot: int = 1000, seed: int = 0
+) -> pd.DataFrame:
+    """One row per (op, mixture): N* by sigmoid midpoint and by each threshold, with 95% CIs,
+    and the ratio to the op alone where the sweep has the op alone."""
+    rng = np.random.default_rng(seed)
+    rows, boots = [], {}
+    for (op, mixture), g in df.groupby(["op", "mixture"], sort=False):
+        fit = fit_transition(g["n_params"], g["accuracy"])
+        row = {
+            "op": op,
+            "mixture": mixture,
+            "n_runs": len(g),
+            "midpoint": fit.midpoint,
+            "midpoint_note": fit.reason,
+        }
+
+        def mid(d):
+            return fit_transition(d["n_params"], d["accuracy"]).midpoint
+
+        b = _bootstrap(g, mid, n_boot, rng) if fit.midpoint else np.full(n_boot, np.nan)
+        row["midpoint_ci"] = _ci(b)
+        boots[(op, mixture, "midpoint")] = b
+        for t in thresholds:
+            row[f"smallest_{t}"] = smallest_passing(g, t)
+            bt = _bootstrap(g, lambda d, t=t: smallest_passing(d, t), n_boot, rng)
+            row[f"smallest_{t}_ci"] = _ci(bt)
+            boots[(op, mixture, f"smallest_{t}")] = bt
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    # Ratio N*(op alone) / N*(op in this mixture), with an interval from the two bootstraps.
+    for key in ["midpoint"] + [f"smallest_{t}" for t in thresholds]:
+        ratios, cis = [], []
+        for _, r in out.iterrows():
+            alone = out[(out.op == r["op"]) & (out.mixture == r["op"])]
+            a = alone[key].iloc[0] if len(alone) else None
+            mine = r[key]
+            if a is None or mine is None or _isnan(a) or _isnan(mine):
+                ratios.append(None)
+                cis.append(None)
+                continue
+            ratios.append(a / mine)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                alone_b, mine_b = (
+                    boots[(r["op"], r["op"], key)],
+                    boots[(r["op"], r["mixture"], key)],
+                )
+                cis.append(_ci(alone_b / mine_b))
+        out[f"ratio_{key}"] = ratios
+        out[f"ratio_{key}_ci"] = cis
+    return out
+
+
+def _isnan(v) -> bool:
+    return isinstance(v, float) and math.isnan(v)
