@@ -565,6 +565,8 @@ def cmd_transition(args) -> int:
     df = collect(Path(args.sweep))
     if df.empty:
         raise ConfigError(f"{args.sweep}: no finished runs yet")
+    if args.heldout:  # score only the test expressions guaranteed absent from training
+        df = df.assign(accuracy=df["accuracy_heldout"])
     args.threshold = args.threshold or [0.9, 0.99]
     fits = transitions(df, thresholds=tuple(args.threshold), n_boot=args.bootstrap)
     write_json(Path(args.sweep) / "transitions.json", json.loads(fits.to_json(orient="records")))
@@ -628,6 +630,11 @@ def _add_sweep_parsers(sub) -> None:
         help="accuracy counted as learned (default 0.9 and 0.99)",
     )
     t.add_argument("--bootstrap", type=int, default=500, help="bootstrap resamples")
+    t.add_argument(
+        "--heldout",
+        action="store_true",
+        help="use accuracy on the held-out part of each test set (>= 4 leaves)",
+    )
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_transition, threshold=None)
 

@@ -125,5 +125,7 @@ def test_sweep_and_transition_cli(tmp_path, capsys):
         ("MIN", "MAX+MIN"),
     }
     assert (out / "transitions.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["transition", str(out), "--bootstrap", "10", "--heldout", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["n_runs"] == 8
     code = main(["transition", str(tmp_path)])
     assert code == 2
