@@ -1,0 +1,275 @@
+"""`mechlistops ablate | attribute | probe | geometry | report`: analyses of saved runs.
+
+Each command loads RUN or RUN@STEP, calls `mechlistops.analysis`, prints a table (or JSON with
+--json), and saves the numbers and a figure under RUN/analysis/.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mechlistops.errors import ConfigError
+
+
+# ----------------------------------------------------------------------------- analyses
+def _analysis_path(spec: str, stem: str, suffix: str) -> Path:
+    """RUN/analysis/<stem>[_step<N>].<suffix>"""
+    from mechlistops.checkpoint import parse_run_spec
+
+    run_dir, step = parse_run_spec(spec)
+    tag = f"_step{step}" if step is not None else ""
+    return run_dir / "analysis" / f"{stem}{tag}.{suffix}"
+
+
+def _format_ablation(df) -> str:
+    sets = list(dict.fromkeys(df["set"]))
+    clean = df.drop_duplicates("set").set_index("set")["clean_acc"]
+    width = max(12, *(len(s) for s in df["site"]))
+    head = f"{'site':<{width}} " + " ".join(f"{s:>16}" for s in sets)
+    lines = [head, f"{'clean':<{width}} " + " ".join(f"{clean[s]:>16.3f}" for s in sets)]
+    for site, group in df.groupby("site", sort=False):
+        g = group.set_index("set")
+        cells = [f"{g.ablated_acc[s]:.3f} ({g.delta_acc[s]:+.3f})" for s in sets]
+        lines.append(f"{site:<{width}} " + " ".join(f"{c:>16}" for c in cells))
+    return "\n".join(lines)
+
+
+def cmd_ablate(args) -> int:
+    from mechlistops.analysis.ablation import ablate, sites_for
+    from mechlistops.analysis.common import prepare
+    from mechlistops.analysis.viz import plot_ablation
+    from mechlistops.checkpoint import write_json
+    from mechlistops.model import resolve_device
+
+    inputs = prepare(args.run, args.ops, args.limit, device=resolve_device(args.device))
+    model = inputs.run.model
+    sites = sites_for(model, args.component, args.layer, args.head)
+    df = ablate(model, inputs.sets, sites, mode=args.mode, seed=args.seed)
+    stem = f"ablation_{args.component}_{args.mode}"
+    json_path = _analysis_path(args.run, stem, "json")
+    write_json(json_path, df.to_dict(orient="records"))
+    figure = plot_ablation(
+        df,
+        json_path.with_suffix(".png"),
+        title=f"{args.run}: {args.mode} ablation of {args.component}",
+    )
+    if args.json:
+        print(df.to_json(orient="records", indent=2))
+        return 0
+    print(f"{args.mode} ablation, accuracy when ablated (change from clean):")
+    print(_format_ablation(df))
+    print(f"\nsaved {json_path} and {figure}")
+    return 0
+
+
+def cmd_attribute(args) -> int:
+    from mechlistops.analysis.attribution import (
+        attribution_patching,
+        direct_logit_attribution,
+        usage_ratios,
+    )
+    from mechlistops.analysis.common import prepare
+    from mechlistops.analysis.viz import plot_attribution
+    from mechlistops.checkpoint import write_json
+    from mechlistops.model import resolve_device
+
+    inputs = prepare(args.run, args.ops, args.limit, device=resolve_device(args.device))
+    model, modulus = inputs.run.model, inputs.run.config.data.modulus
+    usage = usage_ratios(model, inputs.sets)
+    dla = direct_logit_attribution(model, inputs.sets, modulus)
+    patching = attribution_patching(model, inputs.sets, modulus, seed=args.seed)
+    json_path = _analysis_path(args.run, "attribution", "json")
+    records = {
+        "usage": usage.to_dict(orient="records"),
+        "dla": dla.to_dict(orient="records"),
+        "patching": patching.to_dict(orient="records"),
+    }
+    write_json(json_path, records)
+    figure = plot_attribution(
+        usage, dla, json_path.with_suffix(".png"), title=args.run, patching=patching
+    )
+    if args.json:
+        print(json.dumps(records, indent=2))
+        return 0
+    table = usage.pivot_table(index=["layer", "sublayer"], columns=["where", "set"], values="ratio")
+    print("usage ratio ||sublayer output|| / ||residual input|| (mean per example):")
+    print(table.round(3).to_string())
+    print(
+        "\ndirect logit attribution to the answer's logit (mean; logit difference to the "
+        "runner-up in brackets):"
+    )
+    for set_name, g in dla.groupby("set", sort=False):
+        top = g.reindex(g["logit"].abs().sort_values(ascending=False).index).head(args.top)
+        cells = ", ".join(
+            f"{r.component} {r.logit:+.2f} ({r.logit_diff:+.2f})" for r in top.itertuples()
+        )
+        print(f"  {set_name}: {cells}")
+    print(
+        "\nattribution patching: estimated change of the answer-vs-runner-up logit difference "
+        "when a site takes another example's activation (clean difference in brackets):"
+    )
+    for set_name, g in patching.groupby("set", sort=False):
+        top = g.reindex(g["score"].abs().sort_values(ascending=False).index).head(args.top)
+        cells = ", ".join(f"{r.site} {r.score:+.2f}" for r in top.itertuples())
+        print(f"  {set_name} ({g.clean_metric.iloc[0]:.2f}): {cells}")
+    print(f"\nsaved {json_path} and {figure}")
+    return 0
+
+
+def cmd_geometry(args) -> int:
+    from mechlistops.analysis.common import prepare, random_init
+    from mechlistops.analysis.geometry import geometry
+    from mechlistops.analysis.viz import plot_geometry
+    from mechlistops.checkpoint import write_json
+    from mechlistops.model import resolve_device
+
+    device = resolve_device(args.device)
+    inputs = prepare(args.run, args.ops, args.limit, device=device)
+    run = inputs.run
+    geo = geometry(run.model, random_init(run, device), inputs.sets, run.config.data.modulus)
+    json_path = _analysis_path(args.run, "geometry", "json")
+    records = {
+        "metrics": geo.metrics.to_dict(orient="records"),
+        "pca_W_E": geo.coords.tolist(),
+        "cosine_W_E": geo.cosine.tolist(),
+    }
+    write_json(json_path, records)
+    figure = plot_geometry(geo, json_path.with_suffix(".png"), title=args.run)
+    if args.json:
+        print(json.dumps(records, indent=2))
+        return 0
+    table = geo.metrics.pivot(
+        index="representation", columns="metric", values=["trained", "random_init"]
+    )
+    table = table.loc[geo.metrics.representation.unique()]
+    print(
+        "value geometry: trained (random init); ordering = |Spearman(PC1, value)|, "
+        "circularity = fit of the PC1-PC2 angle to 2*pi*v/n, parity = held-out linear accuracy"
+    )
+    for rep, row in table.iterrows():
+        cells = "  ".join(
+            f"{m} {row[('trained', m)]:.2f} ({row[('random_init', m)]:.2f})"
+            for m in ("ordering", "circularity", "parity")
+        )
+        print(f"  {rep:<26} {cells}")
+    print(f"\nsaved {json_path} and {figure}")
+    return 0
+
+
+def cmd_probe(args) -> int:
+    from mechlistops.analysis.common import prepare, random_init
+    from mechlistops.analysis.probes import POSITIONS, TARGETS, probe
+    from mechlistops.analysis.viz import plot_probes
+    from mechlistops.checkpoint import write_json
+    from mechlistops.model import resolve_device
+
+    targets = {t: TARGETS[t] for t in _choices(args.targets, TARGETS, "target")}
+    positions = tuple(_choices(args.positions, POSITIONS, "position"))
+    device = resolve_device(args.device)
+    inputs = prepare(args.run, args.ops, args.limit, device=device)
+    run = inputs.run
+    df = probe(
+        run.model,
+        random_init(run, device),
+        inputs.sets,
+        run.vocab,
+        targets,
+        positions,
+        folds=args.folds,
+        max_items=args.max_items,
+        seed=args.seed,
+    )
+    json_path = _analysis_path(args.run, "probes", "json")
+    write_json(json_path, df.to_dict(orient="records"))
+    figure = plot_probes(df, json_path.with_suffix(".png"), title=args.run)
+    if args.json:
+        print(df.to_json(orient="records", indent=2))
+        return 0
+    print("held-out probe accuracy +- spread over folds (random init / shuffled labels / chance):")
+    for (kind, target), g in df.groupby(["position", "target"], sort=False):
+        print(f"  {target} at {kind}:")
+        for r in g.itertuples():
+            spread = "" if r.std != r.std else f" +- {r.std:.3f}"  # NaN for W_E
+            print(
+                f"    {r.site:<26} {r.accuracy:.3f}{spread}  "
+                f"({r.random_init:.3f} / {r.shuffled:.3f} / {r.chance:.3f})"
+            )
+    print(f"\nsaved {json_path} and {figure}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from mechlistops.model import resolve_device
+    from mechlistops.report import build_report
+
+    out = build_report(
+        args.runs, Path(args.out), limit=args.limit, device=resolve_device(args.device)
+    )
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, self-contained)")
+    return 0
+
+
+def _choices(text: str, known, what: str) -> list[str]:
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    for name in names:
+        if name not in known:
+            raise ConfigError(f"unknown {what} {name!r}; known: {', '.join(known)}")
+    return names
+
+
+def add_parsers(sub) -> None:
+    from mechlistops.analysis.ablation import COMPONENTS, MODES
+
+    a = sub.add_parser("ablate", help="accuracy with an MLP, attention layer or head ablated")
+    a.add_argument("run", help="run directory, or RUN@STEP")
+    a.add_argument("--component", choices=COMPONENTS, required=True)
+    a.add_argument("--layer", type=int, help="default: each layer, then all together")
+    a.add_argument("--head", type=int, help="with --component head: one head (default: each)")
+    a.add_argument("--mode", choices=MODES, default="zero")
+    a.add_argument("--ops", help="test sets to use (default: all of the run's)")
+    a.add_argument("--limit", type=int, help="examples per test set (default: all)")
+    a.add_argument("--seed", type=int, default=0, help="resample permutation seed")
+    a.add_argument("--device", default="auto")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_ablate)
+
+    t = sub.add_parser(
+        "attribute", help="attention vs MLP usage ratios and direct logit attribution"
+    )
+    t.add_argument("run", help="run directory, or RUN@STEP")
+    t.add_argument("--ops", help="test sets to use (default: all of the run's)")
+    t.add_argument("--limit", type=int, help="examples per test set (default: all)")
+    t.add_argument("--top", type=int, default=6, help="components to print per test set")
+    t.add_argument("--seed", type=int, default=0, help="corruption permutation seed (patching)")
+    t.add_argument("--device", default="auto")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_attribute)
+
+    g = sub.add_parser("geometry", help="PCA, cosine similarity and number structure of values")
+    g.add_argument("run", help="run directory, or RUN@STEP")
+    g.add_argument("--ops", help="test sets used for the residual stream (default: all)")
+    g.add_argument("--limit", type=int, help="examples per test set (default: all)")
+    g.add_argument("--device", default="auto")
+    g.add_argument("--json", action="store_true")
+    g.set_defaults(func=cmd_geometry)
+
+    p = sub.add_parser("probe", help="linear probes of node values on the residual stream")
+    p.add_argument("run", help="run directory, or RUN@STEP")
+    p.add_argument("--targets", default="parity,value,mod3", help="parity, value, mod3")
+    p.add_argument("--positions", default="value,close,answer", help="value, close, answer")
+    p.add_argument("--ops", help="test sets to pool (default: all of the run's)")
+    p.add_argument("--limit", type=int, help="examples per test set (default: all)")
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds, by expression")
+    p.add_argument("--max-items", type=int, default=1000, help="positions per kind (subsampled)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_probe)
+
+    r = sub.add_parser("report", help="one offline HTML page comparing runs side by side")
+    r.add_argument("runs", nargs="+", help="run directories (or RUN@STEP)")
+    r.add_argument("--out", default="report.html")
+    r.add_argument("--limit", type=int, default=1000, help="examples per test set")
+    r.add_argument("--device", default="auto")
+    r.set_defaults(func=cmd_report)

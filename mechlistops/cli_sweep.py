@@ -1,0 +1,115 @@
+"""`mechlistops sweep | transition`: grids of runs and their learning transitions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from mechlistops.cli import _add_data_args, _add_train_options, _train_config
+from mechlistops.config import parse_ops
+from mechlistops.errors import ConfigError
+
+
+# ----------------------------------------------------------------------------- sweeps
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+
+
+def cmd_sweep(args) -> int:
+    from mechlistops.sweep import SweepConfig, run_sweep
+
+    base = _train_config(args)
+    sweep = SweepConfig(
+        tuple(parse_ops(m) for m in args.mixture), args.d_model_list, args.seeds, base
+    )
+    out = run_sweep(sweep, Path(args.out), workers=args.workers, progress=not args.no_progress)
+    print(f"{len(sweep.members())} runs in {out}; next: mechlistops transition {out}")
+    return 0
+
+
+def cmd_transition(args) -> int:
+    from mechlistops.checkpoint import write_json
+    from mechlistops.plots import plot_transitions
+    from mechlistops.transition import collect, transitions
+
+    df = collect(Path(args.sweep))
+    if df.empty:
+        raise ConfigError(f"{args.sweep}: no finished runs yet")
+    if args.heldout:  # score only the test expressions guaranteed absent from training
+        df = df.assign(accuracy=df["accuracy_heldout"])
+    args.threshold = args.threshold or [0.9, 0.99]
+    fits = transitions(df, thresholds=tuple(args.threshold), n_boot=args.bootstrap)
+    write_json(Path(args.sweep) / "transitions.json", json.loads(fits.to_json(orient="records")))
+    figure = plot_transitions(df, fits, Path(args.sweep) / "transitions.png")
+    if args.json:
+        print(fits.to_json(orient="records", indent=2))
+        return 0
+
+    def num(value):  # pandas turns a missing number into NaN
+        return None if value is None or value != value else value
+
+    def fmt(value, ci):
+        return f"{value:,.0f}" + (f" [{ci[0]:,.0f}, {ci[1]:,.0f}]" if ci else "")
+
+    for r in fits.to_dict(orient="records"):
+        print(f"{r['op']} in {r['mixture']} ({r['n_runs']} runs):")
+        mid = fmt(r["midpoint"], r["midpoint_ci"]) if num(r["midpoint"]) else r["midpoint_note"]
+        print(f"  N* sigmoid midpoint: {mid}")
+        for t in args.threshold:
+            value = num(r[f"smallest_{t}"])
+            text = fmt(value, r[f"smallest_{t}_ci"]) if value else "not reached"
+            print(f"  smallest size with median accuracy >= {t}: {text}")
+        for key in ["midpoint"] + [f"smallest_{t}" for t in args.threshold]:
+            ratio, ci = num(r[f"ratio_{key}"]), r[f"ratio_{key}_ci"]
+            if ratio is not None and r["mixture"] != r["op"]:
+                band = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else " (interval undefined)"
+                print(f"  N*(alone) / N*(here), {key}: {ratio:.2f}x{band}")
+    print(f"\nsaved {Path(args.sweep) / 'transitions.json'} and {figure}")
+    return 0
+
+
+def add_parsers(sub) -> None:
+    s = sub.add_parser("sweep", help="train a grid of mixtures x sizes x seeds")
+    _add_data_args(s)
+    _add_train_options(s, sweep=True)
+    s.add_argument(
+        "--mixture",
+        action="append",
+        required=True,
+        help="operators of one mixture, e.g. SUM,MAX,MED (repeat for several)",
+    )
+    s.add_argument(
+        "--d-model",
+        dest="d_model_list",
+        type=_ints,
+        required=True,
+        help="model widths, e.g. 8,12,16,24,32",
+    )
+    s.add_argument("--seeds", type=int, default=3)
+    s.add_argument("--workers", type=int, default=0, help="processes (default: one per core)")
+    s.add_argument("--out", required=True, help="sweep directory")
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=cmd_sweep, d_model=None, seed=None, data_seed=None)
+    t = sub.add_parser("transition", help="learning transitions of a sweep")
+    t.add_argument("sweep", help="sweep directory")
+    t.add_argument(
+        "--threshold",
+        type=float,
+        action="append",
+        default=None,
+        help="accuracy counted as learned (default 0.9 and 0.99)",
+    )
+    t.add_argument("--bootstrap", type=int, default=500, help="bootstrap resamples")
+    t.add_argument(
+        "--heldout",
+        action="store_true",
+        help="use accuracy on the held-out part of each test set (>= 4 leaves)",
+    )
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_transition, threshold=None)
