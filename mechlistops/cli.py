@@ -38,19 +38,26 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_ERROR)
 
 
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(x) for x in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers, got {text!r}"
-        ) from None
+def numbers(cast):
+    """argparse type for comma-separated numbers: numbers(float)("1,2") == (1.0, 2.0)."""
+
+    def parse(text: str) -> tuple:
+        try:
+            return tuple(cast(x) for x in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {cast.__name__} values, got {text!r}"
+            ) from None
+
+    return parse
 
 
 def _add_data_args(p: argparse.ArgumentParser, ops_default: str | None = None) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--ops", default=ops_default, help="operators, e.g. SUM,MAX,MED")
-    g.add_argument("--weights", type=_floats, help="mixture weights, one per op (default equal)")
+    g.add_argument(
+        "--weights", type=numbers(float), help="mixture weights, one per op (default equal)"
+    )
     g.add_argument("--tree", choices=TREE_KINDS, help="mixed: each node draws its op; single")
     g.add_argument("--modulus", type=int, help="values are residues mod n (2..36, default 10)")
     g.add_argument("--max-depth", type=int, help="nesting depth (default 3)")

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
-from mechlistops.cli import _add_data_args, _add_train_options, _train_config
+from mechlistops.cli import _add_data_args, _add_train_options, _train_config, numbers
 from mechlistops.config import parse_ops
 from mechlistops.errors import ConfigError
 
 
 # ----------------------------------------------------------------------------- sweeps
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
-
-
 def cmd_sweep(args) -> int:
     from mechlistops.sweep import SweepConfig, run_sweep
 
@@ -87,7 +77,7 @@ def add_parsers(sub) -> None:
     s.add_argument(
         "--d-model",
         dest="d_model_list",
-        type=_ints,
+        type=numbers(int),
         required=True,
         help="model widths, e.g. 8,12,16,24,32",
     )
