@@ -185,8 +185,9 @@ def load_state_dict_into(model: HookedTransformer, state: dict[str, torch.Tensor
     model.load_state_dict(state)
 
 
-def load_run_config(run_dir: Path) -> RunConfig:
-    raw = read_config(run_dir)
+def load_run_config(run_dir: Path, raw: dict | None = None) -> RunConfig:
+    """The RunConfig of a run directory (from `raw`, its already-read config.json, if given)."""
+    raw = raw if raw is not None else read_config(run_dir)
     try:
         return RunConfig.from_dict({k: raw[k] for k in ("data", "model", "train") if k in raw})
     except MechlistopsError as exc:
@@ -226,7 +227,7 @@ def load_run(path: str | Path, step: int | None = None, device: str | torch.devi
     run_dir, spec_step = parse_run_spec(str(path))
     step = step if step is not None else spec_step
     raw = read_config(run_dir)
-    cfg = load_run_config(run_dir)
+    cfg = load_run_config(run_dir, raw)
     if step is None:
         weights = run_dir / WEIGHTS
         if not weights.is_file():

@@ -9,19 +9,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from mechlistops.analysis.common import analysis_path
 from mechlistops.errors import ConfigError
 
 
 # ----------------------------------------------------------------------------- analyses
-def _analysis_path(spec: str, stem: str, suffix: str) -> Path:
-    """RUN/analysis/<stem>[_step<N>].<suffix>"""
-    from mechlistops.checkpoint import parse_run_spec
-
-    run_dir, step = parse_run_spec(spec)
-    tag = f"_step{step}" if step is not None else ""
-    return run_dir / "analysis" / f"{stem}{tag}.{suffix}"
-
-
 def _format_ablation(df) -> str:
     sets = list(dict.fromkeys(df["set"]))
     clean = df.drop_duplicates("set").set_index("set")["clean_acc"]
@@ -47,7 +39,7 @@ def cmd_ablate(args) -> int:
     sites = sites_for(model, args.component, args.layer, args.head)
     df = ablate(model, inputs.sets, sites, mode=args.mode, seed=args.seed)
     stem = f"ablation_{args.component}_{args.mode}"
-    json_path = _analysis_path(args.run, stem, "json")
+    json_path = analysis_path(args.run, stem, "json")
     write_json(json_path, df.to_dict(orient="records"))
     figure = plot_ablation(
         df,
@@ -79,7 +71,7 @@ def cmd_attribute(args) -> int:
     usage = usage_ratios(model, inputs.sets)
     dla = direct_logit_attribution(model, inputs.sets, modulus)
     patching = attribution_patching(model, inputs.sets, modulus, seed=args.seed)
-    json_path = _analysis_path(args.run, "attribution", "json")
+    json_path = analysis_path(args.run, "attribution", "json")
     records = {
         "usage": usage.to_dict(orient="records"),
         "dla": dla.to_dict(orient="records"),
@@ -128,7 +120,7 @@ def cmd_geometry(args) -> int:
     inputs = prepare(args.run, args.ops, args.limit, device=device)
     run = inputs.run
     geo = geometry(run.model, random_init(run, device), inputs.sets, run.config.data.modulus)
-    json_path = _analysis_path(args.run, "geometry", "json")
+    json_path = analysis_path(args.run, "geometry", "json")
     records = {
         "metrics": geo.metrics.to_dict(orient="records"),
         "pca_W_E": geo.coords.tolist(),
@@ -180,7 +172,7 @@ def cmd_probe(args) -> int:
         max_items=args.max_items,
         seed=args.seed,
     )
-    json_path = _analysis_path(args.run, "probes", "json")
+    json_path = analysis_path(args.run, "probes", "json")
     write_json(json_path, df.to_dict(orient="records"))
     figure = plot_probes(df, json_path.with_suffix(".png"), title=args.run)
     if args.json:

@@ -8,6 +8,7 @@ loss is still the teacher-forced loss of the answer token.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -40,15 +41,31 @@ def majority_baseline(answers: np.ndarray) -> float:
     return float(np.bincount(answers).max() / len(answers))
 
 
+def batches(
+    ex: Examples, batch_size: int = 1000, device="cpu"
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(tokens, answer positions, answers, lengths) per batch, right-padded to the batch's
+    longest row. Padding sits after every position anything here reads: with causal attention
+    it changes nothing before it."""
+    for start in range(0, len(ex), batch_size):
+        part = ex.subset(slice(start, start + batch_size))
+        length = int(part.lengths.max())
+        yield tuple(
+            torch.as_tensor(a, device=device)
+            for a in (
+                part.tokens[:, :length].astype(np.int64),
+                part.answer_pos,
+                part.answers,
+                part.lengths,
+            )
+        )
+
+
 def to_tensors(ex: Examples, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Token batch trimmed to its longest row, answer positions, answers."""
-    T = int(ex.lengths.max())
-    tokens = torch.as_tensor(ex.tokens[:, :T].astype(np.int64), device=device)
-    return (
-        tokens,
-        torch.as_tensor(ex.answer_pos, device=device),
-        torch.as_tensor(ex.answers, device=device),
-    )
+    """The whole set as one batch: tokens trimmed to the longest row, answer positions,
+    answers."""
+    tokens, pos, answers, _ = next(batches(ex, len(ex), device))
+    return tokens, pos, answers
 
 
 @torch.no_grad()
@@ -58,8 +75,7 @@ def predict(
     """Greedy answers read at the last `=` (teacher-forced chain), and per-example loss."""
     device = model.W_E.device
     preds, losses = [], []
-    for start in range(0, len(ex), batch_size):
-        tokens, pos, answers = to_tensors(ex.subset(slice(start, start + batch_size)), device)
+    for tokens, pos, answers, _ in batches(ex, batch_size, device):
         logits = fast_logits(model, tokens, pos[:, None])[:, 0].float()
         losses.append(F.cross_entropy(logits, answers, reduction="none").cpu().numpy())
         preds.append(logits.argmax(-1).cpu().numpy())

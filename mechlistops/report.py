@@ -24,12 +24,12 @@ from mechlistops.analysis.attribution import (
     direct_logit_attribution,
     usage_ratios,
 )
-from mechlistops.analysis.common import prepare, random_init
+from mechlistops.analysis.common import analysis_path, prepare, random_init
 from mechlistops.analysis.geometry import geometry
 from mechlistops.analysis.probes import TARGETS, probe
 from mechlistops.analysis.views import attention_view, views_page_fragment
 from mechlistops.analysis.viz import plot_ablation, plot_attribution, plot_geometry, plot_probes
-from mechlistops.checkpoint import parse_run_spec, write_text
+from mechlistops.checkpoint import write_text
 from mechlistops.evaluate import evaluate_sets
 from mechlistops.plots import plot_training
 
@@ -53,9 +53,7 @@ def summarise(spec: str, limit: int | None = None, examples: int = 2, device="cp
     inputs = prepare(spec, limit=limit, device=device)
     run, sets = inputs.run, inputs.sets
     model, vocab, modulus = run.model, run.vocab, run.config.data.modulus
-    run_dir, step = parse_run_spec(spec)
-    out = run_dir / "analysis"
-    tag = f"_step{step}" if step is not None else ""
+    run_dir = run.run_dir
     results = evaluate_sets(model, sets, run.config.data)
     accuracy = pd.DataFrame(
         {
@@ -85,15 +83,20 @@ def summarise(spec: str, limit: int | None = None, examples: int = 2, device="cp
     )
     geo = geometry(model, baseline, sets, modulus)
     figures = {
-        "ablation (mean)": plot_ablation(abl, out / f"report_ablation{tag}.png", spec),
+        "ablation (mean)": plot_ablation(abl, analysis_path(spec, "report_ablation", "png"), spec),
         "usage and attribution": plot_attribution(
-            usage, dla, out / f"report_attribution{tag}.png", spec, patching=patching
+            usage, dla, analysis_path(spec, "report_attribution", "png"), spec, patching=patching
         ),
-        "parity probes": plot_probes(probes, out / f"report_probes{tag}.png", spec),
-        "value geometry": plot_geometry(geo, out / f"report_geometry{tag}.png", spec),
+        "parity probes": plot_probes(probes, analysis_path(spec, "report_probes", "png"), spec),
+        "value geometry": plot_geometry(geo, analysis_path(spec, "report_geometry", "png"), spec),
     }
     if (run_dir / "metrics.jsonl").is_file():
-        figures = {"training": plot_training(run_dir, out / "report_training.png"), **figures}
+        figures = {
+            "training": plot_training(
+                run_dir, analysis_path(str(run_dir), "report_training", "png")
+            ),
+            **figures,
+        }
     last = run.config.model.n_layers - 1
     views = [
         (

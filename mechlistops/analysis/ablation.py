@@ -30,9 +30,10 @@ import torch.nn.functional as F
 from transformer_lens import HookedTransformer
 from transformer_lens.hook_points import HookPoint
 
-from mechlistops.analysis.common import batches, position_mask, same_length_permutation
+from mechlistops.analysis.common import position_mask, same_length_permutation
 from mechlistops.data import Examples
 from mechlistops.errors import ConfigError
+from mechlistops.evaluate import batches
 
 COMPONENTS = ("mlp", "attn", "head")
 MODES = ("zero", "mean", "resample")

@@ -22,8 +22,9 @@ import pandas as pd
 import torch
 from transformer_lens import HookedTransformer
 
-from mechlistops.analysis.common import batches, position_mask, same_length_permutation
+from mechlistops.analysis.common import position_mask, same_length_permutation
 from mechlistops.data import Examples
+from mechlistops.evaluate import batches
 
 
 def _resid_names(n_layers: int) -> list[str]:

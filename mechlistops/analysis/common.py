@@ -1,19 +1,17 @@
-"""What every analysis of a saved run starts from: the model at a step, its held-out sets, and
-batches of them grouped by length.
-
-Grouping by exact length means no padding inside a batch, so every position of every example
-is real, and "another example at the same position" (resample ablation) always exists.
+"""What every analysis of a saved run starts from: the model at a step, its held-out sets, a
+random-init control, where outputs go, and the masks and permutations that make padded batches
+(`evaluate.batches`) safe to analyse: real positions only, and "another example at the same
+position" drawn among examples of the same length.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
-import numpy as np
 import torch
 
-from mechlistops.checkpoint import LoadedRun, load_run
+from mechlistops.checkpoint import LoadedRun, load_run, parse_run_spec
 from mechlistops.config import parse_ops
 from mechlistops.data import Examples, make_test_sets
 from mechlistops.errors import ConfigError
@@ -45,24 +43,11 @@ def prepare(
     return AnalysisInputs(run, sets)
 
 
-def batches(
-    ex: Examples, batch_size: int = 1000, device="cpu"
-) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """(tokens, answer positions, answers, lengths) per batch, right-padded to the batch's
-    longest row. Padding sits after every position an analysis reads: with causal attention
-    it changes nothing before it."""
-    for start in range(0, len(ex), batch_size):
-        part = ex.subset(slice(start, start + batch_size))
-        length = int(part.lengths.max())
-        yield tuple(
-            torch.as_tensor(a, device=device)
-            for a in (
-                part.tokens[:, :length].astype(np.int64),
-                part.answer_pos,
-                part.answers,
-                part.lengths,
-            )
-        )
+def analysis_path(spec: str, stem: str, suffix: str) -> Path:
+    """Where an analysis of RUN or RUN@STEP saves its output: RUN/analysis/<stem>[_step<N>]."""
+    run_dir, step = parse_run_spec(spec)
+    tag = f"_step{step}" if step is not None else ""
+    return run_dir / "analysis" / f"{stem}{tag}.{suffix}"
 
 
 def same_length_permutation(lengths: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

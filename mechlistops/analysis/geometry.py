@@ -26,8 +26,9 @@ from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from transformer_lens import HookedTransformer
 
-from mechlistops.analysis.common import batches, position_mask
+from mechlistops.analysis.common import position_mask
 from mechlistops.data import Examples
+from mechlistops.evaluate import batches
 
 
 def pca(x: np.ndarray, k: int = 3) -> np.ndarray:

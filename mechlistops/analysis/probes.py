@@ -30,6 +30,7 @@ from sklearn.preprocessing import StandardScaler
 from transformer_lens import HookedTransformer
 
 from mechlistops.data import Examples
+from mechlistops.evaluate import batches
 from mechlistops.listops import Vocab
 
 TARGETS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -68,34 +69,30 @@ def collect(
     max_items: int = 2000,
     seed: int = 0,
 ) -> dict[str, tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]]:
-    """For each position kind: ({site: (items, d_model)}, node values, example ids)."""
+    """For each position kind: ({site: (items, d_model)}, node values, example ids).
+    One forward pass per batch serves every position kind."""
     rng = np.random.default_rng(seed)
-    masks = _position_masks(ex, vocab)
-    out = {}
-    for kind, mask in masks.items():
+    picked = {}  # kind -> (rows, cols, labels), subsampled
+    for kind, mask in _position_masks(ex, vocab).items():
         rows, cols = np.nonzero(mask)
         if len(rows) > max_items:
             keep = np.sort(rng.choice(len(rows), max_items, replace=False))
             rows, cols = rows[keep], cols[keep]
-        labels = ex.node_values[rows, cols].astype(np.int64)
-        if kind == "answer":
-            labels = ex.answers[rows]
-        feats = {s: [] for s in sites}
-        for start in range(0, len(ex), 1000):
-            sel = (rows >= start) & (rows < start + 1000)
-            if not sel.any():
-                continue
-            part = ex.subset(slice(start, start + 1000))
-            width = int(part.lengths.max())
-            tokens = torch.as_tensor(
-                part.tokens[:, :width].astype(np.int64), device=model.W_E.device
-            )
-            _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in sites)
-            r, c = rows[sel] - start, cols[sel]
+        labels = ex.answers[rows] if kind == "answer" else ex.node_values[rows, cols]
+        picked[kind] = (rows, cols, labels.astype(np.int64))
+    feats = {kind: {s: [] for s in sites} for kind in picked}
+    batch_size = 1000
+    for b, (tokens, _, _, _) in enumerate(batches(ex, batch_size, device=model.W_E.device)):
+        start = b * batch_size
+        _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in sites)
+        for kind, (rows, cols, _) in picked.items():
+            sel = (rows >= start) & (rows < start + batch_size)
             for s in sites:
-                feats[s].append(cache[s][r, c].cpu().numpy())
-        out[kind] = ({s: np.concatenate(v) for s, v in feats.items()}, labels, rows)
-    return out
+                feats[kind][s].append(cache[s][rows[sel] - start, cols[sel]].cpu().numpy())
+    return {
+        kind: ({s: np.concatenate(v) for s, v in feats[kind].items()}, labels, rows)
+        for kind, (rows, _, labels) in picked.items()
+    }
 
 
 def fit_probe(
