@@ -3,11 +3,14 @@ engine, in one process on the same hardware.
 
   (a) one at a time: `train.train` on each member in turn, in this process (torch's default
       thread count);
-  (b) the sweep engine: `sweep.run_sweep` (on CPU, parallel single-thread worker processes),
-      process start-up included.
-Both train the same members (same configs, same steps) into fresh directories.
+  (b) the sweep engine `sweep.run_sweep` with each --engine: "processes" (parallel
+      single-thread worker processes, start-up included) and "ensemble" (members of one shape
+      as one batched ensemble in this process).
+All train the same members (same configs, same steps) into fresh directories, on --device.
 
     python benchmarks/sweep_throughput.py [--d-model 16,32] [--seeds 2] [--steps 1500]
+    python benchmarks/sweep_throughput.py --device cuda --engines ensemble --mixtures 4 \
+        --d-model 8,16,32,64 --seeds 3 --steps 2000
 """
 
 from __future__ import annotations
@@ -32,16 +35,28 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--n-layers", type=int, default=2)
     p.add_argument("--workers", type=int, default=0, help="sweep processes (0: one per core)")
+    p.add_argument("--engines", default="processes,ensemble")
+    p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--mixtures", type=int, default=1, help="how many of SUM+MAX+MED, SUM, MAX+MED, SUM+NADD"
+    )
     args = p.parse_args()
     base = RunConfig(
         DataConfig(test_size=200),
         ModelConfig(n_layers=args.n_layers),
         TrainConfig(
-            steps=args.steps, eval_interval=args.steps, save_interval=args.steps, device="cpu"
+            steps=args.steps,
+            eval_interval=args.steps,
+            save_interval=args.steps,
+            device=args.device,
         ),
     )
+    mixtures = (("SUM", "MAX", "MED"), ("SUM",), ("MAX", "MED"), ("SUM", "NADD"))
     sweep = SweepConfig(
-        (("SUM", "MAX", "MED"),), tuple(int(d) for d in args.d_model.split(",")), args.seeds, base
+        mixtures[: args.mixtures],
+        tuple(int(d) for d in args.d_model.split(",")),
+        args.seeds,
+        base,
     )
     members = sweep.members()
     model_steps = len(members) * args.steps
@@ -54,12 +69,14 @@ def main() -> None:
         for m in members:
             train(dataclasses.replace(m.config), Path(tmp) / "alone" / m.name, progress=False)
         alone = model_steps / (time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        run_sweep(sweep, Path(tmp) / "sweep", workers=args.workers, progress=False)
-        engine = model_steps / (time.perf_counter() - t0)
-    print(f"one at a time: {alone:8.1f} model-steps/s")
-    print(f"sweep engine:  {engine:8.1f} model-steps/s")
-    print(f"ratio: {engine / alone:.2f}x")
+        print(f"one at a time:     {alone:8.1f} model-steps/s")
+        for engine in args.engines.split(","):
+            t0 = time.perf_counter()
+            workers = 1 if engine == "ensemble" else args.workers
+            out = Path(tmp) / engine
+            run_sweep(sweep, out, workers=workers, progress=False, engine=engine)
+            rate = model_steps / (time.perf_counter() - t0)
+            print(f"engine {engine:<10} {rate:8.1f} model-steps/s, {rate / alone:.2f}x")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from pathlib import Path
 from mechlistops.cli import _add_data_args, _add_train_options, _train_config, numbers
 from mechlistops.config import parse_ops
 from mechlistops.errors import ConfigError
+from mechlistops.sweep import ENGINES, LAUNCHERS
 
 
 # ----------------------------------------------------------------------------- sweeps
@@ -18,7 +19,16 @@ def cmd_sweep(args) -> int:
     sweep = SweepConfig(
         tuple(parse_ops(m) for m in args.mixture), args.d_model_list, args.seeds, base
     )
-    out = run_sweep(sweep, Path(args.out), workers=args.workers, progress=not args.no_progress)
+    out = run_sweep(
+        sweep,
+        Path(args.out),
+        workers=args.workers,
+        progress=not args.no_progress,
+        engine=args.engine,
+        max_models=args.max_models,
+        launcher=args.launcher,
+        address=args.address,
+    )
     print(f"{len(sweep.members())} runs in {out}; next: mechlistops transition {out}")
     return 0
 
@@ -82,7 +92,28 @@ def add_parsers(sub) -> None:
         help="model widths, e.g. 8,12,16,24,32",
     )
     s.add_argument("--seeds", type=int, default=3)
-    s.add_argument("--workers", type=int, default=0, help="processes (default: one per core)")
+    s.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="local processes (default: one per core on CPU, one on a GPU)",
+    )
+    s.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="auto",
+        help="ensemble: runs of one shape train together, batched (default on a GPU); "
+        "processes: one run per task (default on CPU)",
+    )
+    s.add_argument(
+        "--max-models", type=int, default=0, help="most runs per ensemble (default: no limit)"
+    )
+    s.add_argument("--launcher", choices=LAUNCHERS, default="local")
+    s.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster HOST:PORT for --launcher ray (default: start a local Ray)",
+    )
     s.add_argument("--out", required=True, help="sweep directory")
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=cmd_sweep, d_model=None, seed=None, data_seed=None)

@@ -13,6 +13,8 @@ from every position. Loss and gradients are exact. Tests hold the logits against
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import einops
 import torch
 import torch.nn.functional as F
@@ -28,32 +30,44 @@ _ACT = {
 }
 
 
-def _norm(module, x: Tensor, kind: str | None, eps: float) -> Tensor:
+Params = Mapping[str, Tensor]  # HookedTransformer parameter names -> tensors
+
+
+def model_params(model: HookedTransformer) -> dict[str, Tensor]:
+    """Every parameter under its state-dict name (shared looped blocks under each name)."""
+    return dict(model.named_parameters(remove_duplicate=False))
+
+
+def _norm(p: Params, prefix: str, x: Tensor, kind: str | None, eps: float) -> Tensor:
     if kind == "LN":
-        return F.layer_norm(x, (x.shape[-1],), module.w, module.b, eps)
+        return F.layer_norm(x, (x.shape[-1],), p[f"{prefix}.w"], p[f"{prefix}.b"], eps)
     if kind == "RMS":
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * module.w
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * p[f"{prefix}.w"]
     return x
 
 
 def _attention(
-    block,
+    p: Params,
+    layer: int,
     resid: Float[Tensor, "batch pos d_model"],
     cfg,
     query_pos: Int[Tensor, "batch k"] | None,
 ) -> Float[Tensor, "batch q_pos d_model"]:
     """Block attention output; at query_pos only when given (keys/values at every position)."""
-    attn = block.attn
-    x = _norm(block.ln1, resid, cfg.normalization_type, cfg.eps)
+    a = f"blocks.{layer}.attn"
+    x = _norm(p, f"blocks.{layer}.ln1", resid, cfg.normalization_type, cfg.eps)
     xq = x if query_pos is None else x.gather(1, query_pos[..., None].expand(-1, -1, x.shape[-1]))
     # One matmul per projection on (d_model, head*d_head) views: much faster than per-head bmm.
-    n_heads, d_model, d_head = attn.W_Q.shape
-    w_q = einops.rearrange(attn.W_Q, "head d_model d_head -> d_model (head d_head)")
+    n_heads = cfg.n_heads
+    w_q = einops.rearrange(p[f"{a}.W_Q"], "head d_model d_head -> d_model (head d_head)")
     w_kv = einops.rearrange(
-        torch.stack([attn.W_K, attn.W_V]), "kv head d_model d_head -> d_model (kv head d_head)"
+        torch.stack([p[f"{a}.W_K"], p[f"{a}.W_V"]]),
+        "kv head d_model d_head -> d_model (kv head d_head)",
     )
-    b_kv = einops.rearrange(torch.stack([attn.b_K, attn.b_V]), "kv head d_head -> (kv head d_head)")
-    q = xq @ w_q + attn.b_Q.reshape(-1)
+    b_kv = einops.rearrange(
+        torch.stack([p[f"{a}.b_K"], p[f"{a}.b_V"]]), "kv head d_head -> (kv head d_head)"
+    )
+    q = xq @ w_q + p[f"{a}.b_Q"].reshape(-1)
     kv = x @ w_kv + b_kv
     q = einops.rearrange(q, "batch q (head d_head) -> batch head q d_head", head=n_heads)
     k, v = einops.rearrange(
@@ -67,15 +81,15 @@ def _attention(
         mask = key_pos[None, None, None, :] <= query_pos[:, None, :, None]  # (batch, 1, q, k)
         z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
     z = einops.rearrange(z, "batch head q d_head -> batch q (head d_head)")
-    w_o = einops.rearrange(attn.W_O, "head d_head d_model -> (head d_head) d_model")
-    return z @ w_o + attn.b_O
+    w_o = einops.rearrange(p[f"{a}.W_O"], "head d_head d_model -> (head d_head) d_model")
+    return z @ w_o + p[f"{a}.b_O"]
 
 
-def _mlp(block, resid: Tensor, cfg) -> Tensor:
-    mlp = block.mlp
-    x = _norm(block.ln2, resid, cfg.normalization_type, cfg.eps)
-    hidden = _ACT[cfg.act_fn](x @ mlp.W_in + mlp.b_in)
-    return hidden @ mlp.W_out + mlp.b_out
+def _mlp(p: Params, layer: int, resid: Tensor, cfg) -> Tensor:
+    m = f"blocks.{layer}.mlp"
+    x = _norm(p, f"blocks.{layer}.ln2", resid, cfg.normalization_type, cfg.eps)
+    hidden = _ACT[cfg.act_fn](x @ p[f"{m}.W_in"] + p[f"{m}.b_in"])
+    return hidden @ p[f"{m}.W_out"] + p[f"{m}.b_out"]
 
 
 def fast_logits(
@@ -84,27 +98,37 @@ def fast_logits(
     query_pos: Int[Tensor, "batch k"] | None = None,
 ) -> Float[Tensor, "batch k d_vocab"]:
     """Logits at `query_pos` (or at every position when None), equal to `model(tokens)` there."""
-    cfg = model.cfg
     if not supports_fast_path(model):
         logits = model(tokens)
         if query_pos is None:
             return logits
         return logits.gather(1, query_pos[..., None].expand(-1, -1, logits.shape[-1]))
+    return logits_from_params(model_params(model), model.cfg, tokens, query_pos)
+
+
+def logits_from_params(
+    p: Params,
+    cfg,
+    tokens: Int[Tensor, "batch pos"],
+    query_pos: Int[Tensor, "batch k"] | None = None,
+) -> Float[Tensor, "batch k d_vocab"]:
+    """The forward pass of `fast_logits` as a pure function of the parameters (so it can be
+    vmapped over an ensemble's stacked parameters; see `mechlistops.ensemble`)."""
     T = tokens.shape[1]
-    resid = F.embedding(tokens, model.embed.W_E) + model.pos_embed.W_pos[:T]
+    resid = F.embedding(tokens, p["embed.W_E"]) + p["pos_embed.W_pos"][:T]
     n = cfg.n_layers
-    for layer, block in enumerate(model.blocks):
+    for layer in range(n):
         last = layer == n - 1 and query_pos is not None
-        attn_out = _attention(block, resid, cfg, query_pos if last else None)
+        attn_out = _attention(p, layer, resid, cfg, query_pos if last else None)
         if last:
             resid = resid.gather(1, query_pos[..., None].expand(-1, -1, resid.shape[-1]))
         resid = resid + attn_out
-        resid = resid + _mlp(block, resid, cfg)
+        resid = resid + _mlp(p, layer, resid, cfg)
     if n == 0 and query_pos is not None:
         resid = resid.gather(1, query_pos[..., None].expand(-1, -1, resid.shape[-1]))
     if cfg.normalization_type is not None:
-        resid = _norm(model.ln_final, resid, cfg.normalization_type, cfg.eps)
-    return resid @ model.unembed.W_U + model.unembed.b_U
+        resid = _norm(p, "ln_final", resid, cfg.normalization_type, cfg.eps)
+    return resid @ p["unembed.W_U"] + p["unembed.b_U"]
 
 
 def supports_fast_path(model: HookedTransformer) -> bool:

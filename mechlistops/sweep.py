@@ -5,8 +5,11 @@
       <mixture>_d<d_model>_s<seed>/  a run directory (load_run, every analysis work on it)
 
 Resumable: finished members (results.json present) are skipped, interrupted ones resume from
-their last state. On CPU the members train in parallel single-thread worker processes (two
+their last state. On a GPU, members of one shape train together as a batched ensemble
+(`mechlistops.ensemble`); on CPU they train in parallel single-thread worker processes (two
 1-thread processes beat one 2-thread process for models this small; see docs/sweeps.md).
+Tasks run locally or as Ray tasks on a cluster (`--launcher ray`); the run directories and
+results are the same either way.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from tqdm.auto import tqdm
 
 from mechlistops import checkpoint as ckpt
 from mechlistops.config import RunConfig, parse_ops
-from mechlistops.errors import ConfigError
+from mechlistops.errors import ConfigError, MechlistopsError
 
 SWEEP_FILE = "sweep.json"
 
@@ -83,14 +86,47 @@ class SweepConfig:
         )
 
 
-def _train_member(cfg_dict: dict, run_dir: str, progress: bool) -> tuple[str, dict]:
-    """Worker: train or resume one member (single-threaded in pool workers)."""
+ENGINES = ("auto", "ensemble", "processes")
+LAUNCHERS = ("local", "ray")
+
+
+def plan_tasks(
+    members: list[Member], engine: str = "auto", max_models: int = 0
+) -> list[list[Member]]:
+    """Group members into tasks. "ensemble": members sharing an `ensemble_key` train together
+    (at most `max_models` per task; 0 = no limit); "processes": one member per task; "auto":
+    ensembles on a GPU, one member per task on CPU."""
+    from mechlistops.ensemble import ensemble_key
+    from mechlistops.model import resolve_device
+
+    if engine not in ENGINES:
+        raise ConfigError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if engine == "auto" and members:
+        cuda = resolve_device(members[0].config.train.device).type == "cuda"
+        engine = "ensemble" if cuda else "processes"
+    if engine == "processes":
+        return [[m] for m in members]
+    groups: dict[str, list[Member]] = {}
+    for m in members:
+        key = ensemble_key(m.config)
+        groups.setdefault(m.name if key is None else key, []).append(m)
+    size = max_models or len(members) or 1
+    return [g[i : i + size] for g in groups.values() for i in range(0, len(g), size)]
+
+
+def train_task(task: list[tuple[dict, str]], progress: bool = False) -> dict[str, dict]:
+    """Train (or resume) one task's members: alone, or as one ensemble. Returns each run
+    directory's final accuracies. Runs in this process, a worker process or a Ray task."""
+    from mechlistops.ensemble import train_ensemble
     from mechlistops.train import train
 
-    run_dir_ = Path(run_dir)
-    resume = (run_dir_ / ckpt.CONFIG).is_file()
-    result = train(RunConfig.from_dict(cfg_dict), run_dir_, resume=resume, progress=progress)
-    return run_dir, {k: v.accuracy for k, v in result.results.items()}
+    members = [(RunConfig.from_dict(cfg), Path(run_dir)) for cfg, run_dir in task]
+    if len(members) == 1:
+        cfg, run_dir = members[0]
+        results = [train(cfg, run_dir, resume=(run_dir / ckpt.CONFIG).is_file(), progress=progress)]
+    else:
+        results = train_ensemble(members, progress=progress)
+    return {str(r.run_dir): {k: v.accuracy for k, v in r.results.items()} for r in results}
 
 
 def _single_thread() -> None:
@@ -99,11 +135,26 @@ def _single_thread() -> None:
     torch.set_num_threads(1)
 
 
-def run_sweep(sweep: SweepConfig, out: Path, workers: int = 0, progress: bool = True) -> Path:
+def run_sweep(
+    sweep: SweepConfig,
+    out: Path,
+    workers: int = 0,
+    progress: bool = True,
+    engine: str = "auto",
+    max_models: int = 0,
+    launcher: str = "local",
+    address: str | None = None,
+) -> Path:
     """Train every unfinished member into out/<member>; returns `out`.
 
-    workers: parallel processes (0 = one per CPU core); 1 trains in this process.
+    engine: see `plan_tasks`. launcher "local": tasks in this process (workers=1) or in
+    parallel single-thread worker processes (workers>1; 0 = one per CPU core on CPU, one on
+    a GPU); "ray": every task a Ray task on the cluster at `address` (None: a local Ray),
+    one GPU per task where the cluster has GPUs. `out` must then be on a filesystem every
+    Ray node sees.
     """
+    if launcher not in LAUNCHERS:
+        raise ConfigError(f"launcher must be one of {LAUNCHERS}, got {launcher!r}")
     out = Path(out)
     saved = out / SWEEP_FILE
     if saved.is_file():
@@ -112,30 +163,64 @@ def run_sweep(sweep: SweepConfig, out: Path, workers: int = 0, progress: bool = 
     else:
         ckpt.write_json(saved, sweep.to_dict())
     todo = [m for m in sweep.members() if not (out / m.name / ckpt.RESULTS).is_file()]
+    tasks = [
+        [(m.config.to_dict(), str(out / m.name)) for m in task]
+        for task in plan_tasks(todo, engine, max_models)
+    ]
     bar = tqdm(
         total=len(sweep.members()),
         initial=len(sweep.members()) - len(todo),
         desc="runs",
         disable=not progress,
     )
-    workers = workers or os.cpu_count() or 1
-    if workers == 1:
-        for m in todo:
-            _train_member(m.config.to_dict(), str(out / m.name), progress)
-            bar.update(1)
+    if launcher == "ray":
+        _launch_ray(tasks, address, bar)
     else:
-        # spawn, not fork: forking a process whose torch thread pool is running can deadlock.
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_single_thread) as pool:
-            futures = [
-                pool.submit(_train_member, m.config.to_dict(), str(out / m.name), False)
-                for m in todo
-            ]
-            for future in as_completed(futures):
-                future.result()
-                bar.update(1)
+        if not workers:
+            on_gpu = any(len(t) > 1 for t in tasks)  # ensembles: one process owns the device
+            workers = 1 if on_gpu else os.cpu_count() or 1
+        if workers == 1 or len(tasks) <= 1:
+            for task in tasks:
+                train_task(task, progress)
+                bar.update(len(task))
+        else:
+            # spawn, not fork: forking a process whose torch thread pool runs can deadlock.
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_single_thread) as pool:
+                futures = {pool.submit(train_task, task): len(task) for task in tasks}
+                for future in as_completed(futures):
+                    future.result()
+                    bar.update(futures[future])
     bar.close()
     return out
+
+
+def _launch_ray(tasks: list, address: str | None, bar) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--launcher ray needs Ray: pip install 'mechlistops[ray]'") from None
+    if not ray.is_initialized():
+        try:
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            where = address or "a local Ray instance"
+            raise ConfigError(f"cannot connect to {where}: {exc}") from None
+    gpus = ray.cluster_resources().get("GPU", 0)
+    remote = ray.remote(train_task).options(num_gpus=1 if gpus else 0, num_cpus=1)
+    pending = {remote.remote(task): len(task) for task in tasks}
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        for ref in done:
+            try:
+                ray.get(ref)
+            except ray.exceptions.RayTaskError as exc:
+                # a task's own error (a bad config, a corrupted run directory) reads as if
+                # it had been raised here
+                if isinstance(getattr(exc, "cause", None), MechlistopsError):
+                    raise exc.cause from None
+                raise
+            bar.update(pending.pop(ref))
 
 
 def load_sweep(path: Path) -> SweepConfig:

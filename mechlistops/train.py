@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
@@ -33,6 +35,7 @@ from mechlistops.data import Examples, TrainStream, eval_ops, excluded_hashes, m
 from mechlistops.errors import CheckpointError, ConfigError
 from mechlistops.evaluate import SetResult, evaluate_sets
 from mechlistops.forward import fast_logits
+from mechlistops.listops import Vocab
 from mechlistops.model import (
     build_model,
     count_params,
@@ -95,24 +98,44 @@ def make_optimizer(model: HookedTransformer, t: TrainConfig) -> torch.optim.Adam
     return torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), fused=True)
 
 
-def loss_fn(model: HookedTransformer, batch: Examples, cfg: RunConfig, device) -> torch.Tensor:
-    """Cross-entropy on the answer (default) or on every next token of the sequence."""
-    T = int(batch.lengths.max())
+def loss_inputs(batch: Examples, cfg: RunConfig, device, width: int | None = None):
+    """What the loss needs from a batch: tokens (trimmed to `width`, default the longest row),
+    the scored positions (None: every position), targets and mask (None: score all)."""
+    T = width or int(batch.lengths.max())
     tokens = torch.as_tensor(batch.tokens[:, :T].astype(np.int64), device=device)
     if cfg.train.loss_on == "answer" and not cfg.data.chain_of_thought:
         pos = torch.as_tensor(batch.answer_pos, device=device)[:, None]
-        logits = fast_logits(model, tokens, pos)[:, 0]
-        return F.cross_entropy(logits, torch.as_tensor(batch.answers, device=device))
-    logits = fast_logits(model, tokens)[:, :-1]  # predicts tokens[:, 1:]
-    pos = torch.arange(T - 1, device=device)[None, :]
+        return tokens, pos, torch.as_tensor(batch.answers, device=device)[:, None], None
+    pad = torch.full_like(tokens[:, :1], Vocab(cfg.data.modulus).pad)
+    targets = torch.cat([tokens[:, 1:], pad], dim=1)  # position p predicts token p + 1
+    pos = torch.arange(T, device=device)[None, :]
     lengths = torch.as_tensor(batch.lengths, device=device)[:, None]
     if cfg.train.loss_on == "sequence":
         mask = pos < lengths - 1
     else:  # chain-of-thought: every generated token after the first `=`, up to the answer
         first = torch.as_tensor(batch.prompt_len, device=device)[:, None] - 1
         mask = (pos >= first) & (pos <= lengths - 3)
-    losses = F.cross_entropy(logits.transpose(1, 2), tokens[:, 1:], reduction="none")
-    return (losses * mask).sum() / mask.sum()
+    return tokens, None, targets, mask
+
+
+def loss_from_logits(
+    logits: Float[Tensor, "*models batch q d_vocab"],
+    targets: Int[Tensor, "*models batch q"],
+    mask: Bool[Tensor, "*models batch q"] | None,
+) -> Float[Tensor, "*models"]:
+    """Mean cross-entropy over the scored positions (per model when there is a model dim)."""
+    losses = F.cross_entropy(logits.flatten(0, -2), targets.flatten(), reduction="none").view(
+        targets.shape
+    )
+    if mask is None:
+        return losses.mean((-2, -1))
+    return (losses * mask).sum((-2, -1)) / mask.sum((-2, -1))
+
+
+def loss_fn(model: HookedTransformer, batch: Examples, cfg: RunConfig, device) -> torch.Tensor:
+    """Cross-entropy on the answer (default) or on every next token of the sequence."""
+    tokens, pos, targets, mask = loss_inputs(batch, cfg, device)
+    return loss_from_logits(fast_logits(model, tokens, pos), targets, mask)
 
 
 def train_step(model, opt, batch: Examples, cfg: RunConfig, device) -> float:
@@ -209,132 +232,180 @@ def _transfer_init(model: HookedTransformer, cfg: RunConfig) -> None:
     model.load_state_dict({**target, **{n: source[n] for n in names}})
 
 
+class RunState:
+    """One run being trained: its model, optimizer, data streams, test sets and bookkeeping.
+
+    `train` drives one of these; `mechlistops.ensemble` drives many, stepping their weights
+    together and handing each its own weights back at the steps that need them (`due`), so
+    files, metrics and resume state are the same whichever trained the run.
+    """
+
+    def __init__(self, cfg: RunConfig, run_dir: str | Path, resume: bool = False):
+        run_dir = Path(run_dir)
+        self.cfg, self.run_dir, t = cfg, run_dir, cfg.train
+        self.device = resolve_device(t.device)
+        ht_cfg = hooked_transformer_config_dict(cfg.model, cfg.data)
+        if resume:
+            if (run_dir / ckpt.RESULTS).is_file():
+                raise ConfigError(f"{run_dir}: run already finished (results.json exists)")
+        elif (run_dir / ckpt.CONFIG).exists():
+            raise ConfigError(
+                f"{run_dir} already holds a run; pass --resume {run_dir} or choose another --out"
+            )
+
+        self.test_sets = make_test_sets(cfg.data, extra_ops=t.pretrain_ops)
+        exclude = excluded_hashes(cfg.data, self.test_sets)
+        self.model = model = build_model(cfg.model, cfg.data, seed=t.seed, device=self.device)
+        if t.init_from and not resume:
+            _transfer_init(model, cfg)
+        self.n_params = count_params(model)
+        self.plan = phases(cfg)
+        self.snaps = snapshot_steps(t)
+
+        self.step, self.loss_sum, self.loss_count, elapsed = 0, 0.0, 0, 0.0
+        self.opt = make_optimizer(model, t)
+        if resume:
+            if (run_dir / ckpt.STATE).is_file():
+                meta = load_state(run_dir, model, self.opt)
+                self.step, self.loss_sum = meta["step"], meta["loss_sum"]
+                self.loss_count, elapsed = meta["loss_count"], meta.get("elapsed_s", 0.0)
+            elif ckpt.step_path(run_dir, 0).is_file():  # killed before the first resume state
+                initial, _ = ckpt.load_tensors(ckpt.step_path(run_dir, 0))
+                ckpt.load_state_dict_into(model, initial, ckpt.step_path(run_dir, 0))
+            else:  # killed while setting up: the initial weights are rebuilt from the config
+                if t.init_from:
+                    _transfer_init(model, cfg)
+                ckpt.save_tensors(ckpt.step_path(run_dir, 0), model.state_dict())
+            ckpt.write_text(
+                run_dir / ckpt.METRICS,
+                "".join(x + "\n" for x in _read_metrics(run_dir / ckpt.METRICS, self.step)),
+            )
+            log.info("resuming %s at step %d", run_dir, self.step)
+        else:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            ckpt.save_config(run_dir, cfg, ht_cfg, {"n_params": self.n_params})
+            ckpt.save_tensors(ckpt.step_path(run_dir, 0), model.state_dict())
+
+        model.train()
+        self.eval_names = eval_ops(cfg.data, t.pretrain_ops)
+        self.streams = {
+            p.index: TrainStream(
+                cfg.data, t.batch_size, exclude, p.ops, p.index, length_buckets=t.length_buckets
+            )
+            for p in self.plan
+        }
+        self.started = time.perf_counter() - elapsed
+        self.last_eval: dict[str, SetResult] = {}
+        self.metrics: dict = {}
+
+    def phase_at(self, step: int) -> Phase:
+        return next(p for p in self.plan if p.start <= step < p.start + p.steps)
+
+    def lr(self, phase: Phase, step: int) -> float:
+        return lr_at(self.cfg.train, step - phase.start, phase.steps)
+
+    def batch(self, phase: Phase, step: int) -> Examples:
+        return self.streams[phase.index].batch(step - phase.start)
+
+    def due(self, step: int) -> bool:
+        """Whether `record` needs the model's weights after `step` steps."""
+        t = self.cfg.train
+        return (
+            step in self.snaps
+            or step % t.eval_interval == 0
+            or step == t.total_steps
+            or step % t.save_interval == 0
+        )
+
+    def record(self, step: int, phase: Phase, lr: float, loss: float) -> None:
+        """Book one finished step; when `due(step)`, self.model and self.opt hold its weights
+        and optimizer state: save snapshots, evaluate, write metrics and the resume state."""
+        t = self.cfg.train
+        self.step = step
+        self.loss_sum += loss
+        self.loss_count += 1
+        if step in self.snaps:
+            ckpt.save_tensors(ckpt.step_path(self.run_dir, step), self.model.state_dict())
+        if step % t.eval_interval == 0 or step == t.total_steps:
+            self.last_eval = evaluate_sets(
+                self.model, self.test_sets, self.cfg.data, limit=t.eval_size
+            )
+            self.metrics = {
+                "step": step,
+                "phase": phase.index,
+                "lr": lr,
+                "train_loss": self.loss_sum / max(self.loss_count, 1),
+                "elapsed_s": round(time.perf_counter() - self.started, 2),
+                "eval": {k: v.to_dict() for k, v in self.last_eval.items()},
+            }
+            _append_metrics(self.run_dir / ckpt.METRICS, self.metrics)
+            self.loss_sum, self.loss_count = 0.0, 0
+        if step % t.save_interval == 0 and step < t.total_steps:
+            extra = {
+                "loss_sum": self.loss_sum,
+                "loss_count": self.loss_count,
+                "elapsed_s": time.perf_counter() - self.started,
+            }
+            save_state(self.run_dir, self.model, self.opt, step, extra)
+
+    def summary(self) -> str:
+        loss = self.metrics["train_loss"]
+        accs = " ".join(f"{op} {self.last_eval[op].accuracy:.2f}" for op in self.eval_names)
+        return f"loss {loss:.3f} {accs}"
+
+    def finish(self) -> TrainResult:
+        """Final evaluation, final weights and results.json; drops the resume state."""
+        t = self.cfg.train
+        # The loop always evaluates at the last step; redo it only if eval_size trimmed the sets.
+        model = self.model
+        results = (
+            self.last_eval
+            if t.eval_size is None
+            else evaluate_sets(model, self.test_sets, self.cfg.data)
+        )
+        seconds = time.perf_counter() - self.started
+        ckpt.save_tensors(self.run_dir / ckpt.WEIGHTS, model.state_dict())
+        ckpt.write_json(
+            self.run_dir / ckpt.RESULTS,
+            {
+                "step": self.step,
+                "seconds": round(seconds, 2),
+                "n_params": self.n_params,
+                "results": {k: v.to_dict() for k, v in results.items()},
+            },
+        )
+        state = self.run_dir / ckpt.STATE
+        if state.exists():
+            state.unlink()  # a finished run needs no resume state
+        return TrainResult(self.run_dir, model, results, self.n_params, seconds)
+
+
 def train(
     cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: bool = True
 ) -> TrainResult:
     """Train (or resume) a run into `run_dir`; returns the final held-out evaluation."""
-    run_dir = Path(run_dir)
+    run = RunState(cfg, run_dir, resume)
     t = cfg.train
-    device = resolve_device(t.device)
-    ht_cfg = hooked_transformer_config_dict(cfg.model, cfg.data)
-    if resume:
-        if (run_dir / ckpt.RESULTS).is_file():
-            raise ConfigError(f"{run_dir}: run already finished (results.json exists)")
-    elif (run_dir / ckpt.CONFIG).exists():
-        raise ConfigError(
-            f"{run_dir} already holds a run; pass --resume {run_dir} or choose another --out"
-        )
-
-    test_sets = make_test_sets(cfg.data, extra_ops=t.pretrain_ops)
-    exclude = excluded_hashes(cfg.data, test_sets)
-    model = build_model(cfg.model, cfg.data, seed=t.seed, device=device)
-    if t.init_from and not resume:
-        _transfer_init(model, cfg)
-    n_params = count_params(model)
-    plan = phases(cfg)
-    snaps = snapshot_steps(t)
-
-    step, loss_sum, loss_count, elapsed = 0, 0.0, 0, 0.0
-    opt = make_optimizer(model, t)
-    if resume:
-        if (run_dir / ckpt.STATE).is_file():
-            meta = load_state(run_dir, model, opt)
-            step, loss_sum, loss_count = meta["step"], meta["loss_sum"], meta["loss_count"]
-            elapsed = meta.get("elapsed_s", 0.0)
-        elif ckpt.step_path(run_dir, 0).is_file():  # killed before the first resume state
-            initial, _ = ckpt.load_tensors(ckpt.step_path(run_dir, 0))
-            ckpt.load_state_dict_into(model, initial, ckpt.step_path(run_dir, 0))
-        else:  # killed while setting up: the initial weights are rebuilt from the config
-            if t.init_from:
-                _transfer_init(model, cfg)
-            ckpt.save_tensors(ckpt.step_path(run_dir, 0), model.state_dict())
-        ckpt.write_text(
-            run_dir / ckpt.METRICS,
-            "".join(x + "\n" for x in _read_metrics(run_dir / ckpt.METRICS, step)),
-        )
-        log.info("resuming %s at step %d", run_dir, step)
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        ckpt.save_config(run_dir, cfg, ht_cfg, {"n_params": n_params})
-        ckpt.save_tensors(ckpt.step_path(run_dir, 0), model.state_dict())
-
-    model.train()
-    eval_names = eval_ops(cfg.data, t.pretrain_ops)
-    streams = {
-        p.index: TrainStream(
-            cfg.data, t.batch_size, exclude, p.ops, p.index, length_buckets=t.length_buckets
-        )
-        for p in plan
-    }
     bar = tqdm(
         total=t.total_steps,
-        initial=step,
+        initial=run.step,
         disable=not progress,
-        desc=run_dir.name,
+        desc=run.run_dir.name,
         dynamic_ncols=True,
     )
-    started = time.perf_counter() - elapsed
-    last_eval: dict[str, SetResult] = {}
+    step = run.step
     while step < t.total_steps:
-        phase = next(p for p in plan if p.start <= step < p.start + p.steps)
-        local = step - phase.start
-        if local == 0 and step > 0:
-            opt = make_optimizer(model, t)  # fresh optimizer for the main phase
-        lr = lr_at(t, local, phase.steps)
-        for group in opt.param_groups:
+        phase = run.phase_at(step)
+        if step == phase.start and step > 0:
+            run.opt = make_optimizer(run.model, t)  # fresh optimizer for the main phase
+        lr = run.lr(phase, step)
+        for group in run.opt.param_groups:
             group["lr"] = lr
-        loss = train_step(model, opt, streams[phase.index].batch(local), cfg, device)
+        loss = train_step(run.model, run.opt, run.batch(phase, step), cfg, run.device)
         step += 1
-        loss_sum += loss
-        loss_count += 1
+        run.record(step, phase, lr, loss)
         bar.update(1)
-
-        if step in snaps:
-            ckpt.save_tensors(ckpt.step_path(run_dir, step), model.state_dict())
         if step % t.eval_interval == 0 or step == t.total_steps:
-            last_eval = evaluate_sets(model, test_sets, cfg.data, limit=t.eval_size)
-            record = {
-                "step": step,
-                "phase": phase.index,
-                "lr": lr,
-                "train_loss": loss_sum / max(loss_count, 1),
-                "elapsed_s": round(time.perf_counter() - started, 2),
-                "eval": {k: v.to_dict() for k, v in last_eval.items()},
-            }
-            _append_metrics(run_dir / ckpt.METRICS, record)
-            loss_sum, loss_count = 0.0, 0
-            bar.set_postfix_str(
-                f"loss {record['train_loss']:.3f} "
-                + " ".join(f"{op} {last_eval[op].accuracy:.2f}" for op in eval_names)
-            )
-        if step % t.save_interval == 0 and step < t.total_steps:
-            save_state(
-                run_dir,
-                model,
-                opt,
-                step,
-                {
-                    "loss_sum": loss_sum,
-                    "loss_count": loss_count,
-                    "elapsed_s": time.perf_counter() - started,
-                },
-            )
+            bar.set_postfix_str(run.summary())
     bar.close()
-
-    # The loop always evaluates at the last step; redo it only if eval_size trimmed the sets.
-    results = last_eval if t.eval_size is None else evaluate_sets(model, test_sets, cfg.data)
-    seconds = time.perf_counter() - started
-    ckpt.save_tensors(run_dir / ckpt.WEIGHTS, model.state_dict())
-    ckpt.write_json(
-        run_dir / ckpt.RESULTS,
-        {
-            "step": step,
-            "seconds": round(seconds, 2),
-            "n_params": n_params,
-            "results": {k: v.to_dict() for k, v in results.items()},
-        },
-    )
-    state = run_dir / ckpt.STATE
-    if state.exists():
-        state.unlink()  # a finished run needs no resume state
-    return TrainResult(run_dir, model, results, n_params, seconds)
+    return run.finish()

@@ -12,7 +12,7 @@ from mechlistops.cli import main
 from mechlistops.data import make_test_sets
 from mechlistops.errors import ConfigError
 from mechlistops.evaluate import to_tensors
-from mechlistops.sweep import SweepConfig, run_sweep
+from mechlistops.sweep import SweepConfig, plan_tasks, run_sweep
 from mechlistops.train import train
 from tests.conftest import tiny_config
 
@@ -129,3 +129,51 @@ def test_sweep_and_transition_cli(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)[0]["n_runs"] == 8
     code = main(["transition", str(tmp_path)])
     assert code == 2
+
+
+def _final_weights(out):
+    return {p.parent.name: load_file(p) for p in sorted(out.glob("*/model.safetensors"))}
+
+
+def _assert_same_sweep(a, b):
+    wa, wb = _final_weights(a), _final_weights(b)
+    assert wa.keys() == wb.keys() and len(wa) == 4
+    for run in wa:
+        for name, tensor in wa[run].items():
+            if not name.endswith("attn.b_K"):  # see test_sweep_members_are_runs_equal...
+                torch.testing.assert_close(wb[run][name], tensor, atol=1e-5, rtol=1e-4)
+
+
+def test_ensemble_engine_gives_the_runs_of_the_process_engine(tmp_path):
+    sweep = _sweep()
+    tasks = plan_tasks(sweep.members(), "ensemble")
+    # one ensemble per size (both mixtures, all seeds); at most 1 model each: one per member
+    assert sorted(len(t) for t in tasks) == [2, 2]
+    assert len(plan_tasks(sweep.members(), "ensemble", max_models=1)) == 4
+    assert all(len(t) == 1 for t in plan_tasks(sweep.members(), "auto"))  # CPU: processes
+    run_sweep(sweep, tmp_path / "ens", workers=1, progress=False, engine="ensemble")
+    run_sweep(sweep, tmp_path / "proc", workers=1, progress=False, engine="processes")
+    _assert_same_sweep(tmp_path / "proc", tmp_path / "ens")
+    with pytest.raises(ConfigError, match="engine"):
+        run_sweep(sweep, tmp_path / "x", engine="gpu")
+    with pytest.raises(ConfigError, match="launcher"):
+        run_sweep(sweep, tmp_path / "x", launcher="slurm")
+
+
+def test_ray_launcher_gives_the_runs_of_the_local_launcher(tmp_path):
+    ray = pytest.importorskip("ray")
+    sweep = _sweep()
+    run_sweep(sweep, tmp_path / "local", workers=1, progress=False, engine="ensemble")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        run_sweep(sweep, tmp_path / "ray", progress=False, engine="ensemble", launcher="ray")
+        # a rerun finds every member finished and submits nothing
+        before = {p: p.stat().st_mtime_ns for p in (tmp_path / "ray").glob("*/model.safetensors")}
+        run_sweep(sweep, tmp_path / "ray", progress=False, launcher="ray")
+        after = {p: p.stat().st_mtime_ns for p in (tmp_path / "ray").glob("*/model.safetensors")}
+        assert before == after
+    finally:
+        ray.shutdown()
+    _assert_same_sweep(tmp_path / "local", tmp_path / "ray")
+    results = json.loads((tmp_path / "ray" / "max_d8_s0" / "results.json").read_text())
+    assert results["step"] == 40 and load_run(tmp_path / "ray" / "max_d8_s0@40").step == 40

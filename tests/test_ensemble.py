@@ -1,0 +1,117 @@
+"""The batched ensemble trainer: each member equals its run trained alone (same seed, same
+batches) to 1e-5, writes the same run directory, and resumes with either trainer."""
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from mechlistops import checkpoint as ckpt
+from mechlistops import load_run
+from mechlistops.ensemble import ensemble_key, train_ensemble
+from mechlistops.train import RunState, train
+from tests.conftest import tiny_config
+
+
+def tiny_config_with(cfg, **train_changes):
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **train_changes))
+
+
+STEPS = {"steps": 30, "eval_interval": 10, "save_interval": 10, "warmup_steps": 5}
+
+
+def _members():
+    """Same shape; different seeds, mixtures, tree kinds, learning rates, decay and betas."""
+    return [
+        tiny_config(train={**STEPS, "seed": 0}),
+        tiny_config(data={"ops": ("SUM", "MAX"), "seed": 1}, train={**STEPS, "seed": 1}),
+        tiny_config(
+            data={"ops": ("MIN", "MED"), "tree": "single", "seed": 2},
+            train={**STEPS, "seed": 2, "lr": 1e-3, "weight_decay": 0.0, "beta2": 0.95},
+        ),
+    ]
+
+
+def assert_same_weights(a: dict, b: dict, atol=1e-5) -> None:
+    assert a.keys() == b.keys()
+    for name, tensor in a.items():
+        # b_K has an exactly zero gradient (softmax ignores a constant added to every score):
+        # Adam turns float noise into updates of either sign; it changes no output.
+        if not name.endswith("attn.b_K"):
+            torch.testing.assert_close(b[name], tensor, atol=atol, rtol=1e-4, msg=name)
+
+
+def _files(run_dir):
+    return sorted(p.name for p in run_dir.iterdir() if p.name != "analysis")
+
+
+@pytest.mark.parametrize("loss", ["answer", "sequence"])
+def test_members_equal_training_alone(tmp_path, loss):
+    cfgs = [tiny_config_with(c, loss_on=loss) for c in _members()]
+    assert len({ensemble_key(c) for c in cfgs}) == 1
+    together = train_ensemble(
+        [(c, tmp_path / f"ens{k}") for k, c in enumerate(cfgs)], progress=False
+    )
+    for k, cfg in enumerate(cfgs):
+        alone = train(cfg, tmp_path / f"alone{k}", progress=False)
+        assert_same_weights(alone.model.state_dict(), together[k].model.state_dict())
+        # the same files, loadable by load_run, with the same metrics at every evaluation
+        assert _files(tmp_path / f"ens{k}") == _files(tmp_path / f"alone{k}")
+        loaded = load_run(tmp_path / f"ens{k}")
+        assert_same_weights(alone.model.state_dict(), loaded.model.state_dict())
+        for a, b in zip(
+            (tmp_path / f"alone{k}" / ckpt.METRICS).read_text().splitlines(),
+            (tmp_path / f"ens{k}" / ckpt.METRICS).read_text().splitlines(),
+        ):
+            a, b = json.loads(a), json.loads(b)
+            assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+            for name, r in a["eval"].items():
+                assert r["accuracy"] == pytest.approx(b["eval"][name]["accuracy"], abs=0.01)
+
+
+def test_curriculum_members_equal_training_alone(tmp_path):
+    cfgs = [
+        tiny_config_with(c, pretrain_ops=("MAX", "MED"), pretrain_steps=12, steps=18)
+        for c in _members()[:2]
+    ]
+    together = train_ensemble([(c, tmp_path / f"e{k}") for k, c in enumerate(cfgs)], False)
+    for k, cfg in enumerate(cfgs):
+        alone = train(cfg, tmp_path / f"a{k}", progress=False)
+        assert_same_weights(alone.model.state_dict(), together[k].model.state_dict())
+
+
+class Stop(Exception):
+    pass
+
+
+def test_interrupted_ensemble_resumes_alone_or_together(tmp_path, monkeypatch):
+    cfgs = _members()[:2]
+    reference = [train(c, tmp_path / f"ref{k}", progress=False) for k, c in enumerate(cfgs)]
+
+    record = RunState.record
+
+    def stop_after_20(self, step, *args):
+        record(self, step, *args)
+        if step == 20:
+            raise Stop
+
+    monkeypatch.setattr(RunState, "record", stop_after_20)
+    dirs = [tmp_path / "m0", tmp_path / "m1"]
+    with pytest.raises(Stop):
+        train_ensemble(list(zip(cfgs, dirs)), progress=False)
+    monkeypatch.setattr(RunState, "record", record)
+    assert (dirs[0] / ckpt.STATE).is_file() and not (dirs[0] / ckpt.RESULTS).exists()
+
+    resumed_alone = train(cfgs[0], dirs[0], resume=True, progress=False)
+    assert_same_weights(reference[0].model.state_dict(), resumed_alone.model.state_dict())
+    # member 1 never wrote its step-20 state (the stop came first): it resumes from step 10
+    [resumed] = train_ensemble([(cfgs[1], dirs[1])], progress=False)
+    assert_same_weights(reference[1].model.state_dict(), resumed.model.state_dict())
+
+
+def test_looped_and_mismatched_runs_do_not_share_an_ensemble():
+    assert ensemble_key(tiny_config(model={"looped": True, "n_layers": 2})) is None
+    assert ensemble_key(tiny_config()) != ensemble_key(tiny_config(model={"d_model": 16}))
+    with pytest.raises(ValueError, match="ensemble_key"):
+        train_ensemble([(tiny_config(), "a"), (tiny_config(model={"d_model": 16}), "b")])
