@@ -74,24 +74,28 @@ def cmd_transition(args) -> int:
     return 0
 
 
-def add_parsers(sub) -> None:
-    s = sub.add_parser("sweep", help="train a grid of mixtures x sizes x seeds")
-    _add_data_args(s)
-    _add_train_options(s, sweep=True)
-    s.add_argument(
-        "--mixture",
-        action="append",
-        required=True,
-        help="operators of one mixture, e.g. SUM,MAX,MED (repeat for several)",
+def cmd_reproduce(args) -> int:
+    from mechlistops.reproduce import SCALES, describe, run
+
+    scale = SCALES["quick" if args.quick else args.scale]
+    print(describe(scale), flush=True)
+    out = Path(args.out or f"reproduction-{scale.name}")
+    files = run(
+        scale,
+        out,
+        progress=not args.no_progress,
+        workers=args.workers,
+        engine=args.engine,
+        max_models=args.max_models,
+        launcher=args.launcher,
+        address=args.address,
     )
-    s.add_argument(
-        "--d-model",
-        dest="d_model_list",
-        type=numbers(int),
-        required=True,
-        help="model widths, e.g. 8,12,16,24,32",
-    )
-    s.add_argument("--seeds", type=int, default=3)
+    print(files["summary"].read_text())
+    print("saved " + ", ".join(str(p) for p in files.values()))
+    return 0
+
+
+def _add_engine_options(s) -> None:
     s.add_argument(
         "--workers",
         type=int,
@@ -114,8 +118,29 @@ def add_parsers(sub) -> None:
         default=None,
         help="Ray cluster HOST:PORT for --launcher ray (default: start a local Ray)",
     )
-    s.add_argument("--out", required=True, help="sweep directory")
     s.add_argument("--no-progress", action="store_true")
+
+
+def add_parsers(sub) -> None:
+    s = sub.add_parser("sweep", help="train a grid of mixtures x sizes x seeds")
+    _add_data_args(s)
+    _add_train_options(s, sweep=True)
+    s.add_argument(
+        "--mixture",
+        action="append",
+        required=True,
+        help="operators of one mixture, e.g. SUM,MAX,MED (repeat for several)",
+    )
+    s.add_argument(
+        "--d-model",
+        dest="d_model_list",
+        type=numbers(int),
+        required=True,
+        help="model widths, e.g. 8,12,16,24,32",
+    )
+    s.add_argument("--seeds", type=int, default=3)
+    s.add_argument("--out", required=True, help="sweep directory")
+    _add_engine_options(s)
     s.set_defaults(func=cmd_sweep, d_model=None, seed=None, data_seed=None)
     t = sub.add_parser("transition", help="learning transitions of a sweep")
     t.add_argument("sweep", help="sweep directory")
@@ -134,3 +159,12 @@ def add_parsers(sub) -> None:
     )
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_transition, threshold=None)
+    r = sub.add_parser(
+        "reproduce",
+        help="the paper's learning-transition claims: sweeps, transitions and a summary",
+    )
+    r.add_argument("--scale", choices=("quick", "full"), default="full")
+    r.add_argument("--quick", action="store_true", help="same as --scale quick (~30 min, 2 CPUs)")
+    r.add_argument("--out", default=None, help="directory (default: reproduction-SCALE)")
+    _add_engine_options(r)
+    r.set_defaults(func=cmd_reproduce)

@@ -106,6 +106,7 @@ def _train_together(runs: list[RunState], progress: bool) -> list[TrainResult]:
         return [getattr(c.train, name) for c in cfgs]
 
     clip = [c.train.grad_clip or float("inf") for c in cfgs]
+
     def member_logits(p, tokens, pos):
         return logits_from_params(p, template.cfg, tokens, pos)
 

@@ -91,9 +91,13 @@ def plot_transitions(df: pd.DataFrame, fits: pd.DataFrame, out: Path) -> Path:
 
     sns.set_theme(style="whitegrid", context="notebook")
     ops = list(dict.fromkeys(df.op))
-    fig, axes = plt.subplots(1, len(ops), figsize=(5 * len(ops), 4), squeeze=False, sharey=True)
+    cols = min(len(ops), 4)
+    rows = -(-len(ops) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 4 * rows), squeeze=False, sharey=True)
+    for ax in axes.flat[len(ops) :]:
+        ax.set_visible(False)
     palette = dict(zip(dict.fromkeys(df.mixture), sns.color_palette("tab10")))
-    for ax, op in zip(axes[0], ops):
+    for ax, op in zip(axes.flat, ops):
         part = df[df.op == op]
         sns.scatterplot(
             part,

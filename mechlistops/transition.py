@@ -28,8 +28,8 @@ from mechlistops.sweep import load_sweep
 
 
 def collect(sweep_dir: Path) -> pd.DataFrame:
-    """One row per (finished member, test set): mixture, d_model, seed, n_params, op,
-    accuracy, accuracy_heldout."""
+    """One row per (finished member, test set): mixture (with " after OPS" for a curriculum),
+    d_model, seed, n_params, op, accuracy, accuracy_heldout."""
     sweep = load_sweep(sweep_dir)
     rows = []
     for m in sweep.members():
@@ -37,12 +37,15 @@ def collect(sweep_dir: Path) -> pd.DataFrame:
         if not path.is_file():
             continue
         saved = json.loads(path.read_text())
+        mixture = "+".join(m.config.data.ops)
+        if m.config.train.pretrain_steps:  # a curriculum: not the mixture alone
+            mixture += " after " + "+".join(m.config.train.pretrain_ops)
         for op, r in saved["results"].items():
             if op == "mixture":
                 continue
             rows.append(
                 {
-                    "mixture": "+".join(m.config.data.ops),
+                    "mixture": mixture,
                     "d_model": m.config.model.d_model,
                     "seed": m.config.train.seed,
                     "n_params": saved["n_params"]["n_params"],

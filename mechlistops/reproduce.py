@@ -1,0 +1,221 @@
+"""The reproduction of ../shared/PAPER.md's learning-transition claims as one command.
+
+    mechlistops reproduce --quick      # reduced scale: about 30 minutes on 2 CPU cores
+    mechlistops reproduce              # the full study (a GPU: ensembles; or Ray)
+
+Three sweeps share one set of sizes, seeds and steps (the scale), under one directory:
+
+    single/      claim 1: each operation alone (MAX, MIN, MED, SUM, PROD, NADD, SSUM)
+    joint/       claims 2 and 3: SUM with easy operations, SUM with NADD, and the
+                 shuffled-table control SSUM with MAX and MED
+    curriculum/  claim 6: MAX+MED first (pretrain_steps = steps), then SUM for `steps`
+
+then one transition table over all of them (an operation's N* alone comes from single/),
+written as transitions.json / transitions.png, and summary.md with the claims' numbers. Every
+member is an ordinary run directory; rerunning resumes. Training examples are single-operator
+trees (`--tree single`): each expression uses one operation, as in the test sets, and a
+mixture's operations share the step budget.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from mechlistops import checkpoint as ckpt
+from mechlistops.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from mechlistops.sweep import SweepConfig, run_sweep
+
+SINGLE = (("MAX",), ("MIN",), ("MED",), ("SUM",), ("PROD",), ("NADD",), ("SSUM",))
+
+
+@dataclass(frozen=True)
+class Scale:
+    name: str
+    d_models: tuple[int, ...]
+    seeds: int
+    steps: int
+    joint: tuple[tuple[str, ...], ...]  # the mixtures of joint/
+    single: tuple[tuple[str, ...], ...] = SINGLE  # the operations of single/
+    test_size: int = 1000
+    note: str = ""
+
+
+_JOINT = (("SUM", "MAX", "MED"), ("SUM", "NADD"), ("SSUM", "MAX", "MED"))
+SCALES = {
+    "quick": Scale(
+        "quick",
+        d_models=(8, 16, 32, 64),
+        seeds=2,
+        steps=1500,
+        joint=_JOINT,
+        note="about 30 minutes on 2 CPU cores; too few steps for SUM to be learned at any "
+        "size, so it shows the easy operations' transitions and the method, not claims 2-6",
+    ),
+    "full": Scale(
+        "full",
+        d_models=(8, 12, 16, 24, 32, 48, 64, 96, 128, 160),
+        seeds=3,
+        steps=10000,
+        joint=_JOINT + (("SUM", "MAX"), ("SUM", "MED"), ("SUM", "MIN", "PROD")),
+        note="meant for a GPU (--engine ensemble, the default there) or a Ray cluster",
+    ),
+}
+
+
+def base_config(scale: Scale) -> RunConfig:
+    """Everything but mixture, size and seed: the defaults, with single-operator trees."""
+    return RunConfig(
+        DataConfig(tree="single", test_size=scale.test_size),
+        ModelConfig(),
+        TrainConfig(
+            steps=scale.steps,
+            eval_interval=max(scale.steps // 5, 1),
+            save_interval=max(scale.steps // 5, 1),
+        ),
+    )
+
+
+def sweeps(scale: Scale) -> dict[str, SweepConfig]:
+    base = base_config(scale)
+    curriculum = dataclasses.replace(
+        base,
+        train=dataclasses.replace(
+            base.train, pretrain_ops=("MAX", "MED"), pretrain_steps=scale.steps
+        ),
+    )
+    return {
+        "single": SweepConfig(scale.single, scale.d_models, scale.seeds, base),
+        "joint": SweepConfig(scale.joint, scale.d_models, scale.seeds, base),
+        "curriculum": SweepConfig((("SUM",),), scale.d_models, scale.seeds, curriculum),
+    }
+
+
+def describe(scale: Scale) -> str:
+    parts = sweeps(scale)
+    runs = sum(len(s.members()) for s in parts.values())
+    return (
+        f"reproduction at {scale.name} scale: d_model {','.join(map(str, scale.d_models))} "
+        f"(2 layers), {scale.seeds} seeds, {scale.steps} steps per run (curriculum: "
+        f"{scale.steps} MAX+MED then {scale.steps} SUM), {scale.test_size} test expressions "
+        f"per operation; {runs} runs. {scale.note}"
+    )
+
+
+def run(scale: Scale, out: Path, progress: bool = True, **sweep_options) -> dict[str, Path]:
+    """Train every sweep (resuming), then fit and write the transitions and summary."""
+    out = Path(out)
+    for name, sweep in sweeps(scale).items():
+        run_sweep(sweep, out / name, progress=progress, **sweep_options)
+    return summarise(scale, out)
+
+
+def collect_all(out: Path) -> pd.DataFrame:
+    """Every finished run's final accuracies; curriculum rows only for SUM (the pretraining
+    operations' test sets are also scored there, but are not this study's question)."""
+    from mechlistops.transition import collect
+
+    frames = []
+    for name in ("single", "joint", "curriculum"):
+        if (Path(out) / name).is_dir():
+            df = collect(Path(out) / name)
+            if name == "curriculum" and not df.empty:
+                df = df[df.op == "SUM"]
+            frames.append(df)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def summarise(scale: Scale, out: Path, n_boot: int = 500) -> dict[str, Path]:
+    from mechlistops.plots import plot_transitions
+    from mechlistops.transition import transitions
+
+    df = collect_all(out)
+    files = {}
+    tables = {}
+    for metric, suffix in (("accuracy", ""), ("accuracy_heldout", "_heldout")):
+        part = df.assign(accuracy=df[metric])
+        fits = transitions(part, thresholds=(0.9, 0.99), n_boot=n_boot)
+        tables[metric] = fits
+        path = out / f"transitions{suffix}.json"
+        ckpt.write_json(path, json.loads(fits.to_json(orient="records")))
+        files[f"transitions{suffix}"] = path
+        files[f"figure{suffix}"] = plot_transitions(part, fits, out / f"transitions{suffix}.png")
+    text = summary_text(scale, df, tables["accuracy"], tables["accuracy_heldout"])
+    ckpt.write_text(out / "summary.md", text)
+    files["summary"] = out / "summary.md"
+    return files
+
+
+def _num(v) -> float | None:
+    return None if v is None or v != v else float(v)
+
+
+def _n(v, ci=None) -> str:
+    v = _num(v)
+    if v is None:
+        return "-"
+    return f"{v:,.0f}" + (f" [{ci[0]:,.0f}, {ci[1]:,.0f}]" if ci else "")
+
+
+def _ratio(v, ci) -> str:
+    v = _num(v)
+    if v is None:
+        return "-"
+    return f"{v:.2f}x" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+
+
+def summary_text(scale: Scale, df: pd.DataFrame, fits: pd.DataFrame, held: pd.DataFrame) -> str:
+    """Markdown: per (operation, setting) N* two ways, ratios to the operation alone, and the
+    median accuracy of the largest model; for the whole test set and its held-out part."""
+    largest = df[df.n_params == df.groupby("mixture").n_params.transform("max")]
+    acc = largest.groupby(["op", "mixture"])[["accuracy", "accuracy_heldout"]].median()
+    lines = [
+        "# Reproduction summary",
+        "",
+        describe(scale),
+        "",
+        "N*: parameters at the learning transition; midpoint = sigmoid fit in log10(params) "
+        "(or why there is none), >=0.9 = smallest size whose median accuracy over seeds "
+        "reaches 0.9; [95% bootstrap interval over seeds]. Ratio = N*(alone) / N*(here) "
+        "from the >=0.9 column (> 1: learned with fewer parameters here). Held-out: test "
+        "expressions with >= 4 leaves, never in training.",
+        "",
+        "| claim | operation | trained as | N* midpoint | N* >=0.9 | ratio | N* >=0.9 "
+        "held-out | ratio held-out | acc. largest | held-out acc. largest |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    held_by = {(r["op"], r["mixture"]): r for r in held.to_dict(orient="records")}
+    for r in fits.to_dict(orient="records"):
+        op, mixture = r["op"], r["mixture"]
+        claim = _claim(op, mixture)
+        if claim is None:
+            continue
+        h = held_by.get((op, mixture), {})
+        mid = _n(r["midpoint"], r["midpoint_ci"]) if _num(r["midpoint"]) else r["midpoint_note"]
+        a = acc.loc[(op, mixture)]
+        cells = [claim, op, mixture, mid]
+        for row in (r, h):
+            smallest = row.get("smallest_0.9")
+            cells.append(
+                _n(smallest, row.get("smallest_0.9_ci")) if _num(smallest) else "not reached"
+            )
+            ratio = _ratio(row.get("ratio_smallest_0.9"), row.get("ratio_smallest_0.9_ci"))
+            cells.append("" if mixture == op else ratio)
+        cells += [f"{a['accuracy']:.3f}", f"{a['accuracy_heldout']:.3f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _claim(op: str, mixture: str) -> str | None:
+    """Which claim a row speaks to; None for rows that speak to none (MAX within SUM+MAX+MED)."""
+    if mixture == op:
+        return "1"
+    if op == "SUM":
+        return "6" if "after" in mixture else ("3" if "NADD" in mixture else "2")
+    if op == "SSUM":
+        return "3"
+    return None
