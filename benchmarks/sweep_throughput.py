@@ -9,8 +9,10 @@ engine, in one process on the same hardware.
 All train the same members (same configs, same steps) into fresh directories, on --device.
 
     python benchmarks/sweep_throughput.py [--d-model 16,32] [--seeds 2] [--steps 1500]
+    # the GPU target: 10 sizes (5k-410k parameters) x 3 seeds x 4 mixtures, 10k steps;
+    # the one-at-a-time baseline trains one member per size (the grid's average model)
     python benchmarks/sweep_throughput.py --device cuda --engines ensemble --mixtures 4 \
-        --d-model 8,16,32,64 --seeds 3 --steps 2000
+        --d-model 12,16,24,32,40,48,64,80,96,128 --seeds 3 --steps 10000 --baseline-per-size
 """
 
 from __future__ import annotations
@@ -40,6 +42,12 @@ def main() -> None:
     p.add_argument(
         "--mixtures", type=int, default=1, help="how many of SUM+MAX+MED, SUM, MAX+MED, SUM+NADD"
     )
+    p.add_argument(
+        "--baseline-per-size",
+        action="store_true",
+        help="time one-at-a-time training on one member per size (every size is equally "
+        "common in the grid, so its model-steps/s is the grid's), not on every member",
+    )
     args = p.parse_args()
     base = RunConfig(
         DataConfig(test_size=200),
@@ -65,18 +73,29 @@ def main() -> None:
         f"d_model {args.d_model}; torch {torch.__version__}, {torch.get_num_threads()} threads"
     )
     with tempfile.TemporaryDirectory() as tmp:
+        baseline = members
+        if args.baseline_per_size:
+            baseline = list({m.config.model.d_model: m for m in reversed(members)}.values())
         t0 = time.perf_counter()
-        for m in members:
+        for m in baseline:
             train(dataclasses.replace(m.config), Path(tmp) / "alone" / m.name, progress=False)
-        alone = model_steps / (time.perf_counter() - t0)
-        print(f"one at a time:     {alone:8.1f} model-steps/s")
+        seconds = time.perf_counter() - t0
+        alone = len(baseline) * args.steps / seconds
+        print(
+            f"one at a time:     {alone:8.1f} model-steps/s "
+            f"({len(baseline)} models in {seconds:.1f} s)"
+        )
         for engine in args.engines.split(","):
             t0 = time.perf_counter()
             workers = 1 if engine == "ensemble" else args.workers
             out = Path(tmp) / engine
             run_sweep(sweep, out, workers=workers, progress=False, engine=engine)
-            rate = model_steps / (time.perf_counter() - t0)
-            print(f"engine {engine:<10} {rate:8.1f} model-steps/s, {rate / alone:.2f}x")
+            seconds = time.perf_counter() - t0
+            rate = model_steps / seconds
+            print(
+                f"engine {engine:<10} {rate:8.1f} model-steps/s, {rate / alone:.2f}x "
+                f"({len(members)} models in {seconds:.1f} s)"
+            )
 
 
 if __name__ == "__main__":

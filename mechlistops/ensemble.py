@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -74,11 +75,9 @@ def train_ensemble(
     return [done[id(run)] for run in runs]
 
 
-def _per_member(values: list[float], like: Tensor) -> Tensor:
-    """(K,) hyperparameters shaped to broadcast against a stacked (K, ...) tensor."""
-    return torch.tensor(values, dtype=like.dtype, device=like.device).view(
-        -1, *[1] * (like.dim() - 1)
-    )
+def _along(values: Tensor, like: Tensor) -> Tensor:
+    """(K,) per-member values shaped to broadcast against a stacked (K, ...) tensor."""
+    return values.view(-1, *[1] * (like.dim() - 1))
 
 
 def _train_together(runs: list[RunState], progress: bool) -> list[TrainResult]:
@@ -102,10 +101,14 @@ def _train_together(runs: list[RunState], progress: bool) -> list[TrainResult]:
         }
     adam_step = _adam_step(runs[0], names[0])
 
-    def hyper(name: str) -> list[float]:
-        return [getattr(c.train, name) for c in cfgs]
+    def per_member(values: list[float]) -> Tensor:  # (K,), on the device, made once
+        return torch.tensor(values, dtype=torch.float32, device=device)
 
-    clip = [c.train.grad_clip or float("inf") for c in cfgs]
+    hyper = {
+        name: per_member([getattr(c.train, name) for c in cfgs])
+        for name in ("beta1", "beta2", "weight_decay")
+    }
+    clip = per_member([c.train.grad_clip or float("inf") for c in cfgs])
 
     def member_logits(p, tokens, pos):
         return logits_from_params(p, template.cfg, tokens, pos)
@@ -115,7 +118,21 @@ def _train_together(runs: list[RunState], progress: bool) -> list[TrainResult]:
         False: vmap(member_logits, in_dims=(0, 0, None)),
     }
 
+    def inputs_at(step: int):
+        """The members' batches for one step, padded to one width and stacked on the device."""
+        phase = runs[0].phase_at(step)
+        batches = [r.batch(phase, step) for r in runs]
+        width = max(int(b.lengths.max()) for b in batches)
+        parts = [loss_inputs(b, r.cfg, device, width) for b, r in zip(batches, runs)]
+        return tuple(None if part[0] is None else torch.stack(part) for part in zip(*parts))
+
+    # The next step's batches are made in a thread while this step computes (numpy and torch
+    # release the GIL): on a GPU, data generation on the CPU overlaps the device's work.
+    # Each stream is only ever read from that thread, in step order, so batches are unchanged.
+    prefetch = ThreadPoolExecutor(1, thread_name_prefix="ensemble-data")
     step = runs[0].step
+    lrs = [0.0] * len(runs)
+    upcoming = prefetch.submit(inputs_at, step) if step < t.total_steps else None
     bar = tqdm(
         total=t.total_steps,
         initial=step,
@@ -123,38 +140,39 @@ def _train_together(runs: list[RunState], progress: bool) -> list[TrainResult]:
         desc=f"ensemble of {len(runs)}",
         dynamic_ncols=True,
     )
-    while step < t.total_steps:
-        phase = runs[0].phase_at(step)
-        if step == phase.start and step > 0:  # a fresh AdamW for the main phase
-            for n in names:
-                for m in moments[n]:
-                    m.zero_()
-            adam_step = 0
-        lrs = [r.lr(phase, step) for r in runs]
-        batches = [r.batch(phase, step) for r in runs]
-        width = max(int(b.lengths.max()) for b in batches)
-        parts = [loss_inputs(b, r.cfg, device, width) for b, r in zip(batches, runs)]
-        tokens, pos, targets, mask = (
-            None if part[0] is None else torch.stack(part) for part in zip(*parts)
-        )
-        logits = forward[pos is not None](params, tokens, pos)
-        losses = loss_from_logits(logits, targets, mask)
-        grads = torch.autograd.grad(losses.sum(), [params[n] for n in names])
-        adam_step += 1
-        with torch.no_grad():
-            _clip_per_member(grads, clip)
-            _adamw(params, moments, names, grads, decayed, lrs, hyper, adam_step)
-        step += 1
-        for k, (run, loss) in enumerate(zip(runs, losses.tolist())):
-            if run.due(step):
-                _hand_back(run, k, params, moments, names, adam_step, lrs[k])
-            run.record(step, phase, lrs[k], loss)
-        bar.update(1)
-        if step % t.eval_interval == 0 or step == t.total_steps:
-            bar.set_postfix_str(runs[0].summary() + (" ..." if len(runs) > 1 else ""))
+    try:
+        while step < t.total_steps:
+            phase = runs[0].phase_at(step)
+            if step == phase.start and step > 0:  # a fresh AdamW for the main phase
+                for n in names:
+                    for m in moments[n]:
+                        m.zero_()
+                adam_step = 0
+            lrs = [r.lr(phase, step) for r in runs]
+            lr = per_member(lrs)
+            tokens, pos, targets, mask = upcoming.result()
+            if step + 1 < t.total_steps:
+                upcoming = prefetch.submit(inputs_at, step + 1)
+            logits = forward[pos is not None](params, tokens, pos)
+            losses = loss_from_logits(logits, targets, mask)
+            grads = torch.autograd.grad(losses.sum(), [params[n] for n in names])
+            adam_step += 1
+            with torch.no_grad():
+                _clip_per_member(grads, clip)
+                _adamw(params, moments, names, grads, decayed, lr, hyper, adam_step)
+            step += 1
+            for k, (run, loss) in enumerate(zip(runs, losses.tolist())):
+                if run.due(step):
+                    _hand_back(run, k, params, moments, names, adam_step, lrs[k])
+                run.record(step, phase, lrs[k], loss)
+            bar.update(1)
+            if step % t.eval_interval == 0 or step == t.total_steps:
+                bar.set_postfix_str(runs[0].summary() + (" ..." if len(runs) > 1 else ""))
+    finally:
+        prefetch.shutdown(cancel_futures=True)
     bar.close()
     for k, run in enumerate(runs):
-        _hand_back(run, k, params, moments, names, adam_step, lrs[k] if step else 0.0)
+        _hand_back(run, k, params, moments, names, adam_step, lrs[k])
     return [run.finish() for run in runs]
 
 
@@ -169,29 +187,29 @@ def _adam_step(run: RunState, name: str) -> int:
     return int(state["step"]) if "step" in state else 0
 
 
-def _clip_per_member(grads: tuple[Tensor, ...], clip: list[float]) -> None:
+def _clip_per_member(grads: tuple[Tensor, ...], clip: Tensor) -> None:
     """`clip_grad_norm_` for each member: scale its gradients to norm <= its clip value."""
     norms = torch.stack([g.flatten(1).norm(dim=1) for g in grads]).norm(dim=0)
-    limit = torch.tensor(clip, dtype=norms.dtype, device=norms.device)
-    coef = (limit / (norms + 1e-6)).clamp(max=1.0)
+    coef = (clip / (norms + 1e-6)).clamp(max=1.0)
     for g in grads:
-        g.mul_(coef.view(-1, *[1] * (g.dim() - 1)))
+        g.mul_(_along(coef, g))
 
 
-def _adamw(params, moments, names, grads, decayed, lrs, hyper, step: int) -> None:
-    """torch's AdamW update (decoupled weight decay on matrices), one set of
-    hyperparameters per member."""
+def _adamw(params, moments, names, grads, decayed, lr: Tensor, hyper, step: int) -> None:
+    """torch's AdamW update (decoupled weight decay on matrices), with (K,) hyperparameters:
+    one value per member."""
+    b1, b2 = hyper["beta1"], hyper["beta2"]
+    step_size = lr / (1 - b1**step)
+    bias2_sqrt = (1 - b2**step).sqrt()
+    decay = 1 - lr * hyper["weight_decay"]
     for n, g in zip(names, grads):
         p, (m, v) = params[n], moments[n]
-        lr = _per_member(lrs, p)
-        b1, b2 = _per_member(hyper("beta1"), p), _per_member(hyper("beta2"), p)
         if n in decayed:
-            p.mul_(1 - lr * _per_member(hyper("weight_decay"), p))
-        m.lerp_(g, 1 - b1)
-        v.mul_(b2).add_((1 - b2) * g * g)
-        bias1, bias2 = 1 - b1**step, 1 - b2**step
-        denom = v.sqrt() / bias2.sqrt() + ADAM_EPS
-        p.sub_(lr / bias1 * m / denom)
+            p.mul_(_along(decay, p))
+        m.lerp_(g, _along(1 - b1, p))
+        v.mul_(_along(b2, p)).add_(_along(1 - b2, p) * g * g)
+        denom = v.sqrt() / _along(bias2_sqrt, p) + ADAM_EPS
+        p.sub_(_along(step_size, p) * m / denom)
 
 
 def _hand_back(run: RunState, k: int, params, moments, names, adam_step: int, lr: float) -> None:

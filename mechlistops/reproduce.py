@@ -53,12 +53,13 @@ SCALES = {
         seeds=2,
         steps=1500,
         joint=_JOINT,
-        note="about 30 minutes on 2 CPU cores; too few steps for SUM to be learned at any "
-        "size, so it shows the easy operations' transitions and the method, not claims 2-6",
+        note="About 30 minutes on 2 CPU cores. A reduced scale: fewer sizes, seeds and "
+        "steps than the full study, so its N* values are not the paper's; "
+        "docs/reproduction.md compares the scales.",
     ),
     "full": Scale(
         "full",
-        d_models=(8, 12, 16, 24, 32, 48, 64, 96, 128, 160),
+        d_models=(12, 16, 24, 32, 40, 48, 64, 80, 96, 128),  # 5,026 to 409,750 parameters
         seeds=3,
         steps=10000,
         joint=_JOINT + (("SUM", "MAX"), ("SUM", "MED"), ("SUM", "MIN", "PROD")),
