@@ -59,7 +59,10 @@ def cmd_transition(args) -> int:
 
     for r in fits.to_dict(orient="records"):
         print(f"{r['op']} in {r['mixture']} ({r['n_runs']} runs):")
-        mid = fmt(r["midpoint"], r["midpoint_ci"]) if num(r["midpoint"]) else r["midpoint_note"]
+        mid = r["midpoint_note"]
+        if num(r["midpoint"]):
+            low, high = r["rise"]
+            mid = f"{fmt(r['midpoint'], r['midpoint_ci'])} (accuracy {low:.2f} -> {high:.2f})"
         print(f"  N* sigmoid midpoint: {mid}")
         for t in args.threshold:
             value = num(r[f"smallest_{t}"])

@@ -96,7 +96,9 @@ def plot_transitions(df: pd.DataFrame, fits: pd.DataFrame, out: Path) -> Path:
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 4 * rows), squeeze=False, sharey=True)
     for ax in axes.flat[len(ops) :]:
         ax.set_visible(False)
-    palette = dict(zip(dict.fromkeys(df.mixture), sns.color_palette("tab10")))
+    mixtures = list(dict.fromkeys(df.mixture))
+    colours = sns.color_palette("tab10" if len(mixtures) <= 10 else "husl", len(mixtures))
+    palette = dict(zip(mixtures, colours))
     for ax, op in zip(axes.flat, ops):
         part = df[df.op == op]
         sns.scatterplot(

@@ -180,7 +180,9 @@ def summary_text(scale: Scale, df: pd.DataFrame, fits: pd.DataFrame, held: pd.Da
         describe(scale),
         "",
         "N*: parameters at the learning transition; midpoint = sigmoid fit in log10(params) "
-        "(or why there is none), >=0.9 = smallest size whose median accuracy over seeds "
+        "(or why there is none), with the accuracies it rises from and to (a rise that "
+        "levels off low is not learning the operation); >=0.9 = smallest size whose median "
+        "accuracy over seeds "
         "reaches 0.9; [95% bootstrap interval over seeds]. Ratio = N*(alone) / N*(here) "
         "from the >=0.9 column (> 1: learned with fewer parameters here). Held-out: test "
         "expressions with >= 4 leaves, never in training.",
@@ -196,7 +198,10 @@ def summary_text(scale: Scale, df: pd.DataFrame, fits: pd.DataFrame, held: pd.Da
         if claim is None:
             continue
         h = held_by.get((op, mixture), {})
-        mid = _n(r["midpoint"], r["midpoint_ci"]) if _num(r["midpoint"]) else r["midpoint_note"]
+        mid = r["midpoint_note"]
+        if _num(r["midpoint"]):
+            low, high = r["rise"]
+            mid = f"{_n(r['midpoint'], r['midpoint_ci'])}, {low:.2f} to {high:.2f}"
         a = acc.loc[(op, mixture)]
         cells = [claim, op, mixture, mid]
         for row in (r, h):

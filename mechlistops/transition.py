@@ -134,6 +134,8 @@ def transitions(
             "n_runs": len(g),
             "midpoint": fit.midpoint,
             "midpoint_note": fit.reason,
+            # the fitted rise: a midpoint of a rise that levels off low is no "learned" size
+            "rise": [float(fit.params[0]), float(fit.params[1])] if fit.midpoint else None,
         }
 
         def mid(d):

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import sys
 
 import pytest
 import torch
@@ -177,3 +178,11 @@ def test_ray_launcher_gives_the_runs_of_the_local_launcher(tmp_path):
     _assert_same_sweep(tmp_path / "local", tmp_path / "ray")
     results = json.loads((tmp_path / "ray" / "max_d8_s0" / "results.json").read_text())
     assert results["step"] == 40 and load_run(tmp_path / "ray" / "max_d8_s0@40").step == 40
+
+
+def test_ray_launcher_without_ray_says_how_to_install_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    args = ["sweep", "--mixture", "MAX", "--d-model", "8", "--seeds", "1", "--steps", "5"]
+    code = main([*args, "--out", str(tmp_path / "sw"), "--launcher", "ray", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "pip install 'mechlistops[ray]'" in err and len(err.splitlines()) == 1

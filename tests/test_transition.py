@@ -54,3 +54,25 @@ def test_ratio_alone_over_mixture_with_interval():
     assert lo < ratio < hi and lo > 1.5
     assert out.loc["SUM", "ratio_midpoint"] == pytest.approx(1.0)
     assert out.loc["SUM+MAX+MED", "smallest_0.9"] < out.loc["SUM", "smallest_0.9"]
+    low, high = out.loc["SUM", "rise"]
+    assert low == pytest.approx(0.1, abs=0.05) and high == pytest.approx(1.0, abs=0.05)
+
+
+def test_a_rise_that_levels_off_low_is_reported_with_its_plateau():
+    df = _synthetic("SUM", "SUM", x0=4.5, lo=0.1, hi=0.5)  # memorises part, never learns
+    row = transitions(df, n_boot=20).iloc[0]
+    assert row["midpoint"] is not None and row["rise"][1] == pytest.approx(0.5, abs=0.05)
+    assert row["smallest_0.9"] is None
+
+
+def test_figure_takes_more_mixtures_than_a_palette_has_colours(tmp_path):
+    from mechlistops.plots import plot_transitions
+
+    rows = [
+        {"op": "SUM", "mixture": f"SUM+M{i}", "n_params": n, "seed": 0, "accuracy": 0.1 + i / 20}
+        for i in range(12)
+        for n in (1_000, 3_000, 10_000, 30_000)
+    ]
+    df = pd.DataFrame(rows)
+    out = plot_transitions(df, transitions(df, n_boot=5), tmp_path / "t.png")
+    assert out.read_bytes()[:4] == b"\x89PNG"
