@@ -101,7 +101,7 @@ def _train_together(runs: list[RunState], progress: bool) -> list[TrainResult]:
         }
     adam_step = _adam_step(runs[0], names[0])
 
-    def per_member(values: list[float]) -> Tensor:  # (K,), on the device, made once
+    def per_member(values: list[float]) -> Tensor:  # one value per member, on the device
         return torch.tensor(values, dtype=torch.float32, device=device)
 
     hyper = {
