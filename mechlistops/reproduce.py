@@ -130,11 +130,15 @@ def collect_all(out: Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def summarise(scale: Scale, out: Path, n_boot: int = 500) -> dict[str, Path]:
+def summarise(
+    scale: Scale, out: Path, n_boot: int = 500, df: pd.DataFrame | None = None
+) -> dict[str, Path]:
+    """Fit and write the transitions and summary.md of the runs under `out` (or of `df`, the
+    rows of several studies together)."""
     from mechlistops.plots import plot_transitions
     from mechlistops.transition import transitions
 
-    df = collect_all(out)
+    df = collect_all(out) if df is None else df
     files = {}
     tables = {}
     for metric, suffix in (("accuracy", ""), ("accuracy_heldout", "_heldout")):
