@@ -111,7 +111,7 @@ def _train_together(runs: list[RunState], progress: bool) -> list[TrainResult]:
     clip = per_member([c.train.grad_clip or float("inf") for c in cfgs])
 
     def member_logits(p, tokens, pos):
-        return logits_from_params(p, template.cfg, tokens, pos)
+        return logits_from_params(p, template.cfg, tokens, pos, fused_attention=False)
 
     forward = {  # scored positions given (the answer), or every position (None)
         True: vmap(member_logits, in_dims=(0, 0, 0)),

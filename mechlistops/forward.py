@@ -52,8 +52,10 @@ def _attention(
     resid: Float[Tensor, "batch pos d_model"],
     cfg,
     query_pos: Int[Tensor, "batch k"] | None,
+    fused: bool = True,
 ) -> Float[Tensor, "batch q_pos d_model"]:
-    """Block attention output; at query_pos only when given (keys/values at every position)."""
+    """Block attention output; at query_pos only when given (keys/values at every position).
+    fused: torch's scaled_dot_product_attention, else the same in plain ops."""
     a = f"blocks.{layer}.attn"
     x = _norm(p, f"blocks.{layer}.ln1", resid, cfg.normalization_type, cfg.eps)
     xq = x if query_pos is None else x.gather(1, query_pos[..., None].expand(-1, -1, x.shape[-1]))
@@ -74,11 +76,17 @@ def _attention(
         kv, "batch k (kv head d_head) -> kv batch head k d_head", kv=2, head=n_heads
     )
     scale = 1.0 / cfg.attn_scale if cfg.use_attn_scale else 1.0
+    key_pos = torch.arange(x.shape[1], device=x.device)
     if query_pos is None:
+        mask = None if fused else key_pos[None, None, None, :] <= key_pos[None, None, :, None]
+    else:
+        mask = key_pos[None, None, None, :] <= query_pos[:, None, :, None]  # (batch, 1, q, k)
+    if not fused:  # plain ops: vmap batches them (it has no rule for the fused CPU kernel)
+        scores = (q @ k.transpose(-1, -2)) * scale
+        z = scores.masked_fill(~mask, float("-inf")).softmax(-1) @ v
+    elif query_pos is None:
         z = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
     else:
-        key_pos = torch.arange(x.shape[1], device=x.device)
-        mask = key_pos[None, None, None, :] <= query_pos[:, None, :, None]  # (batch, 1, q, k)
         z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
     z = einops.rearrange(z, "batch head q d_head -> batch q (head d_head)")
     w_o = einops.rearrange(p[f"{a}.W_O"], "head d_head d_model -> (head d_head) d_model")
@@ -111,15 +119,18 @@ def logits_from_params(
     cfg,
     tokens: Int[Tensor, "batch pos"],
     query_pos: Int[Tensor, "batch k"] | None = None,
+    fused_attention: bool = True,
 ) -> Float[Tensor, "batch k d_vocab"]:
     """The forward pass of `fast_logits` as a pure function of the parameters (so it can be
-    vmapped over an ensemble's stacked parameters; see `mechlistops.ensemble`)."""
+    vmapped over an ensemble's stacked parameters; see `mechlistops.ensemble`, which passes
+    fused_attention=False: vmap has no batching rule for the fused attention kernel on CPU
+    and would loop over the members)."""
     T = tokens.shape[1]
     resid = F.embedding(tokens, p["embed.W_E"]) + p["pos_embed.W_pos"][:T]
     n = cfg.n_layers
     for layer in range(n):
         last = layer == n - 1 and query_pos is not None
-        attn_out = _attention(p, layer, resid, cfg, query_pos if last else None)
+        attn_out = _attention(p, layer, resid, cfg, query_pos if last else None, fused_attention)
         if last:
             resid = resid.gather(1, query_pos[..., None].expand(-1, -1, resid.shape[-1]))
         resid = resid + attn_out

@@ -18,6 +18,10 @@ def tiny_config_with(cfg, **train_changes):
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **train_changes))
 
 
+# vmap warns when it falls back to a loop over the members (no batching rule for an op, as for
+# the fused attention kernel on CPU): the ensemble must not.
+pytestmark = pytest.mark.filterwarnings("error::UserWarning")
+
 STEPS = {"steps": 30, "eval_interval": 10, "save_interval": 10, "warmup_steps": 5}
 
 
