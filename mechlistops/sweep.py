@@ -155,6 +155,8 @@ def run_sweep(
     """
     if launcher not in LAUNCHERS:
         raise ConfigError(f"launcher must be one of {LAUNCHERS}, got {launcher!r}")
+    if workers < 0 or max_models < 0:
+        raise ConfigError("--workers and --max-models must be >= 0 (0: the default)")
     out = Path(out)
     saved = out / SWEEP_FILE
     if saved.is_file():

@@ -159,6 +159,8 @@ def test_ensemble_engine_gives_the_runs_of_the_process_engine(tmp_path):
         run_sweep(sweep, tmp_path / "x", engine="gpu")
     with pytest.raises(ConfigError, match="launcher"):
         run_sweep(sweep, tmp_path / "x", launcher="slurm")
+    with pytest.raises(ConfigError, match="max-models"):
+        run_sweep(sweep, tmp_path / "x", max_models=-1)
 
 
 def test_ray_launcher_gives_the_runs_of_the_local_launcher(tmp_path):
