@@ -19,16 +19,7 @@ def cmd_sweep(args) -> int:
     sweep = SweepConfig(
         tuple(parse_ops(m) for m in args.mixture), args.d_model_list, args.seeds, base
     )
-    out = run_sweep(
-        sweep,
-        Path(args.out),
-        workers=args.workers,
-        progress=not args.no_progress,
-        engine=args.engine,
-        max_models=args.max_models,
-        launcher=args.launcher,
-        address=args.address,
-    )
+    out = run_sweep(sweep, Path(args.out), **_engine_options(args))
     print(f"{len(sweep.members())} runs in {out}; next: mechlistops transition {out}")
     return 0
 
@@ -83,19 +74,22 @@ def cmd_reproduce(args) -> int:
     scale = SCALES["quick" if args.quick else args.scale]
     print(describe(scale), flush=True)
     out = Path(args.out or f"reproduction-{scale.name}")
-    files = run(
-        scale,
-        out,
-        progress=not args.no_progress,
-        workers=args.workers,
-        engine=args.engine,
-        max_models=args.max_models,
-        launcher=args.launcher,
-        address=args.address,
-    )
+    files = run(scale, out, **_engine_options(args))
     print(files["summary"].read_text())
     print("saved " + ", ".join(str(p) for p in files.values()))
     return 0
+
+
+def _engine_options(args) -> dict:
+    """run_sweep's keyword arguments from the options `_add_engine_options` adds."""
+    return {
+        "progress": not args.no_progress,
+        "workers": args.workers,
+        "engine": args.engine,
+        "max_models": args.max_models,
+        "launcher": args.launcher,
+        "address": args.address,
+    }
 
 
 def _add_engine_options(s) -> None:

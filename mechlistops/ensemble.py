@@ -166,7 +166,7 @@ def _train_together(runs: list[RunState], progress: bool) -> list[TrainResult]:
                     _hand_back(run, k, params, moments, names, adam_step, lrs[k])
                 run.record(step, phase, lrs[k], loss)
             bar.update(1)
-            if step % t.eval_interval == 0 or step == t.total_steps:
+            if runs[0].evaluates(step):
                 bar.set_postfix_str(runs[0].summary() + (" ..." if len(runs) > 1 else ""))
     finally:
         prefetch.shutdown(cancel_futures=True)

@@ -114,19 +114,18 @@ def plan_tasks(
     return [g[i : i + size] for g in groups.values() for i in range(0, len(g), size)]
 
 
-def train_task(task: list[tuple[dict, str]], progress: bool = False) -> dict[str, dict]:
-    """Train (or resume) one task's members: alone, or as one ensemble. Returns each run
-    directory's final accuracies. Runs in this process, a worker process or a Ray task."""
+def train_task(task: list[tuple[dict, str]], progress: bool = False) -> None:
+    """Train (or resume) one task's members (config dict, run directory): alone, or as one
+    ensemble. Runs in this process, a worker process or a Ray task."""
     from mechlistops.ensemble import train_ensemble
     from mechlistops.train import train
 
     members = [(RunConfig.from_dict(cfg), Path(run_dir)) for cfg, run_dir in task]
     if len(members) == 1:
         cfg, run_dir = members[0]
-        results = [train(cfg, run_dir, resume=(run_dir / ckpt.CONFIG).is_file(), progress=progress)]
+        train(cfg, run_dir, resume=(run_dir / ckpt.CONFIG).is_file(), progress=progress)
     else:
-        results = train_ensemble(members, progress=progress)
-    return {str(r.run_dir): {k: v.accuracy for k, v in r.results.items()} for r in results}
+        train_ensemble(members, progress=progress)
 
 
 def _single_thread() -> None:

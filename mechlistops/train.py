@@ -307,15 +307,18 @@ class RunState:
     def batch(self, phase: Phase, step: int) -> Examples:
         return self.streams[phase.index].batch(step - phase.start)
 
+    def evaluates(self, step: int) -> bool:
+        """Whether `record` evaluates after `step` steps (every eval_interval, and the last)."""
+        t = self.cfg.train
+        return step % t.eval_interval == 0 or step == t.total_steps
+
+    def saves_state(self, step: int) -> bool:
+        t = self.cfg.train
+        return step % t.save_interval == 0 and step < t.total_steps
+
     def due(self, step: int) -> bool:
         """Whether `record` needs the model's weights after `step` steps."""
-        t = self.cfg.train
-        return (
-            step in self.snaps
-            or step % t.eval_interval == 0
-            or step == t.total_steps
-            or step % t.save_interval == 0
-        )
+        return step in self.snaps or self.evaluates(step) or self.saves_state(step)
 
     def record(self, step: int, phase: Phase, lr: float, loss: float) -> None:
         """Book one finished step; when `due(step)`, self.model and self.opt hold its weights
@@ -326,7 +329,7 @@ class RunState:
         self.loss_count += 1
         if step in self.snaps:
             ckpt.save_tensors(ckpt.step_path(self.run_dir, step), self.model.state_dict())
-        if step % t.eval_interval == 0 or step == t.total_steps:
+        if self.evaluates(step):
             self.last_eval = evaluate_sets(
                 self.model, self.test_sets, self.cfg.data, limit=t.eval_size
             )
@@ -340,7 +343,7 @@ class RunState:
             }
             _append_metrics(self.run_dir / ckpt.METRICS, self.metrics)
             self.loss_sum, self.loss_count = 0.0, 0
-        if step % t.save_interval == 0 and step < t.total_steps:
+        if self.saves_state(step):
             extra = {
                 "loss_sum": self.loss_sum,
                 "loss_count": self.loss_count,
@@ -405,7 +408,7 @@ def train(
         step += 1
         run.record(step, phase, lr, loss)
         bar.update(1)
-        if step % t.eval_interval == 0 or step == t.total_steps:
+        if run.evaluates(step):
             bar.set_postfix_str(run.summary())
     bar.close()
     return run.finish()

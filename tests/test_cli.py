@@ -15,6 +15,14 @@ def _run(capsys, *argv):
     return code, out, err
 
 
+@pytest.fixture
+def run(tiny_run, tmp_path):
+    """A copy of the session's tiny run that a test may write into or damage."""
+    copy = tmp_path / "run"
+    shutil.copytree(tiny_run, copy)
+    return copy
+
+
 def _one_line_error(code, err, fragment):
     assert code == 2
     lines = err.strip().splitlines()
@@ -161,9 +169,7 @@ def test_eval_prints_per_operator_accuracy(tiny_run, capsys):
         (lambda d: _edit_config(d, "model", "n_heads", 5), "not divisible"),
     ],
 )
-def test_damaged_checkpoints_fail_in_one_line(tiny_run, tmp_path, capsys, damage, fragment):
-    run = tmp_path / "run"
-    shutil.copytree(tiny_run, run)
+def test_damaged_checkpoints_fail_in_one_line(run, capsys, damage, fragment):
     damage(run)
     code, _, err = _run(capsys, "eval", str(run))
     _one_line_error(code, err, fragment)
@@ -175,9 +181,7 @@ def _edit_config(run, section, key, value):
     (run / "config.json").write_text(json.dumps(raw))
 
 
-def test_train_refuses_to_overwrite_and_resume_refuses_other_options(tiny_run, tmp_path, capsys):
-    run = tmp_path / "run"
-    shutil.copytree(tiny_run, run)
+def test_train_refuses_to_overwrite_and_resume_refuses_other_options(run, capsys):
     before = _digest(run)
     code, _, err = _run(capsys, "train", "--out", str(run), "--steps", "5")
     _one_line_error(code, err, "already holds a run")
@@ -239,9 +243,7 @@ def test_transfer_from_a_run_of_another_shape_fails_cleanly(tiny_run, tmp_path, 
     assert not out.exists()
 
 
-def test_ablate_cli_writes_table_json_and_figure(tiny_run, tmp_path, capsys):
-    run = tmp_path / "run"
-    shutil.copytree(tiny_run, run)
+def test_ablate_cli_writes_table_json_and_figure(run, capsys):
     code, out, _ = _run(capsys, "ablate", str(run), "--component", "mlp", "--mode", "mean")
     assert code == 0 and "mlp L0" in out and "MAX" in out
     records = json.loads((run / "analysis" / "ablation_mlp_mean.json").read_text())
@@ -266,9 +268,7 @@ def test_ablate_cli_bad_input(tiny_run, capsys, extra, fragment):
     _one_line_error(code, err, fragment)
 
 
-def test_attribute_cli(tiny_run, tmp_path, capsys):
-    run = tmp_path / "run"
-    shutil.copytree(tiny_run, run)
+def test_attribute_cli(run, capsys):
     code, out, _ = _run(capsys, "attribute", str(run), "--ops", "MAX")
     assert code == 0 and "usage ratio" in out and "L0 mlp" in out
     saved = json.loads((run / "analysis" / "attribution.json").read_text())
@@ -280,9 +280,7 @@ def test_attribute_cli(tiny_run, tmp_path, capsys):
     _one_line_error(code, err, "no checkpoint at step 7")
 
 
-def test_geometry_cli(tiny_run, tmp_path, capsys):
-    run = tmp_path / "run"
-    shutil.copytree(tiny_run, run)
+def test_geometry_cli(run, capsys):
     code, out, _ = _run(capsys, "geometry", str(run), "--limit", "100")
     assert code == 0 and "circularity" in out and "blocks.0.hook_resid_post" in out
     saved = json.loads((run / "analysis" / "geometry.json").read_text())
@@ -290,9 +288,7 @@ def test_geometry_cli(tiny_run, tmp_path, capsys):
     assert (run / "analysis" / "geometry.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_probe_cli(tiny_run, tmp_path, capsys):
-    run = tmp_path / "run"
-    shutil.copytree(tiny_run, run)
+def test_probe_cli(run, capsys):
     code, out, _ = _run(
         capsys,
         "probe",
@@ -314,11 +310,9 @@ def test_probe_cli(tiny_run, tmp_path, capsys):
     _one_line_error(code, err, "unknown target 'prime'")
 
 
-def test_report_is_one_offline_page(tiny_run, tmp_path, capsys):
+def test_report_is_one_offline_page(run, tmp_path, capsys):
     import re
 
-    run = tmp_path / "run"
-    shutil.copytree(tiny_run, run)
     out = tmp_path / "report.html"
     code, stdout, _ = _run(
         capsys, "report", str(run), f"{run}@100", "--out", str(out), "--limit", "60"
