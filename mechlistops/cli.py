@@ -92,6 +92,12 @@ def _add_train_options(p: argparse.ArgumentParser, sweep: bool = False) -> None:
         g.add_argument("--data-seed", type=int, help="test sets and data seed (default: --seed)")
     g.add_argument("--test-size", type=int, help="examples per test set (default 1000)")
     g.add_argument(
+        "--train-size",
+        type=int,
+        help="finite training pool: N distinct expressions per operator, cycled in epochs "
+        "(needs --tree single; default 0 = a fresh sample stream)",
+    )
+    g.add_argument(
         "--holdout-min-leaves",
         type=int,
         help="test expressions with at least this many leaves never train (default 4)",
@@ -162,6 +168,7 @@ def _train_config(args) -> RunConfig:
         seed=args.data_seed if args.data_seed is not None else seed,
         test_size=args.test_size,
         holdout_min_leaves=args.holdout_min_leaves,
+        train_size=args.train_size,
     )
     model = replace(
         ModelConfig(),
@@ -264,14 +271,14 @@ def cmd_train(args) -> int:
 # ----------------------------------------------------------------------------- eval
 def cmd_eval(args) -> int:
     from mechlistops.checkpoint import load_run
-    from mechlistops.data import make_test_sets
     from mechlistops.evaluate import evaluate_sets, format_table
     from mechlistops.model import resolve_device
+    from mechlistops.pools import evaluation_data
 
     run = load_run(args.run, device=resolve_device(args.device))
     cfg = run.config
-    sets = make_test_sets(cfg.data, extra_ops=cfg.train.pretrain_ops)
-    results = evaluate_sets(run.model, sets, cfg.data)
+    sets, pools = evaluation_data(cfg.data, extra_ops=cfg.train.pretrain_ops)
+    results = evaluate_sets(run.model, sets, cfg.data, pools=pools)
     if args.json:
         print(json.dumps({k: v.to_dict() for k, v in results.items()}, indent=2))
     else:

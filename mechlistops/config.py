@@ -25,6 +25,7 @@ NORMALIZATIONS = ("LN", "RMS", None)
 SCHEDULES = ("constant", "cosine", "linear")
 LOSS_ON = ("answer", "sequence")
 TRANSFER = ("all", "embed", "no-embed")
+MAX_TRAIN_SIZE = 10_000_000  # expressions per operator's pool
 
 
 def parse_ops(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -61,6 +62,9 @@ class DataConfig:
     # (flat expressions: only n^2 + n^3 per operator exist) may, since holding them out would
     # remove a whole slice of the training distribution; evaluation reports both parts.
     holdout_min_leaves: int = 4
+    # Finite training pools (mechlistops.pools): N distinct expressions per operator, cycled in
+    # epochs; 0 = a fresh sample stream (no expression seen twice, on average).
+    train_size: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ops", parse_ops(self.ops))
@@ -95,6 +99,34 @@ class DataConfig:
             raise ConfigError(f"median must be one of {MEDIAN_RULES}, got {self.median!r}")
         if self.test_size < 1:
             raise ConfigError(f"test_size must be positive, got {self.test_size}")
+        if not 0 <= self.train_size <= MAX_TRAIN_SIZE:
+            raise ConfigError(
+                f"train_size must be in 1..{MAX_TRAIN_SIZE:,} (0 = a fresh sample stream), "
+                f"got {self.train_size}"
+            )
+        if self.train_size and self.tree != "single":
+            raise ConfigError(
+                "train_size (a pool per operator) needs single-operator trees (tree 'single')"
+            )
+        if self.train_size:
+            limit = self.distinct_per_op
+            if self.train_size > limit:
+                raise ConfigError(
+                    f"train_size {self.train_size:,} is more than the {limit:,} distinct "
+                    "expressions per operator these tree settings allow"
+                )
+
+    @property
+    def distinct_per_op(self) -> int:
+        """How many distinct expressions of one operator these tree settings can produce
+        (capped at 10**18)."""
+        cap, n, bp = 10**18, self.modulus, self.branch_prob
+        arities = range(self.min_args, self.max_args + 1)
+        count = min(cap, sum(n**k for k in arities))  # the deepest level: leaves only
+        for _ in range(self.max_depth - 1):
+            choices = (n if bp < 1 else 0) + (count if bp > 0 else 0)
+            count = min(cap, sum(min(cap, choices**k) for k in arities))
+        return count
 
     @property
     def mixture_weights(self) -> tuple[float, ...]:

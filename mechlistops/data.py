@@ -399,17 +399,20 @@ class TrainStream:
         out = kept[0] if len(kept) == 1 else Examples.concat(kept)
         out = out.subset(slice(0, need))
         if self.length_buckets > 1:
-            out = out.subset(self._bucket_order(out.lengths, rng))
+            out = out.subset(bucket_order(out.lengths, self.batch_size, self.length_buckets, rng))
         return out
 
-    def _bucket_order(self, lengths: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Row order in which each group of `length_buckets` batches is sorted by length and
-        its batches shuffled: batches hold similar lengths, so less padding is computed."""
-        b, k = self.batch_size, self.length_buckets
-        order = []
-        for start in range(0, len(lengths), b * k):
-            rows = np.arange(start, min(start + b * k, len(lengths)))
-            rows = rows[np.argsort(lengths[rows], kind="stable")]
-            batches = [rows[i : i + b] for i in range(0, len(rows), b)]
-            order.extend(batches[i] for i in rng.permutation(len(batches)))
-        return np.concatenate(order)
+
+def bucket_order(
+    lengths: np.ndarray, batch_size: int, buckets: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Row order in which each group of `buckets` batches is sorted by length and its batches
+    shuffled: batches hold similar lengths, so less padding is computed."""
+    b, k = batch_size, buckets
+    order = []
+    for start in range(0, len(lengths), b * k):
+        rows = np.arange(start, min(start + b * k, len(lengths)))
+        rows = rows[np.argsort(lengths[rows], kind="stable")]
+        batches = [rows[i : i + b] for i in range(0, len(rows), b)]
+        order.extend(batches[i] for i in rng.permutation(len(batches)))
+    return np.concatenate(order)

@@ -32,6 +32,17 @@ class SetResult:
     baseline: float  # majority-class accuracy: the most frequent answer, always
     n_heldout: int  # examples guaranteed absent from training (see DataConfig)
     accuracy_heldout: float | None
+    # With finite training pools: accuracy on the first test_size rows of the operator's pool
+    # (expressions it trained on); the memorisation gap is accuracy_pool - accuracy_heldout.
+    n_pool: int = 0
+    accuracy_pool: float | None = None
+
+    @property
+    def memorisation_gap(self) -> float | None:
+        """Pool accuracy minus held-out accuracy (None without both)."""
+        if self.accuracy_pool is None or self.accuracy_heldout is None:
+            return None
+        return self.accuracy_pool - self.accuracy_heldout
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -118,20 +129,31 @@ def generate_answers(
     return np.concatenate(out)
 
 
-def evaluate_set(
-    model: HookedTransformer, ex: Examples, cfg: DataConfig, limit: int | None = None
-) -> SetResult:
-    if limit is not None and limit < len(ex):
-        ex = ex.subset(slice(0, limit))
+def _correct(model: HookedTransformer, ex: Examples, cfg: DataConfig):
+    """Whether each answer is right, and each example's loss."""
     was_training = model.training
     model.eval()
     preds, losses = predict(model, ex)
     if cfg.chain_of_thought:
         preds = generate_answers(model, ex, Vocab(cfg.modulus))
     model.train(was_training)
-    correct = preds == ex.answers
+    return preds == ex.answers, losses
+
+
+def evaluate_set(
+    model: HookedTransformer,
+    ex: Examples,
+    cfg: DataConfig,
+    limit: int | None = None,
+    pool: Examples | None = None,
+) -> SetResult:
+    """Scores on a test set (its first `limit` rows), and on the first rows of the training
+    pool of the same operator when one is given."""
+    limit = len(ex) if limit is None else limit
+    ex = ex.subset(slice(0, limit))
+    correct, losses = _correct(model, ex, cfg)
     held = heldout_mask(cfg, ex)
-    return SetResult(
+    result = SetResult(
         n=len(ex),
         accuracy=float(correct.mean()),
         loss=float(losses.mean()),
@@ -139,6 +161,11 @@ def evaluate_set(
         n_heldout=int(held.sum()),
         accuracy_heldout=float(correct[held].mean()) if held.any() else None,
     )
+    if pool is not None:
+        rows = pool.subset(slice(0, min(limit, cfg.test_size)))
+        result.n_pool = len(rows)
+        result.accuracy_pool = float(_correct(model, rows, cfg)[0].mean())
+    return result
 
 
 def evaluate_sets(
@@ -146,8 +173,12 @@ def evaluate_sets(
     test_sets: dict[str, Examples],
     cfg: DataConfig,
     limit: int | None = None,
+    pools: dict[str, Examples] | None = None,
 ) -> dict[str, SetResult]:
-    return {name: evaluate_set(model, ex, cfg, limit) for name, ex in test_sets.items()}
+    pools = pools or {}
+    return {
+        name: evaluate_set(model, ex, cfg, limit, pools.get(name)) for name, ex in test_sets.items()
+    }
 
 
 def format_table(results: dict[str, SetResult]) -> str:
@@ -156,9 +187,16 @@ def format_table(results: dict[str, SetResult]) -> str:
         f"{'test set':<10} {'n':>6} {'accuracy':>9} {'baseline':>9} {'loss':>8} "
         f"{'held-out acc (n)':>18}"
     ]
+    pools = any(r.accuracy_pool is not None for r in results.values())
+    if pools:
+        lines[0] += f" {'pool acc (n)':>16} {'gap':>7}"
     for name, r in results.items():
         held = "-" if r.accuracy_heldout is None else f"{r.accuracy_heldout:.3f} ({r.n_heldout})"
-        lines.append(
-            f"{name:<10} {r.n:>6} {r.accuracy:>9.3f} {r.baseline:>9.3f} {r.loss:>8.4f} {held:>18}"
-        )
+        line = f"{name:<10} {r.n:>6} {r.accuracy:>9.3f} {r.baseline:>9.3f} {r.loss:>8.4f}"
+        line += f" {held:>18}"
+        if pools:
+            pool = "-" if r.accuracy_pool is None else f"{r.accuracy_pool:.3f} ({r.n_pool})"
+            gap = r.memorisation_gap
+            line += f" {pool:>16} {'-' if gap is None else f'{gap:+.3f}':>7}"
+        lines.append(line)
     return "\n".join(lines)

@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +31,8 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from mechlistops import checkpoint as ckpt
-from mechlistops.config import RunConfig, TrainConfig
-from mechlistops.data import Examples, TrainStream, eval_ops, excluded_hashes, make_test_sets
+from mechlistops.config import OPERATORS, RunConfig, TrainConfig
+from mechlistops.data import Examples, TrainStream, eval_ops, excluded_hashes
 from mechlistops.errors import CheckpointError, ConfigError
 from mechlistops.evaluate import SetResult, evaluate_sets
 from mechlistops.forward import fast_logits
@@ -42,6 +43,7 @@ from mechlistops.model import (
     hooked_transformer_config_dict,
     resolve_device,
 )
+from mechlistops.pools import PoolStream, evaluation_data, pool_digest
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +255,7 @@ class RunState:
                 f"{run_dir} already holds a run; pass --resume {run_dir} or choose another --out"
             )
 
-        self.test_sets = make_test_sets(cfg.data, extra_ops=t.pretrain_ops)
+        self.test_sets, self.pools = evaluation_data(cfg.data, extra_ops=t.pretrain_ops)
         exclude = excluded_hashes(cfg.data, self.test_sets)
         self.model = model = build_model(cfg.model, cfg.data, seed=t.seed, device=self.device)
         if t.init_from and not resume:
@@ -263,12 +265,15 @@ class RunState:
         self.snaps = snapshot_steps(t)
 
         self.step, self.loss_sum, self.loss_count, elapsed = 0, 0.0, 0, 0.0
+        self.examples: Counter[str] = Counter()  # training examples seen, by root operator
+        self._batch_ops: dict[int, Counter[str]] = {}  # per step, until `record` books it
         self.opt = make_optimizer(model, t)
         if resume:
             if (run_dir / ckpt.STATE).is_file():
                 meta = load_state(run_dir, model, self.opt)
                 self.step, self.loss_sum = meta["step"], meta["loss_sum"]
                 self.loss_count, elapsed = meta["loss_count"], meta.get("elapsed_s", 0.0)
+                self.examples = Counter(meta.get("examples", {}))
             elif ckpt.step_path(run_dir, 0).is_file():  # killed before the first resume state
                 initial, _ = ckpt.load_tensors(ckpt.step_path(run_dir, 0))
                 ckpt.load_state_dict_into(model, initial, ckpt.step_path(run_dir, 0))
@@ -283,13 +288,23 @@ class RunState:
             log.info("resuming %s at step %d", run_dir, self.step)
         else:
             run_dir.mkdir(parents=True, exist_ok=True)
-            ckpt.save_config(run_dir, cfg, ht_cfg, {"n_params": self.n_params})
+            extra = {"n_params": self.n_params}
+            if self.pools:
+                extra["pools"] = {
+                    op: {"size": len(pool), "sha256_16": pool_digest(pool)}
+                    for op, pool in self.pools.items()
+                }
+            ckpt.save_config(run_dir, cfg, ht_cfg, extra)
             ckpt.save_tensors(ckpt.step_path(run_dir, 0), model.state_dict())
 
         model.train()
         self.eval_names = eval_ops(cfg.data, t.pretrain_ops)
         self.streams = {
-            p.index: TrainStream(
+            p.index: PoolStream(
+                cfg.data, t.batch_size, self.pools, p.ops, p.index, length_buckets=t.length_buckets
+            )
+            if self.pools
+            else TrainStream(
                 cfg.data, t.batch_size, exclude, p.ops, p.index, length_buckets=t.length_buckets
             )
             for p in self.plan
@@ -305,7 +320,14 @@ class RunState:
         return lr_at(self.cfg.train, step - phase.start, phase.steps)
 
     def batch(self, phase: Phase, step: int) -> Examples:
-        return self.streams[phase.index].batch(step - phase.start)
+        batch = self.streams[phase.index].batch(step - phase.start)
+        ops, counts = np.unique(batch.root_ops, return_counts=True)
+        self._batch_ops[step] = Counter({OPERATORS[o]: int(c) for o, c in zip(ops, counts)})
+        return batch
+
+    def epochs(self) -> dict[str, float]:
+        """Passes over each operator's pool so far (empty with a fresh stream)."""
+        return {op: round(self.examples[op] / len(p), 3) for op, p in self.pools.items()}
 
     def evaluates(self, step: int) -> bool:
         """Whether `record` evaluates after `step` steps (every eval_interval, and the last)."""
@@ -327,11 +349,12 @@ class RunState:
         self.step = step
         self.loss_sum += loss
         self.loss_count += 1
+        self.examples.update(self._batch_ops.pop(step - 1, {}))
         if step in self.snaps:
             ckpt.save_tensors(ckpt.step_path(self.run_dir, step), self.model.state_dict())
         if self.evaluates(step):
             self.last_eval = evaluate_sets(
-                self.model, self.test_sets, self.cfg.data, limit=t.eval_size
+                self.model, self.test_sets, self.cfg.data, limit=t.eval_size, pools=self.pools
             )
             self.metrics = {
                 "step": step,
@@ -339,6 +362,8 @@ class RunState:
                 "lr": lr,
                 "train_loss": self.loss_sum / max(self.loss_count, 1),
                 "elapsed_s": round(time.perf_counter() - self.started, 2),
+                "examples": dict(self.examples),
+                **({"epochs": self.epochs()} if self.pools else {}),
                 "eval": {k: v.to_dict() for k, v in self.last_eval.items()},
             }
             _append_metrics(self.run_dir / ckpt.METRICS, self.metrics)
@@ -348,6 +373,7 @@ class RunState:
                 "loss_sum": self.loss_sum,
                 "loss_count": self.loss_count,
                 "elapsed_s": time.perf_counter() - self.started,
+                "examples": dict(self.examples),
             }
             save_state(self.run_dir, self.model, self.opt, step, extra)
 
@@ -364,7 +390,7 @@ class RunState:
         results = (
             self.last_eval
             if t.eval_size is None
-            else evaluate_sets(model, self.test_sets, self.cfg.data)
+            else evaluate_sets(model, self.test_sets, self.cfg.data, pools=self.pools)
         )
         seconds = time.perf_counter() - self.started
         ckpt.save_tensors(self.run_dir / ckpt.WEIGHTS, model.state_dict())
@@ -374,6 +400,8 @@ class RunState:
                 "step": self.step,
                 "seconds": round(seconds, 2),
                 "n_params": self.n_params,
+                "examples": dict(self.examples),
+                **({"epochs": self.epochs()} if self.pools else {}),
                 "results": {k: v.to_dict() for k, v in results.items()},
             },
         )

@@ -114,6 +114,18 @@ def test_data_evaluate_malformed_input(tmp_path, capsys, content, fragment):
         (["train", "--device", "cuda:banana"], "device"),
         (["train", "--init-from", "/nonexistent/run"], "no such run directory"),
         (["train", "--lr", "abc"], "invalid float value"),
+        (["train", "--tree", "single", "--train-size", "-1"], "train_size must be in 1.."),
+        (["train", "--train-size", "3000"], "needs single-operator trees"),
+        (
+            ["train", "--tree", "single", "--train-size", "101", "--max-depth", "1"]
+            + ["--max-args", "2"],
+            "more than the 100 distinct",
+        ),
+        (
+            ["train", "--tree", "single", "--train-size", "90", "--max-depth", "1"]
+            + ["--max-args", "2", "--ops", "SUM"],
+            "found only",
+        ),
         (["data", "sample", "--ops", "SUM", "--n", "0", "--out", "x.tsv"], "--n must be positive"),
         (["data", "sample", "--ops", "MAX", "--n", "5", "--modulus", "1", "--out", "x"], "modulus"),
         (["data", "evaluate", "/nonexistent.tsv"], "no such file"),

@@ -1,0 +1,158 @@
+"""Finite training pools: deterministic, disjoint from every test set, independent of the
+mixture, cycled in epochs; pool accuracy scored on pool rows; resumption stays exact."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mechlistops.config import OPERATORS, DataConfig
+from mechlistops.data import row_hashes
+from mechlistops.errors import ConfigError
+from mechlistops.evaluate import evaluate_set
+from mechlistops.model import build_model
+from mechlistops.pools import PoolStream, evaluation_data, pool_digest
+from mechlistops.train import train
+
+from .conftest import tiny_config
+
+POOLED = DataConfig(ops=("SUM", "MAX", "MED"), tree="single", train_size=500, test_size=300)
+
+
+def _hashes(ex) -> set[int]:
+    return set(row_hashes(ex.tokens).tolist())
+
+
+def test_pools_are_distinct_deterministic_and_disjoint_from_every_test_set():
+    sets, pools = evaluation_data(POOLED)
+    again, pools2 = evaluation_data(POOLED)
+    assert set(pools) == {"SUM", "MAX", "MED"}
+    for op, pool in pools.items():
+        assert len(pool) == 500 and len(_hashes(pool)) == 500
+        assert (pool.root_ops == pool.root_ops[0]).all()
+        assert pool_digest(pool) == pool_digest(pools2[op])
+        for name, test in sets.items():
+            assert not _hashes(pool) & _hashes(test), (op, name)
+    other_seed = dataclasses.replace(POOLED, seed=1)
+    assert pool_digest(evaluation_data(other_seed)[1]["SUM"]) != pool_digest(pools["SUM"])
+
+
+def test_sum_pool_is_the_same_alone_and_in_a_mixture():
+    _, joint = evaluation_data(POOLED)
+    _, alone = evaluation_data(dataclasses.replace(POOLED, ops=("SUM",)))
+    assert np.array_equal(alone["SUM"].tokens, joint["SUM"].tokens)
+
+
+def _stream(cfg, pools, chunk_steps=4):
+    return PoolStream(cfg, 50, pools, cfg.ops, chunk_steps=chunk_steps)
+
+
+def test_training_cycles_through_the_pool_in_reshuffled_epochs():
+    cfg = dataclasses.replace(POOLED, ops=("SUM",))
+    _, pools = evaluation_data(cfg)
+    rows = np.concatenate([_stream(cfg, pools).batch(s).tokens for s in range(20)])  # 2 epochs
+    first, second = rows[:500], rows[500:]
+    assert _hashes_of(first) == _hashes_of(second) == _hashes(pools["SUM"])
+    assert not np.array_equal(first, second)  # reshuffled
+
+
+def _hashes_of(tokens) -> set[int]:
+    return set(row_hashes(tokens).tolist())
+
+
+def test_sum_examples_come_in_the_same_order_alone_and_in_a_mixture():
+    _, pools = evaluation_data(POOLED)
+    alone_cfg = dataclasses.replace(POOLED, ops=("SUM",))
+    alone = np.concatenate([_stream(alone_cfg, pools).batch(s).tokens for s in range(4)])
+    joint_batches = [_stream(POOLED, pools).batch(s) for s in range(24)]
+    joint = np.concatenate([b.tokens[b.root_ops == OPERATORS.index("SUM")] for b in joint_batches])
+    n = min(len(alone), len(joint))
+    assert n >= 150
+    assert np.array_equal(alone[:n], joint[:n])
+
+
+def test_a_resumed_stream_gives_the_same_batches():
+    _, pools = evaluation_data(POOLED)
+    straight = _stream(POOLED, pools)
+    expected = [straight.batch(s).tokens for s in range(30)]
+    late = _stream(POOLED, pools)  # a resumed run: its first batch is step 17
+    assert all(np.array_equal(late.batch(s).tokens, expected[s]) for s in range(17, 30))
+
+
+def test_pool_accuracy_is_scored_on_pool_rows():
+    cfg = tiny_config(data={"ops": ("SUM",), "tree": "single", "train_size": 300})
+    sets, pools = evaluation_data(cfg.data)
+    model = build_model(cfg.model, cfg.data, seed=0)
+    on_pool = evaluate_set(model, pools["SUM"], cfg.data)  # the pool as a test set
+    result = evaluate_set(model, sets["SUM"], cfg.data, pool=pools["SUM"])
+    assert result.n_pool == min(300, cfg.data.test_size)
+    head = evaluate_set(model, pools["SUM"], cfg.data, limit=result.n_pool)
+    assert result.accuracy_pool == head.accuracy
+    assert result.memorisation_gap == pytest.approx(result.accuracy_pool - result.accuracy_heldout)
+    assert on_pool.n == 300
+
+
+def test_pooled_run_records_its_pools_and_resumes_exactly(tmp_path, monkeypatch):
+    cfg = tiny_config(
+        data={"ops": ("SUM", "MAX"), "tree": "single", "train_size": 400},
+        train={"steps": 60, "save_interval": 20, "eval_interval": 20},
+    )
+    ref = train(cfg, tmp_path / "ref", progress=False)
+    saved = json.loads((tmp_path / "ref" / "config.json").read_text())
+    assert saved["data"]["train_size"] == 400
+    assert set(saved["pools"]) == {"SUM", "MAX"} and saved["pools"]["SUM"]["size"] == 400
+    results = json.loads((tmp_path / "ref" / "results.json").read_text())
+    assert sum(results["examples"].values()) == 60 * 64
+    assert results["epochs"]["SUM"] == pytest.approx(results["examples"]["SUM"] / 400, abs=1e-3)
+    assert ref.results["SUM"].accuracy_pool is not None
+
+    import mechlistops.train as train_mod
+
+    calls, real = {"n": 0}, train_mod.loss_fn
+
+    def dying(*args):
+        calls["n"] += 1
+        if calls["n"] == 45:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(train_mod, "loss_fn", dying)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "cut", progress=False)
+    monkeypatch.setattr(train_mod, "loss_fn", real)
+    train(cfg, tmp_path / "cut", resume=True, progress=False)
+    a, b = (
+        load_file(tmp_path / "ref" / "model.safetensors"),
+        load_file(tmp_path / "cut" / "model.safetensors"),
+    )
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    resumed = json.loads((tmp_path / "cut" / "results.json").read_text())
+    assert resumed["examples"] == results["examples"]
+
+
+@pytest.mark.parametrize(
+    "changes, fragment",
+    [
+        ({"train_size": -1}, "train_size must be in 1.."),
+        ({"train_size": 10**9}, "train_size must be in 1.."),
+        ({"train_size": 100, "tree": "mixed"}, "needs single-operator trees"),
+        ({"train_size": 101, "max_depth": 1, "min_args": 2, "max_args": 2}, "more than the 100"),
+    ],
+)
+def test_impossible_pool_sizes_are_config_errors(changes, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        dataclasses.replace(POOLED, **changes)
+
+
+def test_a_pool_that_cannot_be_filled_outside_the_test_set_says_so():
+    # 100 flat two-operand SUM expressions exist; the test set holds most of them.
+    cfg = dataclasses.replace(
+        POOLED, ops=("SUM",), max_depth=1, min_args=2, max_args=2, train_size=90, test_size=200
+    )
+    with pytest.raises(ConfigError, match="found only .* distinct SUM expressions"):
+        evaluation_data(cfg)
