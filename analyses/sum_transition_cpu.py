@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mechlistops.reproduce import Scale, collect_all, describe, run, summarise
+from mechlistops.reproduce import Scale, collect_all, describe, run, write_summary
 
 large = Scale(
     "SUM-only CPU",
@@ -39,6 +39,6 @@ if __name__ == "__main__":
     for name, scale in studies.items():
         run(scale, out / name, progress=False)
     df = pd.concat([collect_all(out / name) for name in studies], ignore_index=True)
-    files = summarise(both, out, df=df)
+    files = write_summary(both, out, df=df)
     print(files["summary"].read_text())
     print("saved " + ", ".join(str(p) for p in files.values()))

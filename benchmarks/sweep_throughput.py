@@ -18,7 +18,6 @@ All train the same members (same configs, same steps) into fresh directories, on
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -56,7 +55,6 @@ def main() -> None:
             steps=args.steps,
             eval_interval=args.steps,
             save_interval=args.steps,
-            device=args.device,
         ),
     )
     mixtures = (("SUM", "MAX", "MED"), ("SUM",), ("MAX", "MED"), ("SUM", "NADD"))
@@ -78,7 +76,7 @@ def main() -> None:
             baseline = list({m.config.model.d_model: m for m in reversed(members)}.values())
         t0 = time.perf_counter()
         for m in baseline:
-            train(dataclasses.replace(m.config), Path(tmp) / "alone" / m.name, progress=False)
+            train(m.config, Path(tmp) / "alone" / m.name, progress=False, device=args.device)
         seconds = time.perf_counter() - t0
         alone = len(baseline) * args.steps / seconds
         print(
@@ -89,7 +87,9 @@ def main() -> None:
             t0 = time.perf_counter()
             workers = 1 if engine == "ensemble" else args.workers
             out = Path(tmp) / engine
-            run_sweep(sweep, out, workers=workers, progress=False, engine=engine)
+            run_sweep(
+                sweep, out, workers=workers, progress=False, engine=engine, device=args.device
+            )
             seconds = time.perf_counter() - t0
             rate = model_steps / seconds
             print(

@@ -45,10 +45,10 @@ def measure(
     cfg = RunConfig(
         DataConfig(),
         ModelConfig(n_layers=n_layers, d_model=d_model),
-        TrainConfig(batch_size=batch_size, device="cpu", length_buckets=buckets),
+        TrainConfig(batch_size=batch_size, length_buckets=buckets),
     )
     exclude = excluded_hashes(cfg.data, make_test_sets(cfg.data))
-    stream = TrainStream(cfg.data, batch_size, exclude, length_buckets=buckets)
+    stream = TrainStream(cfg.data, cfg.train, exclude)
     batches = [stream.batch(s) for s in range(steps * rounds + 5)]
     base = build_model(cfg.model, cfg.data, seed=0)
     fast = build_model(cfg.model, cfg.data, seed=0)

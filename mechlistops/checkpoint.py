@@ -1,4 +1,5 @@
-"""Run directories: self-describing, pickle-free, written atomically.
+"""Run directories: self-describing, pickle-free, written atomically. This module owns every
+file of a run directory: nothing else reads or writes them by name.
 
     checkpoints/<name>/
       config.json          our RunConfig + `hooked_transformer_config` + provenance
@@ -9,18 +10,22 @@
       state.safetensors    resume state: weights, AdamW moments, RNG, step (JSON in metadata)
       results.json         final per-operator evaluation; present once the run has finished
 
-Every file is written to a temporary name in the same directory, flushed, fsynced and renamed
-over its target, so a run killed at any moment leaves each file either old or new, never half.
-A checkpoint loads with nothing but `HookedTransformer(HookedTransformerConfig(**cfg[
-"hooked_transformer_config"]))` and `load_state_dict(safetensors.torch.load_file(...))`.
+Every file is written atomically (`mechlistops.atomic`), so a run killed at any moment leaves
+each file either old or new, never half. `create_run` makes a run directory, and
+`resume_point` finds where an interrupted one stands. A checkpoint loads with nothing but
+`HookedTransformer(HookedTransformerConfig(**cfg["hooked_transformer_config"]))` and
+`load_state_dict(safetensors.torch.load_file(...))`.
+
+Run format 2 (this version) dropped `train.device` from config.json (the device is chosen when
+training, not part of a run) and writes no clipping as grad_clip 0, not null; safetensors
+files carry `format: pt` (what other loaders expect) with our format under `mechlistops`.
+Format 1 runs still load, resume and analyse (`RunConfig.from_dict` reads their config).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -31,12 +36,14 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from transformer_lens import HookedTransformer
 
+from mechlistops.atomic import atomic_write, write_json, write_text
 from mechlistops.config import RunConfig
-from mechlistops.errors import CheckpointError, MechlistopsError
+from mechlistops.errors import CheckpointError, ConfigError, MechlistopsError
 from mechlistops.listops import Vocab
 from mechlistops.model import make_hooked_transformer, tie_blocks
 
-FORMAT = "mechlistops-run/1"
+FORMAT = "mechlistops-run/2"
+READABLE_FORMATS = ("mechlistops-run/1", FORMAT)
 CONFIG, VOCAB, WEIGHTS, STATE, RESULTS, METRICS = (
     "config.json",
     "vocab.json",
@@ -48,41 +55,13 @@ CONFIG, VOCAB, WEIGHTS, STATE, RESULTS, METRICS = (
 STEPS_DIR = "steps"
 
 
-# ----------------------------------------------------------------------------- atomic files
-def atomic_write(path: Path, write) -> None:
-    """Call write(tmp_path), then fsync and rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; run files are meant to be shared
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def write_text(path: Path, text: str) -> None:
-    def write(tmp):
-        with open(tmp, "w") as f:
-            f.write(text)
-
-    atomic_write(path, write)
-
-
-def write_json(path: Path, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2) + "\n")
-
-
+# ----------------------------------------------------------------------------- tensors
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict | None = None) -> None:
     # Clone: safetensors refuses tensors that share memory (tied looped blocks).
     flat = {k: v.detach().to("cpu").clone().contiguous() for k, v in tensors.items()}
-    metadata_ = {"format": FORMAT, **({"json": json.dumps(meta)} if meta is not None else {})}
+    metadata_ = {"format": "pt", "mechlistops": FORMAT}
+    if meta is not None:
+        metadata_["json"] = json.dumps(meta)
     atomic_write(path, lambda tmp: save_file(flat, tmp, metadata=metadata_))
 
 
@@ -97,7 +76,10 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict | None]:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: truncated or not a safetensors file ({exc})") from None
-    return tensors, (json.loads(meta["json"]) if "json" in meta else None)
+    try:
+        return tensors, (json.loads(meta["json"]) if "json" in meta else None)
+    except json.JSONDecodeError:
+        raise CheckpointError(f"{path}: corrupted metadata") from None
 
 
 # ----------------------------------------------------------------------------- provenance
@@ -125,7 +107,7 @@ def provenance() -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- runs
-def save_config(run_dir: Path, cfg: RunConfig, ht_cfg: dict, extra: dict | None = None) -> None:
+def _save_config(run_dir: Path, cfg: RunConfig, ht_cfg: dict, extra: dict | None) -> None:
     body = {
         "format": FORMAT,
         **cfg.to_dict(),
@@ -148,7 +130,7 @@ def read_config(run_dir: Path) -> dict[str, Any]:
         raw = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path}: corrupted JSON ({exc})") from None
-    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+    if not isinstance(raw, dict) or raw.get("format") not in READABLE_FORMATS:
         raise CheckpointError(f"{path}: not a mechlistops run config (format {FORMAT} expected)")
     if "hooked_transformer_config" not in raw:
         raise CheckpointError(f"{path}: missing hooked_transformer_config")
@@ -199,7 +181,6 @@ class LoadedRun:
     model: HookedTransformer
     config: RunConfig
     vocab: Vocab
-    raw_config: dict
     step: int | None  # None = final weights
     run_dir: Path
 
@@ -252,4 +233,134 @@ def load_run(path: str | Path, step: int | None = None, device: str | torch.devi
     if cfg.model.looped:
         tie_blocks(model)
     model.eval()
-    return LoadedRun(model, cfg, Vocab(cfg.data.modulus), raw, step, run_dir)
+    return LoadedRun(model, cfg, Vocab(cfg.data.modulus), step, run_dir)
+
+
+# ----------------------------------------------------------------------------- training side
+def holds_run(run_dir: Path) -> bool:
+    """Whether a directory holds a run (finished or not)."""
+    return (Path(run_dir) / CONFIG).is_file()
+
+
+def is_finished(run_dir: Path) -> bool:
+    return (Path(run_dir) / RESULTS).is_file()
+
+
+def create_run(
+    run_dir: Path, cfg: RunConfig, ht_cfg: dict, extra: dict, initial: dict[str, torch.Tensor]
+) -> None:
+    """Make a new run directory: config (with `extra` facts such as the parameter count),
+    vocabulary and the step-0 weights. Refuses a directory that already holds a run."""
+    run_dir = Path(run_dir)
+    if holds_run(run_dir):
+        raise ConfigError(
+            f"{run_dir} already holds a run; pass --resume {run_dir} or choose another --out"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _save_config(run_dir, cfg, ht_cfg, extra)
+    save_snapshot(run_dir, 0, initial)
+
+
+def save_snapshot(run_dir: Path, step: int, weights: dict[str, torch.Tensor]) -> None:
+    save_tensors(step_path(run_dir, step), weights)
+
+
+def save_state(run_dir: Path, model, opt, step: int, extra: dict) -> None:
+    """The resume state: weights, AdamW moments, the torch RNG, the step and `extra` (JSON)."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    opt_sd = opt.state_dict()
+    for idx, st in opt_sd["state"].items():
+        for name, v in st.items():
+            tensors[f"optim.{idx}.{name}"] = torch.as_tensor(v)
+    tensors["rng.torch"] = torch.get_rng_state()
+    meta = {"step": step, "param_groups": opt_sd["param_groups"], **extra}
+    save_tensors(Path(run_dir) / STATE, tensors, meta)
+
+
+def _load_state(run_dir: Path, model, opt) -> dict:
+    path = Path(run_dir) / STATE
+    tensors, meta = load_tensors(path)
+    if not isinstance(meta, dict) or not isinstance(meta.get("step"), int):
+        raise CheckpointError(f"{path}: not a mechlistops resume state")
+    model_sd = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    load_state_dict_into(model, model_sd, path)
+    state: dict[int, dict] = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            _, idx, name = k.split(".", 2)
+            state.setdefault(int(idx), {})[name] = v
+    try:
+        groups = [{**g, "betas": tuple(g["betas"])} for g in meta["param_groups"]]
+        opt.load_state_dict({"state": state, "param_groups": groups})
+        torch.set_rng_state(tensors["rng.torch"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: damaged resume state ({exc})") from None
+    return meta
+
+
+@dataclass
+class ResumePoint:
+    step: int  # steps already trained
+    meta: dict  # what the resume state recorded beside the weights (empty at step 0)
+    has_weights: bool  # False: killed before the initial weights were saved; rebuild them
+
+
+def resume_point(run_dir: Path, model, opt) -> ResumePoint:
+    """Where an interrupted run stands. Loads its latest weights, AdamW state and RNG into
+    `model` and `opt`, and drops metrics written after that step."""
+    run_dir = Path(run_dir)
+    if is_finished(run_dir):
+        raise ConfigError(f"{run_dir}: run already finished (results.json exists)")
+    if (run_dir / STATE).is_file():
+        meta = _load_state(run_dir, model, opt)
+        point = ResumePoint(meta["step"], meta, True)
+    elif step_path(run_dir, 0).is_file():  # killed before the first resume state
+        initial, _ = load_tensors(step_path(run_dir, 0))
+        load_state_dict_into(model, initial, step_path(run_dir, 0))
+        point = ResumePoint(0, {}, True)
+    else:  # killed while setting up
+        point = ResumePoint(0, {}, False)
+    kept = [r for r in read_metrics(run_dir) if r["step"] <= point.step]
+    write_text(run_dir / METRICS, "".join(json.dumps(r) + "\n" for r in kept))
+    return point
+
+
+def append_metrics(run_dir: Path, record: dict) -> None:
+    with open(Path(run_dir) / METRICS, "a") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """Every complete metrics record (a kill may have left a partial last line)."""
+    path = Path(run_dir) / METRICS
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int):
+            records.append(record)
+    return records
+
+
+def save_final(run_dir: Path, weights: dict[str, torch.Tensor], results: dict) -> None:
+    """The final weights and results.json; a finished run needs no resume state."""
+    run_dir = Path(run_dir)
+    save_tensors(run_dir / WEIGHTS, weights)
+    write_json(run_dir / RESULTS, results)
+    (run_dir / STATE).unlink(missing_ok=True)
+
+
+def read_results(run_dir: Path) -> dict | None:
+    """A finished run's results.json (None while it has not finished)."""
+    path = Path(run_dir) / RESULTS
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: corrupted JSON ({exc})") from None

@@ -6,6 +6,13 @@ derived from other fields (d_mlp = 4 * d_model, the vocabulary size, the context
 properties or resolved at build time, never stored defaults that could go stale.
 
 Validation raises `ConfigError` with a message a user can act on; the CLI prints it on one line.
+
+Each field is a knob written once: its default, its help text and its choices live here (field
+metadata, through `knob`), and `mechlistops.cli.options` builds the command-line options from
+them. Metadata keys: "help"; "choices" (a tuple defined below); "none" (the word that means
+None on the command line: every optional knob has one spelled-out "off" or "auto" value);
+"flag" (a command-line name other than --field-name); "shown" (the default as help states
+it); "metavar"; "cli": False (recorded, not an option).
 """
 
 from __future__ import annotations
@@ -28,6 +35,11 @@ TRANSFER = ("all", "embed", "no-embed")
 MAX_TRAIN_SIZE = 10_000_000  # expressions per operator's pool
 
 
+def knob(default: Any, help: str, **meta: Any) -> Any:
+    """A config field with its command-line help and metadata (see the module docstring)."""
+    return field(default=default, metadata={"help": help, **meta})
+
+
 def parse_ops(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """'SUM,MAX,MED' -> ('SUM', 'MAX', 'MED'), checking every name."""
     names = text.split(",") if isinstance(text, str) else list(text)
@@ -46,25 +58,47 @@ def parse_ops(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
 class DataConfig:
     """The ListOps task: which operators, how trees are drawn, and how the split is made."""
 
-    ops: tuple[str, ...] = ("SUM", "MAX", "MED")
-    weights: tuple[float, ...] | None = None  # mixture weights per op; None = uniform
-    tree: str = "mixed"  # "mixed": every node draws its operator; "single": one per tree
-    modulus: int = 10
-    min_args: int = 2
-    max_args: int = 3
-    max_depth: int = 3  # 1 = flat expression [OP a b ]
-    branch_prob: float = 0.3  # chance that an argument is a subtree (below max_depth)
-    median: str = "listops"  # even count: "listops" = floor of mean of middles; "lower"
-    chain_of_thought: bool = False  # targets rewrite one nesting level at a time
-    seed: int = 0  # test sets, training stream and the SSUM relabelling
-    test_size: int = 1000  # per operator, and for the mixture's own test set
+    ops: tuple[str, ...] = knob(("SUM", "MAX", "MED"), "operators, e.g. SUM,MAX,MED")
+    weights: tuple[float, ...] | None = knob(
+        None, "mixture weights, one per op", none="equal", metavar="W1,W2,..."
+    )
+    tree: str = knob(
+        "mixed", "mixed: every node draws its operator; single: one per tree", choices=TREE_KINDS
+    )
+    modulus: int = knob(10, "values are residues mod n (2..36)")
+    min_args: int = knob(2, "fewest operands per node")
+    max_args: int = knob(3, "most operands per node")
+    max_depth: int = knob(3, "nesting depth (1 = flat expression [OP a b ])")
+    branch_prob: float = knob(0.3, "chance that an operand is a subtree (below max depth)")
+    median: str = knob(
+        "listops",
+        "even-count median: listops = floor of the mean of the middles; lower",
+        choices=MEDIAN_RULES,
+    )
+    chain_of_thought: bool = knob(
+        False, "targets rewrite the expression one nesting level at a time", flag="cot"
+    )
+    seed: int = knob(
+        0,
+        "seed of the test sets, training data and the SSUM relabelling",
+        flag="data-seed",
+        shown="the --seed value",
+    )
+    test_size: int = knob(1000, "examples per test set (per operator, and the mixture's)")
     # Test expressions with at least this many leaves never appear in training. Smaller ones
     # (flat expressions: only n^2 + n^3 per operator exist) may, since holding them out would
     # remove a whole slice of the training distribution; evaluation reports both parts.
-    holdout_min_leaves: int = 4
+    holdout_min_leaves: int = knob(
+        4,
+        "test expressions with at least this many leaves never train (0: no test expression does)",
+    )
     # Finite training pools (mechlistops.pools): N distinct expressions per operator, cycled in
     # epochs; 0 = a fresh sample stream (no expression seen twice, on average).
-    train_size: int = 0
+    train_size: int = knob(
+        0,
+        "finite training pool: N distinct expressions per operator, cycled in epochs "
+        "(needs --tree single; 0 = a fresh sample stream)",
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ops", parse_ops(self.ops))
@@ -140,14 +174,16 @@ class DataConfig:
 class ModelConfig:
     """Size of the HookedTransformer; n_ctx and d_vocab follow from the DataConfig."""
 
-    n_layers: int = 2
-    d_model: int = 64
-    n_heads: int = 4
-    d_head: int | None = None  # None = d_model // n_heads
-    d_mlp: int | None = None  # None = 4 * d_model
-    act_fn: str = "relu"
-    normalization: str | None = "LN"
-    looped: bool = False  # one block's parameters shared by every layer
+    n_layers: int = knob(2, "transformer blocks (with --looped: applications of one block)")
+    d_model: int = knob(64, "residual stream width")
+    n_heads: int = knob(4, "attention heads per block")
+    d_head: int | None = knob(None, "width of a head (auto = d_model / n_heads)", none="auto")
+    d_mlp: int | None = knob(None, "MLP hidden width (auto = 4 * d_model)", none="auto")
+    act_fn: str = knob("relu", "MLP activation", choices=ACT_FNS)
+    normalization: str | None = knob(
+        "LN", "normalisation before each sublayer", choices=NORMALIZATIONS, none="none"
+    )
+    looped: bool = knob(False, "share one block's parameters across all layers")
 
     def __post_init__(self) -> None:
         for name in ("n_layers", "d_model", "n_heads"):
@@ -182,51 +218,75 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation, evaluation and checkpointing of one run."""
 
-    steps: int = 6000
-    batch_size: int = 256
+    steps: int = knob(6000, "optimisation steps (of the main phase)")
+    batch_size: int = knob(256, "examples per step")
     # Sort each group of this many consecutive batches by length (then shuffle the batches), so
-    # a batch holds similar lengths and less padding is computed; 0 or 1 turns it off.
-    length_buckets: int = 16
-    lr: float = 3e-3
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.98
-    warmup_steps: int = 100
-    schedule: str = "cosine"  # "constant" | "cosine" | "linear" decay after warmup
-    min_lr_frac: float = 0.1  # lr at the end of the decay, as a fraction of lr
-    grad_clip: float | None = 1.0
-    loss_on: str = "answer"  # "answer": generated tokens after '='; "sequence": every token
-    seed: int = 0  # model initialisation
-    eval_interval: int = 500
-    eval_size: int | None = None  # examples per test set at periodic evals; None = all
-    save_interval: int = 500  # resumable state and a checkpoint every this many steps
-    log_checkpoints: bool = True  # also keep weights at log-spaced steps (1, 2, 4, ...)
-    device: str = "auto"  # "auto" = cuda when present, else cpu
+    # a batch holds similar lengths and less padding is computed.
+    length_buckets: int = knob(16, "batches pooled and sorted by length (0 = off)")
+    lr: float = knob(3e-3, "peak learning rate (AdamW)")
+    weight_decay: float = knob(0.1, "AdamW decoupled weight decay, on matrices only")
+    beta1: float = knob(0.9, "AdamW beta1")
+    beta2: float = knob(0.98, "AdamW beta2")
+    warmup_steps: int = knob(100, "linear warmup steps")
+    schedule: str = knob("cosine", "learning rate after warmup", choices=SCHEDULES)
+    min_lr_frac: float = knob(0.1, "lr at the end of the decay, as a fraction of lr")
+    grad_clip: float = knob(1.0, "clip the gradient norm to this (0 = no clipping)")
+    loss_on: str = knob(
+        "answer", "answer: the generated tokens after '='; sequence: every token", choices=LOSS_ON
+    )
+    seed: int = knob(0, "initialisation seed (and the data seed unless --data-seed)")
+    eval_interval: int = knob(500, "evaluate every this many steps (and at the end)")
+    eval_size: int | None = knob(
+        None, "examples per test set at periodic evaluations (all = every one)", none="all"
+    )
+    eval_batch_size: int = knob(1000, "test examples per forward pass when evaluating")
+    save_interval: int = knob(500, "resume state and a checkpoint every this many steps")
+    log_checkpoints: bool = knob(True, "also keep weights at log-spaced steps (1, 2, 4, ...)")
     # Curriculum: pretrain on another mixture first (fresh optimizer for the main phase).
-    pretrain_ops: tuple[str, ...] = ()
-    pretrain_steps: int = 0
+    pretrain_ops: tuple[str, ...] = knob(
+        (), "curriculum: pretrain on these operators first", none="none"
+    )
+    pretrain_steps: int = knob(0, "curriculum: steps of the pretraining phase")
     # Transfer: start from another run's final weights.
-    init_from: str | None = None
-    transfer: str = "all"  # "all" | "embed" (only W_E) | "no-embed" (all but W_E)
+    init_from: str | None = knob(None, "start from another run's final weights", none="none")
+    transfer: str = knob(
+        "all", "which weights --init-from copies: all, embed (W_E), no-embed", choices=TRANSFER
+    )
+    # How the training stream draws its batches (data.TrainStream, pools.PoolStream): batches
+    # come in chunks of `stream_chunk_steps`, each from its own RNG, drawing
+    # stream_oversample * rows + stream_extra_rows candidates before filtering held-out
+    # expressions. They decide which batches a run sees, so they are recorded; not options.
+    stream_chunk_steps: int = knob(64, "batches per stream chunk", cli=False)
+    stream_oversample: float = knob(1.05, "candidates drawn per row needed", cli=False)
+    stream_extra_rows: int = knob(64, "extra candidates drawn per chunk", cli=False)
 
     def __post_init__(self) -> None:
-        if self.pretrain_ops:
-            object.__setattr__(self, "pretrain_ops", parse_ops(self.pretrain_ops))
-        else:
-            object.__setattr__(self, "pretrain_ops", ())
-        for name in ("steps", "batch_size", "eval_interval", "save_interval"):
+        object.__setattr__(
+            self, "pretrain_ops", parse_ops(self.pretrain_ops) if self.pretrain_ops else ()
+        )
+        positive = ("steps", "batch_size", "eval_interval", "eval_batch_size", "save_interval")
+        for name in (*positive, "stream_chunk_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.length_buckets < 0:
-            raise ConfigError(f"length_buckets must be non-negative, got {self.length_buckets}")
+        if self.length_buckets < 0 or self.length_buckets == 1:
+            raise ConfigError(
+                f"length_buckets must be 0 (off) or at least 2, got {self.length_buckets}"
+            )
         if self.pretrain_steps < 0 or self.warmup_steps < 0:
             raise ConfigError("pretrain_steps and warmup_steps must be non-negative")
         if bool(self.pretrain_ops) != (self.pretrain_steps > 0):
             raise ConfigError("pretrain_ops and pretrain_steps must be given together")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"lr must be a positive number, got {self.lr}")
-        if self.weight_decay < 0:
-            raise ConfigError(f"weight_decay must be non-negative, got {self.weight_decay}")
+        for name in ("weight_decay", "grad_clip", "stream_extra_rows"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ConfigError(f"{name} must be a non-negative number, got {value}")
+        for name in ("beta1", "beta2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not (self.stream_oversample >= 1.0 and math.isfinite(self.stream_oversample)):
+            raise ConfigError(f"stream_oversample must be >= 1, got {self.stream_oversample}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.loss_on not in LOSS_ON:
@@ -260,19 +320,26 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
+        """The config of `to_dict`'s output, also as saved by earlier versions (see _upgrade)."""
         try:
             return cls(
                 data=_build(DataConfig, raw.get("data", {})),
                 model=_build(ModelConfig, raw.get("model", {})),
-                train=_build(TrainConfig, raw.get("train", {})),
+                train=_build(TrainConfig, _upgrade_train(raw.get("train", {}))),
             )
         except (TypeError, AttributeError) as exc:
             raise ConfigError(f"config does not describe a mechlistops run: {exc}") from None
 
 
-def replace(cfg: Any, **changes: Any) -> Any:
-    """dataclasses.replace that ignores None values (unset CLI options)."""
-    return dataclasses.replace(cfg, **{k: v for k, v in changes.items() if v is not None})
+def _upgrade_train(raw: Any) -> Any:
+    """A train section as run format 1 saved it, in today's terms: `device` was saved (it is
+    now an argument of training, not part of a run), and no clipping was null (now 0)."""
+    if not isinstance(raw, dict):
+        return raw
+    raw = {k: v for k, v in raw.items() if k != "device"}
+    if "grad_clip" in raw and raw["grad_clip"] is None:
+        raw["grad_clip"] = 0.0
+    return raw
 
 
 def _build(kind: type, raw: dict[str, Any]) -> Any:

@@ -16,15 +16,12 @@ belongs to (a leaf's value, a bracket's subtree value, the answer at `=`) for pr
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, fields
 
 import numpy as np
 
-from mechlistops.config import OPERATORS, DataConfig
+from mechlistops.config import OPERATORS, DataConfig, TrainConfig
 from mechlistops.listops import Vocab, ssum_permutation
-
-log = logging.getLogger(__name__)
 
 _TEST_STREAM, _TRAIN_STREAM, _MIXTURE_KEY = 1, 2, 100
 _CHUNK_ROWS = 1 << 16  # compaction works in chunks to bound memory
@@ -360,46 +357,45 @@ def excluded_hashes(cfg: DataConfig, test_sets: dict[str, Examples]) -> np.ndarr
 class TrainStream:
     """Deterministic training batches: batch `step` depends only on (seed, phase, step).
 
-    Batches come from chunks of `chunk_steps` batches, each drawn from its own RNG, so a resumed
-    run regenerates exactly the batches it would have seen. Held-out test expressions are
-    filtered out.
+    Batches come from chunks of `train.stream_chunk_steps` batches, each drawn from its own
+    RNG, so a resumed run regenerates exactly the batches it would have seen. Held-out test
+    expressions are filtered out.
     """
 
     def __init__(
         self,
-        cfg: DataConfig,
-        batch_size: int,
+        data: DataConfig,
+        train: TrainConfig,
         exclude: np.ndarray,
         ops: tuple[str, ...] | None = None,
         phase: int = 0,
-        chunk_steps: int = 64,
-        length_buckets: int = 0,
     ):
-        self.cfg, self.batch_size, self.exclude = cfg, batch_size, exclude
-        self.ops, self.phase, self.chunk_steps = ops, phase, chunk_steps
-        self.length_buckets = length_buckets
+        self.cfg, self.train, self.exclude = data, train, exclude
+        self.batch_size, self.ops, self.phase = train.batch_size, ops, phase
         self._chunk_id: int | None = None
         self._chunk: Examples | None = None
 
     def batch(self, step: int) -> Examples:
-        chunk_id, offset = divmod(step, self.chunk_steps)
+        chunk_id, offset = divmod(step, self.train.stream_chunk_steps)
         if chunk_id != self._chunk_id:
             self._chunk, self._chunk_id = self._make_chunk(chunk_id), chunk_id
         b = self.batch_size
         return self._chunk.subset(slice(offset * b, (offset + 1) * b))
 
     def _make_chunk(self, chunk_id: int) -> Examples:
+        t = self.train
         rng = np.random.default_rng([self.cfg.seed, _TRAIN_STREAM, self.phase, chunk_id])
-        need, kept, got = self.chunk_steps * self.batch_size, [], 0
+        need, kept, got = t.stream_chunk_steps * self.batch_size, [], 0
         while got < need:
-            ex = sample_examples(self.cfg, int(need * 1.05) + 64, rng, ops=self.ops)
+            draw = int(need * t.stream_oversample) + t.stream_extra_rows
+            ex = sample_examples(self.cfg, draw, rng, ops=self.ops)
             ex = ex.subset(~np.isin(row_hashes(ex.tokens), self.exclude))
             kept.append(ex)
             got += len(ex)
         out = kept[0] if len(kept) == 1 else Examples.concat(kept)
         out = out.subset(slice(0, need))
-        if self.length_buckets > 1:
-            out = out.subset(bucket_order(out.lengths, self.batch_size, self.length_buckets, rng))
+        if t.length_buckets > 1:
+            out = out.subset(bucket_order(out.lengths, self.batch_size, t.length_buckets, rng))
         return out
 
 

@@ -28,12 +28,13 @@ from pathlib import Path
 import torch
 from torch import Tensor
 from torch.func import vmap
-from tqdm.auto import tqdm
 
+from mechlistops import checkpoint as ckpt
 from mechlistops.config import RunConfig
+from mechlistops.evaluate import loss_from_logits, loss_inputs
 from mechlistops.forward import logits_from_params
 from mechlistops.model import hooked_transformer_config_dict
-from mechlistops.train import RunState, TrainResult, loss_from_logits, loss_inputs
+from mechlistops.train import Phase, RunState, TrainResult, decay_groups, drive
 
 ADAM_EPS = 1e-8  # torch.optim.AdamW's default, as `train.make_optimizer` uses it
 
@@ -48,29 +49,29 @@ def ensemble_key(cfg: RunConfig) -> str | None:
         "steps": [t.pretrain_steps, t.steps],
         "batch_size": t.batch_size,
         "loss": [t.loss_on, cfg.data.chain_of_thought],
-        "device": t.device,
     }
     return json.dumps(shape, sort_keys=True, default=str)
 
 
 def train_ensemble(
-    members: list[tuple[RunConfig, str | Path]], progress: bool = True
+    members: list[tuple[RunConfig, str | Path]], progress: bool = True, device: str = "auto"
 ) -> list[TrainResult]:
-    """Train (or resume) every (config, run_dir) together; results in the order given.
+    """Train (or resume) every (config, run_dir) together on `device`; results in the order
+    given.
 
-    All configs must share one `ensemble_key`. Run directories holding a config resume; members
+    All configs must share one `ensemble_key`. Run directories holding a run resume; members
     resumed at different steps train as separate ensembles.
     """
     keys = {ensemble_key(cfg) for cfg, _ in members}
     if len(keys) != 1 or None in keys:
         raise ValueError("ensemble members must share one ensemble_key (see ensemble_key)")
-    runs = [RunState(cfg, d, resume=(Path(d) / "config.json").is_file()) for cfg, d in members]
+    runs = [RunState(cfg, d, ckpt.holds_run(d), device) for cfg, d in members]
     by_step: dict[int, list[RunState]] = defaultdict(list)
     for run in runs:
         by_step[run.step].append(run)
     done = {}
     for group in by_step.values():
-        for run, result in zip(group, _train_together(group, progress)):
+        for run, result in zip(group, drive(group, _Stacked(group), progress)):
             done[id(run)] = result
     return [done[id(run)] for run in runs]
 
@@ -80,100 +81,111 @@ def _along(values: Tensor, like: Tensor) -> Tensor:
     return values.view(-1, *[1] * (like.dim() - 1))
 
 
-def _train_together(runs: list[RunState], progress: bool) -> list[TrainResult]:
-    template, cfgs = runs[0].model, [r.cfg for r in runs]
-    t, device = cfgs[0].train, runs[0].device
-    # AdamW's parameter order in `make_optimizer`: matrices (decayed) first, then the rest.
-    named = dict(template.named_parameters())
-    names = [n for n, p in named.items() if p.dim() >= 2] + [
-        n for n, p in named.items() if p.dim() < 2
-    ]
-    decayed = {n for n in names if named[n].dim() >= 2}
-    with torch.no_grad():
-        params = {
-            n: torch.stack([r.model.get_parameter(n) for r in runs]).requires_grad_() for n in names
+class _Stacked:
+    """The stepper of K runs: parameters and AdamW moments stacked along a leading model dim,
+    one vmapped forward and backward pass, per-member clipping and AdamW in tensor ops."""
+
+    def __init__(self, runs: list[RunState]):
+        self.runs, template = runs, runs[0].model
+        self.device = runs[0].device
+        cfgs = [r.cfg for r in runs]
+        # The optimizer's own groups and order (train.decay_groups).
+        decayed, rest = decay_groups(template)
+        self.names, self.decayed = decayed + rest, set(decayed)
+        with torch.no_grad():
+            self.params = {
+                n: torch.stack([r.model.get_parameter(n) for r in runs]).requires_grad_()
+                for n in self.names
+            }
+            self.moments = {
+                n: [torch.stack([_moment(r, n, key) for r in runs]) for key in _MOMENTS]
+                for n in self.names
+            }
+        self.adam_step = _adam_step(runs[0], self.names[0])
+        self.hyper = {
+            name: self._per_member([getattr(c.train, name) for c in cfgs])
+            for name in ("beta1", "beta2", "weight_decay")
         }
-        moments = {
-            n: [
-                torch.stack([_moment(r, n, key) for r in runs]) for key in ("exp_avg", "exp_avg_sq")
-            ]
-            for n in names
+        self.clip = self._per_member([c.train.grad_clip or float("inf") for c in cfgs])
+        self.lrs = [0.0] * len(runs)
+
+        def member_logits(p, tokens, pos):
+            return logits_from_params(p, template.cfg, tokens, pos, fused_attention=False)
+
+        self.forward = {  # scored positions given (the answer), or every position (None)
+            True: vmap(member_logits, in_dims=(0, 0, 0)),
+            False: vmap(member_logits, in_dims=(0, 0, None)),
         }
-    adam_step = _adam_step(runs[0], names[0])
+        # The next step's batches are made in a thread while this step computes (numpy and
+        # torch release the GIL): on a GPU, data generation on the CPU overlaps the device's
+        # work. Each stream is only ever read from that thread, in step order, so batches are
+        # unchanged.
+        self.prefetch = ThreadPoolExecutor(1, thread_name_prefix="ensemble-data")
+        self.total = cfgs[0].train.total_steps
+        start = runs[0].step
+        self.upcoming = self.prefetch.submit(self._inputs_at, start) if start < self.total else None
 
-    def per_member(values: list[float]) -> Tensor:  # one value per member, on the device
-        return torch.tensor(values, dtype=torch.float32, device=device)
+    def _per_member(self, values: list[float]) -> Tensor:  # one value per member, on the device
+        return torch.tensor(values, dtype=torch.float32, device=self.device)
 
-    hyper = {
-        name: per_member([getattr(c.train, name) for c in cfgs])
-        for name in ("beta1", "beta2", "weight_decay")
-    }
-    clip = per_member([c.train.grad_clip or float("inf") for c in cfgs])
-
-    def member_logits(p, tokens, pos):
-        return logits_from_params(p, template.cfg, tokens, pos, fused_attention=False)
-
-    forward = {  # scored positions given (the answer), or every position (None)
-        True: vmap(member_logits, in_dims=(0, 0, 0)),
-        False: vmap(member_logits, in_dims=(0, 0, None)),
-    }
-
-    def inputs_at(step: int):
+    def _inputs_at(self, step: int):
         """The members' batches for one step, padded to one width and stacked on the device."""
-        phase = runs[0].phase_at(step)
-        batches = [r.batch(phase, step) for r in runs]
+        phase = self.runs[0].phase_at(step)
+        batches = [r.batch(phase, step) for r in self.runs]
         width = max(int(b.lengths.max()) for b in batches)
-        parts = [loss_inputs(b, r.cfg, device, width) for b, r in zip(batches, runs)]
+        parts = [loss_inputs(b, r.cfg, self.device, width) for b, r in zip(batches, self.runs)]
         return tuple(None if part[0] is None else torch.stack(part) for part in zip(*parts))
 
-    # The next step's batches are made in a thread while this step computes (numpy and torch
-    # release the GIL): on a GPU, data generation on the CPU overlaps the device's work.
-    # Each stream is only ever read from that thread, in step order, so batches are unchanged.
-    prefetch = ThreadPoolExecutor(1, thread_name_prefix="ensemble-data")
-    step = runs[0].step
-    lrs = [0.0] * len(runs)
-    upcoming = prefetch.submit(inputs_at, step) if step < t.total_steps else None
-    bar = tqdm(
-        total=t.total_steps,
-        initial=step,
-        disable=not progress,
-        desc=f"ensemble of {len(runs)}",
-        dynamic_ncols=True,
-    )
-    try:
-        while step < t.total_steps:
-            phase = runs[0].phase_at(step)
-            if step == phase.start and step > 0:  # a fresh AdamW for the main phase
-                for n in names:
-                    for m in moments[n]:
-                        m.zero_()
-                adam_step = 0
-            lrs = [r.lr(phase, step) for r in runs]
-            lr = per_member(lrs)
-            tokens, pos, targets, mask = upcoming.result()
-            if step + 1 < t.total_steps:
-                upcoming = prefetch.submit(inputs_at, step + 1)
-            logits = forward[pos is not None](params, tokens, pos)
-            losses = loss_from_logits(logits, targets, mask)
-            grads = torch.autograd.grad(losses.sum(), [params[n] for n in names])
-            adam_step += 1
-            with torch.no_grad():
-                _clip_per_member(grads, clip)
-                _adamw(params, moments, names, grads, decayed, lr, hyper, adam_step)
-            step += 1
-            for k, (run, loss) in enumerate(zip(runs, losses.tolist())):
-                if run.due(step):
-                    _hand_back(run, k, params, moments, names, adam_step, lrs[k])
-                run.record(step, phase, lrs[k], loss)
-            bar.update(1)
-            if runs[0].evaluates(step):
-                bar.set_postfix_str(runs[0].summary() + (" ..." if len(runs) > 1 else ""))
-    finally:
-        prefetch.shutdown(cancel_futures=True)
-    bar.close()
-    for k, run in enumerate(runs):
-        _hand_back(run, k, params, moments, names, adam_step, lrs[k])
-    return [run.finish() for run in runs]
+    def new_phase(self) -> None:  # a fresh AdamW for the main phase
+        for n in self.names:
+            for m in self.moments[n]:
+                m.zero_()
+        self.adam_step = 0
+
+    def step(self, step: int, phase: Phase, lrs: list[float]) -> list[float]:
+        self.lrs = lrs
+        tokens, pos, targets, mask = self.upcoming.result()
+        if step + 1 < self.total:
+            self.upcoming = self.prefetch.submit(self._inputs_at, step + 1)
+        logits = self.forward[pos is not None](self.params, tokens, pos)
+        losses = loss_from_logits(logits, targets, mask)
+        grads = torch.autograd.grad(losses.sum(), [self.params[n] for n in self.names])
+        self.adam_step += 1
+        with torch.no_grad():
+            _clip_per_member(grads, self.clip)
+            _adamw(
+                self.params,
+                self.moments,
+                self.names,
+                grads,
+                self.decayed,
+                self._per_member(lrs),
+                self.hyper,
+                self.adam_step,
+            )
+        return losses.tolist()
+
+    def hand_back(self, k: int) -> None:
+        """Copy member k's weights and AdamW state into its own model and optimizer."""
+        run = self.runs[k]
+        with torch.no_grad():
+            for n in self.names:
+                p = run.model.get_parameter(n)
+                p.copy_(self.params[n][k])
+                m, v = self.moments[n]
+                run.opt.state[p] = {
+                    "step": torch.tensor(float(self.adam_step)),
+                    "exp_avg": m[k].clone(),
+                    "exp_avg_sq": v[k].clone(),
+                }
+        for group in run.opt.param_groups:
+            group["lr"] = self.lrs[k]
+
+    def close(self) -> None:
+        self.prefetch.shutdown(cancel_futures=True)
+
+
+_MOMENTS = ("exp_avg", "exp_avg_sq")
 
 
 def _moment(run: RunState, name: str, key: str) -> Tensor:
@@ -210,19 +222,3 @@ def _adamw(params, moments, names, grads, decayed, lr: Tensor, hyper, step: int)
         v.mul_(_along(b2, p)).add_(_along(1 - b2, p) * g * g)
         denom = v.sqrt() / _along(bias2_sqrt, p) + ADAM_EPS
         p.sub_(_along(step_size, p) * m / denom)
-
-
-def _hand_back(run: RunState, k: int, params, moments, names, adam_step: int, lr: float) -> None:
-    """Copy member k's weights and AdamW state into its own model and optimizer."""
-    with torch.no_grad():
-        for n in names:
-            p = run.model.get_parameter(n)
-            p.copy_(params[n][k])
-            m, v = moments[n]
-            run.opt.state[p] = {
-                "step": torch.tensor(float(adam_step)),
-                "exp_avg": m[k].clone(),
-                "exp_avg_sq": v[k].clone(),
-            }
-    for group in run.opt.param_groups:
-        group["lr"] = lr

@@ -1,4 +1,7 @@
-"""Loss and per-operator accuracy on held-out sets; shared by training, `eval` and analyses.
+"""Loss and per-operator accuracy; shared by training, `eval` and analyses.
+
+The training losses (`loss_inputs`, `loss_from_logits`, `loss_fn`) live here beside the
+evaluation, so both trainers and every analysis score the same positions the same way.
 
 Accuracy is exact match of the greedy answer token. Without chain-of-thought the answer is read
 at the last `=` in one forward pass. With chain-of-thought the model generates its own chain
@@ -14,9 +17,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from mechlistops.config import DataConfig
+from mechlistops.config import DataConfig, RunConfig
 from mechlistops.data import Examples, heldout_mask
 from mechlistops.forward import fast_logits
 from mechlistops.listops import Vocab
@@ -48,6 +53,48 @@ class SetResult:
         return asdict(self)
 
 
+# ----------------------------------------------------------------------------- losses
+def loss_inputs(batch: Examples, cfg: RunConfig, device, width: int | None = None):
+    """What the loss needs from a batch: tokens (trimmed to `width`, default the longest row),
+    the scored positions (None: every position), targets and mask (None: score all)."""
+    T = width or int(batch.lengths.max())
+    tokens = torch.as_tensor(batch.tokens[:, :T].astype(np.int64), device=device)
+    if cfg.train.loss_on == "answer" and not cfg.data.chain_of_thought:
+        pos = torch.as_tensor(batch.answer_pos, device=device)[:, None]
+        return tokens, pos, torch.as_tensor(batch.answers, device=device)[:, None], None
+    pad = torch.full_like(tokens[:, :1], Vocab(cfg.data.modulus).pad)
+    targets = torch.cat([tokens[:, 1:], pad], dim=1)  # position p predicts token p + 1
+    pos = torch.arange(T, device=device)[None, :]
+    lengths = torch.as_tensor(batch.lengths, device=device)[:, None]
+    if cfg.train.loss_on == "sequence":
+        mask = pos < lengths - 1
+    else:  # chain-of-thought: every generated token after the first `=`, up to the answer
+        first = torch.as_tensor(batch.prompt_len, device=device)[:, None] - 1
+        mask = (pos >= first) & (pos <= lengths - 3)
+    return tokens, None, targets, mask
+
+
+def loss_from_logits(
+    logits: Float[Tensor, "*models batch q d_vocab"],
+    targets: Int[Tensor, "*models batch q"],
+    mask: Bool[Tensor, "*models batch q"] | None,
+) -> Float[Tensor, "*models"]:
+    """Mean cross-entropy over the scored positions (per model when there is a model dim)."""
+    losses = F.cross_entropy(logits.flatten(0, -2), targets.flatten(), reduction="none").view(
+        targets.shape
+    )
+    if mask is None:
+        return losses.mean((-2, -1))
+    return (losses * mask).sum((-2, -1)) / mask.sum((-2, -1))
+
+
+def loss_fn(model: HookedTransformer, batch: Examples, cfg: RunConfig, device) -> Tensor:
+    """Cross-entropy on the answer (default) or on every next token of the sequence."""
+    tokens, pos, targets, mask = loss_inputs(batch, cfg, device)
+    return loss_from_logits(fast_logits(model, tokens, pos), targets, mask)
+
+
+# ----------------------------------------------------------------------------- accuracy
 def majority_baseline(answers: np.ndarray) -> float:
     return float(np.bincount(answers).max() / len(answers))
 
@@ -129,11 +176,11 @@ def generate_answers(
     return np.concatenate(out)
 
 
-def _correct(model: HookedTransformer, ex: Examples, cfg: DataConfig):
+def _correct(model: HookedTransformer, ex: Examples, cfg: DataConfig, batch_size: int):
     """Whether each answer is right, and each example's loss."""
     was_training = model.training
     model.eval()
-    preds, losses = predict(model, ex)
+    preds, losses = predict(model, ex, batch_size)
     if cfg.chain_of_thought:
         preds = generate_answers(model, ex, Vocab(cfg.modulus))
     model.train(was_training)
@@ -146,12 +193,13 @@ def evaluate_set(
     cfg: DataConfig,
     limit: int | None = None,
     pool: Examples | None = None,
+    batch_size: int = 1000,
 ) -> SetResult:
     """Scores on a test set (its first `limit` rows), and on the first rows of the training
-    pool of the same operator when one is given."""
+    pool of the same operator when one is given; `batch_size` examples per forward pass."""
     limit = len(ex) if limit is None else limit
     ex = ex.subset(slice(0, limit))
-    correct, losses = _correct(model, ex, cfg)
+    correct, losses = _correct(model, ex, cfg, batch_size)
     held = heldout_mask(cfg, ex)
     result = SetResult(
         n=len(ex),
@@ -164,7 +212,7 @@ def evaluate_set(
     if pool is not None:
         rows = pool.subset(slice(0, min(limit, cfg.test_size)))
         result.n_pool = len(rows)
-        result.accuracy_pool = float(_correct(model, rows, cfg)[0].mean())
+        result.accuracy_pool = float(_correct(model, rows, cfg, batch_size)[0].mean())
     return result
 
 
@@ -174,10 +222,12 @@ def evaluate_sets(
     cfg: DataConfig,
     limit: int | None = None,
     pools: dict[str, Examples] | None = None,
+    batch_size: int = 1000,
 ) -> dict[str, SetResult]:
     pools = pools or {}
     return {
-        name: evaluate_set(model, ex, cfg, limit, pools.get(name)) for name, ex in test_sets.items()
+        name: evaluate_set(model, ex, cfg, limit, pools.get(name), batch_size)
+        for name, ex in test_sets.items()
     }
 
 

@@ -7,19 +7,18 @@ training), each set's majority-class baseline dotted, and the training loss.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
-from mechlistops.checkpoint import METRICS, atomic_write
+from mechlistops.atomic import atomic_write
+from mechlistops.checkpoint import read_metrics
 
 
 def metrics_frame(run_dir: Path) -> pd.DataFrame:
     """One row per (evaluation step, test set)."""
     rows = []
-    for line in (Path(run_dir) / METRICS).read_text().splitlines():
-        rec = json.loads(line)
+    for rec in read_metrics(run_dir):
         for name, r in rec["eval"].items():
             rows.append(
                 {
@@ -79,7 +78,7 @@ def plot_training(run_dir: Path, out: Path | None = None) -> Path:
 
 def plot_transitions(df: pd.DataFrame, fits: pd.DataFrame, out: Path) -> Path:
     """Final accuracy against parameters, one panel per operator, one colour per mixture (seeds
-    as points, median as a line), with the fitted sigmoid where the fit succeeded."""
+    as points, median as a line), with the sigmoid `fits` holds where the fit succeeded."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -87,7 +86,7 @@ def plot_transitions(df: pd.DataFrame, fits: pd.DataFrame, out: Path) -> Path:
     import numpy as np
     import seaborn as sns
 
-    from mechlistops.transition import fit_transition
+    from mechlistops.transition import sigmoid
 
     sns.set_theme(style="whitegrid", context="notebook")
     ops = list(dict.fromkeys(df.op))
@@ -114,13 +113,12 @@ def plot_transitions(df: pd.DataFrame, fits: pd.DataFrame, out: Path) -> Path:
         for mixture, g in part.groupby("mixture"):
             med = g.groupby("n_params")["accuracy"].median()
             ax.plot(med.index, med.values, color=palette[mixture], label=mixture)
-            fit = fit_transition(g.n_params, g.accuracy)
-            if fit.midpoint:
+            fit = fits[(fits.op == op) & (fits.mixture == mixture)]
+            if len(fit) and fit.sigmoid.iloc[0] is not None:
                 x = np.linspace(np.log10(g.n_params.min()), np.log10(g.n_params.max()), 100)
-                lo, hi, k, x0 = fit.params
-                y = lo + (hi - lo) / (1 + np.exp(-k * (x - x0)))
+                y = sigmoid(x, *fit.sigmoid.iloc[0])
                 ax.plot(10**x, y, color=palette[mixture], linestyle="--", lw=1)
-                ax.axvline(fit.midpoint, color=palette[mixture], linestyle=":", lw=1)
+                ax.axvline(fit.midpoint.iloc[0], color=palette[mixture], linestyle=":", lw=1)
         ax.set(xscale="log", ylim=(0, 1.02), title=op, xlabel="parameters")
         ax.legend(fontsize=8, title="mixture (dashed: sigmoid fit)", title_fontsize=8)
     fig.tight_layout()

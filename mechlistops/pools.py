@@ -23,7 +23,7 @@ import hashlib
 
 import numpy as np
 
-from mechlistops.config import OPERATORS, DataConfig
+from mechlistops.config import OPERATORS, DataConfig, TrainConfig
 from mechlistops.data import (
     _TRAIN_STREAM,
     Examples,
@@ -94,17 +94,16 @@ class PoolStream:
 
     def __init__(
         self,
-        cfg: DataConfig,
-        batch_size: int,
+        data: DataConfig,
+        train: TrainConfig,
         pools: dict[str, Examples],
         ops: tuple[str, ...],
         phase: int = 0,
-        chunk_steps: int = 64,
-        length_buckets: int = 0,
     ):
-        self.cfg, self.batch_size, self.pools, self.ops = cfg, batch_size, pools, ops
-        self.phase, self.chunk_steps, self.length_buckets = phase, chunk_steps, length_buckets
-        weights = cfg.mixture_weights if ops == cfg.ops else (1.0 / len(ops),) * len(ops)
+        self.cfg, self.batch_size, self.pools, self.ops = data, train.batch_size, pools, ops
+        self.phase, self.chunk_steps = phase, train.stream_chunk_steps
+        self.length_buckets = train.length_buckets
+        weights = data.mixture_weights if ops == data.ops else (1.0 / len(ops),) * len(ops)
         self._cum = np.cumsum(weights)[:-1]
         self._counts: list[np.ndarray] = [np.zeros(len(ops), dtype=np.int64)]  # before chunk c
         self._order: dict[tuple[str, int], np.ndarray] = {}

@@ -29,7 +29,7 @@ from mechlistops.analysis.geometry import geometry
 from mechlistops.analysis.probes import TARGETS, probe
 from mechlistops.analysis.views import attention_view, views_page_fragment
 from mechlistops.analysis.viz import plot_ablation, plot_attribution, plot_geometry, plot_probes
-from mechlistops.checkpoint import write_text
+from mechlistops.atomic import write_text
 from mechlistops.evaluate import evaluate_sets
 from mechlistops.plots import plot_training
 
@@ -48,19 +48,22 @@ class RunSummary:
     views: list = field(default_factory=list)  # (caption, OfflineView)
 
 
-def summarise(spec: str, limit: int | None = None, examples: int = 2, device="cpu") -> RunSummary:
+def summarise_run(
+    spec: str, limit: int | None = None, examples: int = 2, device="cpu"
+) -> RunSummary:
     """Run every analysis on one run; figures are written under RUN/analysis/."""
     inputs = prepare(spec, limit=limit, device=device)
     run, sets = inputs.run, inputs.sets
     model, vocab, modulus = run.model, run.vocab, run.config.data.modulus
     run_dir = run.run_dir
-    results = evaluate_sets(model, sets, run.config.data)
+    results = evaluate_sets(model, sets, run.config.data, pools=inputs.pools)
     accuracy = pd.DataFrame(
         {
             k: {
                 "accuracy": r.accuracy,
                 "held-out accuracy": r.accuracy_heldout,
                 "baseline": r.baseline,
+                **({"pool accuracy": r.accuracy_pool} if inputs.pools else {}),
             }
             for k, r in results.items()
         }
@@ -215,6 +218,6 @@ def render(summaries: list[RunSummary]) -> str:
 
 
 def build_report(specs: list[str], out: Path, limit: int | None = 1000, device="cpu") -> Path:
-    summaries = [summarise(s, limit=limit, device=device) for s in tqdm(specs, desc="runs")]
+    summaries = [summarise_run(s, limit=limit, device=device) for s in tqdm(specs, desc="runs")]
     write_text(Path(out), render(summaries))
     return Path(out)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mechlistops import checkpoint as ckpt
+from mechlistops.atomic import write_json, write_text
 from mechlistops.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from mechlistops.sweep import SweepConfig, run_sweep
 
@@ -112,25 +112,25 @@ def run(scale: Scale, out: Path, progress: bool = True, **sweep_options) -> dict
     out = Path(out)
     for name, sweep in sweeps(scale).items():
         run_sweep(sweep, out / name, progress=progress, **sweep_options)
-    return summarise(scale, out)
+    return write_summary(scale, out)
 
 
 def collect_all(out: Path) -> pd.DataFrame:
     """Every finished run's final accuracies; curriculum rows only for SUM (the pretraining
     operations' test sets are also scored there, but are not this study's question)."""
-    from mechlistops.transition import collect
+    from mechlistops.transition import final_accuracies
 
     frames = []
     for name in ("single", "joint", "curriculum"):
         if (Path(out) / name).is_dir():
-            df = collect(Path(out) / name)
+            df = final_accuracies(Path(out) / name)
             if name == "curriculum" and not df.empty:
                 df = df[df.op == "SUM"]
             frames.append(df)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def summarise(
+def write_summary(
     scale: Scale, out: Path, n_boot: int = 500, df: pd.DataFrame | None = None
 ) -> dict[str, Path]:
     """Fit and write the transitions and summary.md of the runs under `out` (or of `df`, the
@@ -146,11 +146,11 @@ def summarise(
         fits = transitions(part, thresholds=(0.9, 0.99), n_boot=n_boot)
         tables[metric] = fits
         path = out / f"transitions{suffix}.json"
-        ckpt.write_json(path, json.loads(fits.to_json(orient="records")))
+        write_json(path, json.loads(fits.to_json(orient="records")))
         files[f"transitions{suffix}"] = path
         files[f"figure{suffix}"] = plot_transitions(part, fits, out / f"transitions{suffix}.png")
     text = summary_text(scale, df, tables["accuracy"], tables["accuracy_heldout"])
-    ckpt.write_text(out / "summary.md", text)
+    write_text(out / "summary.md", text)
     files["summary"] = out / "summary.md"
     return files
 
@@ -189,7 +189,8 @@ def summary_text(scale: Scale, df: pd.DataFrame, fits: pd.DataFrame, held: pd.Da
         "accuracy over seeds "
         "reaches 0.9; [95% bootstrap interval over seeds]. Ratio = N*(alone) / N*(here) "
         "from the >=0.9 column (> 1: learned with fewer parameters here). Held-out: test "
-        "expressions with >= 4 leaves, never in training.",
+        f"expressions with >= {base_config(scale).data.holdout_min_leaves} leaves, never in "
+        "training.",
         "",
         "| claim | operation | trained as | N* midpoint | N* >=0.9 | ratio | N* >=0.9 "
         "held-out | ratio held-out | acc. largest | held-out acc. largest |",

@@ -25,6 +25,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from mechlistops import checkpoint as ckpt
+from mechlistops.atomic import write_json
 from mechlistops.config import RunConfig, parse_ops
 from mechlistops.errors import ConfigError, MechlistopsError
 
@@ -48,8 +49,7 @@ class SweepConfig:
         object.__setattr__(self, "mixtures", tuple(parse_ops(m) for m in self.mixtures))
         if not self.mixtures or not self.d_models or self.seeds < 1:
             raise ConfigError("a sweep needs at least one mixture, one d_model and one seed")
-        for m in self.members():  # fail before training anything
-            m.config.model.d_head_resolved  # noqa: B018
+        self.members()  # every member's config is valid: fail before training anything
 
     def members(self) -> list[Member]:
         out = []
@@ -91,18 +91,18 @@ LAUNCHERS = ("local", "ray")
 
 
 def plan_tasks(
-    members: list[Member], engine: str = "auto", max_models: int = 0
+    members: list[Member], engine: str = "auto", max_models: int = 0, device: str = "auto"
 ) -> list[list[Member]]:
     """Group members into tasks. "ensemble": members sharing an `ensemble_key` train together
     (at most `max_models` per task; 0 = no limit); "processes": one member per task; "auto":
-    ensembles on a GPU, one member per task on CPU."""
+    ensembles on a GPU (`device`), one member per task on CPU."""
     from mechlistops.ensemble import ensemble_key
     from mechlistops.model import resolve_device
 
     if engine not in ENGINES:
         raise ConfigError(f"engine must be one of {ENGINES}, got {engine!r}")
     if engine == "auto" and members:
-        cuda = resolve_device(members[0].config.train.device).type == "cuda"
+        cuda = resolve_device(device).type == "cuda"
         engine = "ensemble" if cuda else "processes"
     if engine == "processes":
         return [[m] for m in members]
@@ -114,7 +114,7 @@ def plan_tasks(
     return [g[i : i + size] for g in groups.values() for i in range(0, len(g), size)]
 
 
-def train_task(task: list[tuple[dict, str]], progress: bool = False) -> None:
+def train_task(task: list[tuple[dict, str]], progress: bool = False, device: str = "auto") -> None:
     """Train (or resume) one task's members (config dict, run directory): alone, or as one
     ensemble. Runs in this process, a worker process or a Ray task."""
     from mechlistops.ensemble import train_ensemble
@@ -123,9 +123,9 @@ def train_task(task: list[tuple[dict, str]], progress: bool = False) -> None:
     members = [(RunConfig.from_dict(cfg), Path(run_dir)) for cfg, run_dir in task]
     if len(members) == 1:
         cfg, run_dir = members[0]
-        train(cfg, run_dir, resume=(run_dir / ckpt.CONFIG).is_file(), progress=progress)
+        train(cfg, run_dir, resume=ckpt.holds_run(run_dir), progress=progress, device=device)
     else:
-        train_ensemble(members, progress=progress)
+        train_ensemble(members, progress=progress, device=device)
 
 
 def _single_thread() -> None:
@@ -143,6 +143,7 @@ def run_sweep(
     max_models: int = 0,
     launcher: str = "local",
     address: str | None = None,
+    device: str = "auto",
 ) -> Path:
     """Train every unfinished member into out/<member>; returns `out`.
 
@@ -150,7 +151,7 @@ def run_sweep(
     parallel single-thread worker processes (workers>1; 0 = one per CPU core on CPU, one on
     a GPU); "ray": every task a Ray task on the cluster at `address` (None: a local Ray),
     one GPU per task where the cluster has GPUs. `out` must then be on a filesystem every
-    Ray node sees.
+    Ray node sees. `device`: where members train ("auto": cuda when present).
     """
     if launcher not in LAUNCHERS:
         raise ConfigError(f"launcher must be one of {LAUNCHERS}, got {launcher!r}")
@@ -159,14 +160,14 @@ def run_sweep(
     out = Path(out)
     saved = out / SWEEP_FILE
     if saved.is_file():
-        if json.loads(saved.read_text()) != sweep.to_dict():
+        if load_sweep(out) != sweep:
             raise ConfigError(f"{out} holds a different sweep; choose another --out")
     else:
-        ckpt.write_json(saved, sweep.to_dict())
-    todo = [m for m in sweep.members() if not (out / m.name / ckpt.RESULTS).is_file()]
+        write_json(saved, sweep.to_dict())
+    todo = [m for m in sweep.members() if not ckpt.is_finished(out / m.name)]
     tasks = [
         [(m.config.to_dict(), str(out / m.name)) for m in task]
-        for task in plan_tasks(todo, engine, max_models)
+        for task in plan_tasks(todo, engine, max_models, device)
     ]
     bar = tqdm(
         total=len(sweep.members()),
@@ -175,20 +176,22 @@ def run_sweep(
         disable=not progress,
     )
     if launcher == "ray":
-        _launch_ray(tasks, address, bar)
+        _launch_ray(tasks, address, bar, device)
     else:
         if not workers:
             on_gpu = any(len(t) > 1 for t in tasks)  # ensembles: one process owns the device
             workers = 1 if on_gpu else os.cpu_count() or 1
         if workers == 1 or len(tasks) <= 1:
             for task in tasks:
-                train_task(task, progress)
+                train_task(task, progress, device)
                 bar.update(len(task))
         else:
             # spawn, not fork: forking a process whose torch thread pool runs can deadlock.
             ctx = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_single_thread) as pool:
-                futures = {pool.submit(train_task, task): len(task) for task in tasks}
+                futures = {
+                    pool.submit(train_task, task, False, device): len(task) for task in tasks
+                }
                 for future in as_completed(futures):
                     future.result()
                     bar.update(futures[future])
@@ -196,7 +199,7 @@ def run_sweep(
     return out
 
 
-def _launch_ray(tasks: list, address: str | None, bar) -> None:
+def _launch_ray(tasks: list, address: str | None, bar, device: str) -> None:
     try:
         import ray
     except ImportError:
@@ -209,7 +212,7 @@ def _launch_ray(tasks: list, address: str | None, bar) -> None:
             raise ConfigError(f"cannot connect to {where}: {exc}") from None
     gpus = ray.cluster_resources().get("GPU", 0)
     remote = ray.remote(train_task).options(num_gpus=1 if gpus else 0, num_cpus=1)
-    pending = {remote.remote(task): len(task) for task in tasks}
+    pending = {remote.remote(task, False, device): len(task) for task in tasks}
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)
         for ref in done:

@@ -1,7 +1,11 @@
-"""The training loop: phases (optional pretraining, then the main mixture), evaluation,
-checkpoints and exact resumption.
+"""The training loop: the step plan (phases, learning-rate schedule, when to evaluate, snapshot
+and save), one run's bookkeeping, and the loop driver that both trainers share.
 
 Context / design:
+- `drive` is the one training loop. A `Stepper` takes one optimisation step for the runs it
+  holds and hands a run's weights back when its bookkeeping needs them; `train` steps one run
+  (`_Alone`), `mechlistops.ensemble` steps many stacked runs. Everything else (phases, the
+  schedule, evaluation, snapshots, resume state, progress) is decided here, once.
 - Speed comes from `forward.fast_logits` (the last block only at scored positions) on batches
   trimmed to their longest row; weights stay the HookedTransformer's own Parameters.
 - Determinism: batch `s` of a phase depends only on (data seed, phase, s) (see `TrainStream`),
@@ -14,29 +18,24 @@ Context / design:
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from jaxtyping import Bool, Float, Int
-from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from mechlistops import checkpoint as ckpt
 from mechlistops.config import OPERATORS, RunConfig, TrainConfig
 from mechlistops.data import Examples, TrainStream, eval_ops, excluded_hashes
-from mechlistops.errors import CheckpointError, ConfigError
-from mechlistops.evaluate import SetResult, evaluate_sets
-from mechlistops.forward import fast_logits
-from mechlistops.listops import Vocab
+from mechlistops.errors import ConfigError
+from mechlistops.evaluate import SetResult, evaluate_sets, loss_fn
 from mechlistops.model import (
     build_model,
     count_params,
@@ -48,6 +47,7 @@ from mechlistops.pools import PoolStream, evaluation_data, pool_digest
 log = logging.getLogger(__name__)
 
 
+# ----------------------------------------------------------------------------- the step plan
 @dataclass(frozen=True)
 class Phase:
     index: int
@@ -89,55 +89,21 @@ def snapshot_steps(t: TrainConfig) -> set[int]:
     return steps
 
 
+# ----------------------------------------------------------------------------- one step
+def decay_groups(model: HookedTransformer) -> tuple[list[str], list[str]]:
+    """AdamW's parameter groups, in its order: matrices (weight-decayed), then biases and norm
+    gains (not decayed)."""
+    named = list(model.named_parameters())
+    return [n for n, p in named if p.dim() >= 2], [n for n, p in named if p.dim() < 2]
+
+
 def make_optimizer(model: HookedTransformer, t: TrainConfig) -> torch.optim.AdamW:
-    # Weight decay on matrices only; biases and norm gains are not decayed.
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    decay, no_decay = decay_groups(model)
     groups = [
-        {"params": decay, "weight_decay": t.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+        {"params": [model.get_parameter(n) for n in decay], "weight_decay": t.weight_decay},
+        {"params": [model.get_parameter(n) for n in no_decay], "weight_decay": 0.0},
     ]
     return torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), fused=True)
-
-
-def loss_inputs(batch: Examples, cfg: RunConfig, device, width: int | None = None):
-    """What the loss needs from a batch: tokens (trimmed to `width`, default the longest row),
-    the scored positions (None: every position), targets and mask (None: score all)."""
-    T = width or int(batch.lengths.max())
-    tokens = torch.as_tensor(batch.tokens[:, :T].astype(np.int64), device=device)
-    if cfg.train.loss_on == "answer" and not cfg.data.chain_of_thought:
-        pos = torch.as_tensor(batch.answer_pos, device=device)[:, None]
-        return tokens, pos, torch.as_tensor(batch.answers, device=device)[:, None], None
-    pad = torch.full_like(tokens[:, :1], Vocab(cfg.data.modulus).pad)
-    targets = torch.cat([tokens[:, 1:], pad], dim=1)  # position p predicts token p + 1
-    pos = torch.arange(T, device=device)[None, :]
-    lengths = torch.as_tensor(batch.lengths, device=device)[:, None]
-    if cfg.train.loss_on == "sequence":
-        mask = pos < lengths - 1
-    else:  # chain-of-thought: every generated token after the first `=`, up to the answer
-        first = torch.as_tensor(batch.prompt_len, device=device)[:, None] - 1
-        mask = (pos >= first) & (pos <= lengths - 3)
-    return tokens, None, targets, mask
-
-
-def loss_from_logits(
-    logits: Float[Tensor, "*models batch q d_vocab"],
-    targets: Int[Tensor, "*models batch q"],
-    mask: Bool[Tensor, "*models batch q"] | None,
-) -> Float[Tensor, "*models"]:
-    """Mean cross-entropy over the scored positions (per model when there is a model dim)."""
-    losses = F.cross_entropy(logits.flatten(0, -2), targets.flatten(), reduction="none").view(
-        targets.shape
-    )
-    if mask is None:
-        return losses.mean((-2, -1))
-    return (losses * mask).sum((-2, -1)) / mask.sum((-2, -1))
-
-
-def loss_fn(model: HookedTransformer, batch: Examples, cfg: RunConfig, device) -> torch.Tensor:
-    """Cross-entropy on the answer (default) or on every next token of the sequence."""
-    tokens, pos, targets, mask = loss_inputs(batch, cfg, device)
-    return loss_from_logits(fast_logits(model, tokens, pos), targets, mask)
 
 
 def train_step(model, opt, batch: Examples, cfg: RunConfig, device) -> float:
@@ -158,65 +124,6 @@ def default_run_name(cfg: RunConfig) -> str:
     return f"{ops}-L{m.n_layers}-d{m.d_model}-s{cfg.train.seed}-{stamp}"
 
 
-# ----------------------------------------------------------------------------- state
-def save_state(run_dir: Path, model, opt, step: int, extra: dict) -> None:
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    opt_sd = opt.state_dict()
-    for idx, st in opt_sd["state"].items():
-        for name, v in st.items():
-            tensors[f"optim.{idx}.{name}"] = torch.as_tensor(v)
-    tensors["rng.torch"] = torch.get_rng_state()
-    meta = {"step": step, "param_groups": opt_sd["param_groups"], **extra}
-    ckpt.save_tensors(run_dir / ckpt.STATE, tensors, meta)
-
-
-def load_state(run_dir: Path, model, opt) -> dict:
-    tensors, meta = ckpt.load_tensors(run_dir / ckpt.STATE)
-    if meta is None or "step" not in meta:
-        raise CheckpointError(f"{run_dir / ckpt.STATE}: not a mechlistops resume state")
-    model_sd = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
-    ckpt.load_state_dict_into(model, model_sd, run_dir / ckpt.STATE)
-    state: dict[int, dict] = {}
-    for k, v in tensors.items():
-        if k.startswith("optim."):
-            _, idx, name = k.split(".", 2)
-            state.setdefault(int(idx), {})[name] = v
-    groups = [{**g, "betas": tuple(g["betas"])} for g in meta["param_groups"]]
-    opt.load_state_dict({"state": state, "param_groups": groups})
-    torch.set_rng_state(tensors["rng.torch"])
-    return meta
-
-
-def _read_metrics(path: Path, upto: int) -> list[str]:
-    """Complete metric lines up to a step (a kill may have left a partial last line)."""
-    if not path.is_file():
-        return []
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line)["step"] <= upto:
-                keep.append(line)
-        except (json.JSONDecodeError, KeyError, TypeError):
-            continue
-    return keep
-
-
-def _append_metrics(path: Path, record: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-
-
-# ----------------------------------------------------------------------------- main loop
-@dataclass
-class TrainResult:
-    run_dir: Path
-    model: HookedTransformer
-    results: dict[str, SetResult]
-    n_params: dict[str, int]
-    seconds: float
-
-
 def _transfer_init(model: HookedTransformer, cfg: RunConfig) -> None:
     src = Path(cfg.train.init_from)
     source = ckpt.load_run(src).model.state_dict()
@@ -234,84 +141,78 @@ def _transfer_init(model: HookedTransformer, cfg: RunConfig) -> None:
     model.load_state_dict({**target, **{n: source[n] for n in names}})
 
 
+# ----------------------------------------------------------------------------- one run
+@dataclass
+class TrainResult:
+    run_dir: Path
+    model: HookedTransformer
+    results: dict[str, SetResult]
+    n_params: dict[str, int]
+    seconds: float
+
+
 class RunState:
     """One run being trained: its model, optimizer, data streams, test sets and bookkeeping.
 
-    `train` drives one of these; `mechlistops.ensemble` drives many, stepping their weights
-    together and handing each its own weights back at the steps that need them (`due`), so
-    files, metrics and resume state are the same whichever trained the run.
+    `drive` steps one or many of these; at the steps where a run needs its weights (`due`),
+    its stepper has put them into `model` and `opt`, so files, metrics and resume state are the
+    same whichever trainer stepped the run.
     """
 
-    def __init__(self, cfg: RunConfig, run_dir: str | Path, resume: bool = False):
-        run_dir = Path(run_dir)
-        self.cfg, self.run_dir, t = cfg, run_dir, cfg.train
-        self.device = resolve_device(t.device)
-        ht_cfg = hooked_transformer_config_dict(cfg.model, cfg.data)
-        if resume:
-            if (run_dir / ckpt.RESULTS).is_file():
-                raise ConfigError(f"{run_dir}: run already finished (results.json exists)")
-        elif (run_dir / ckpt.CONFIG).exists():
-            raise ConfigError(
-                f"{run_dir} already holds a run; pass --resume {run_dir} or choose another --out"
-            )
-
+    def __init__(
+        self, cfg: RunConfig, run_dir: str | Path, resume: bool = False, device: str = "auto"
+    ):
+        self.cfg, self.run_dir, t = cfg, Path(run_dir), cfg.train
+        self.device = resolve_device(device)
         self.test_sets, self.pools = evaluation_data(cfg.data, extra_ops=t.pretrain_ops)
-        exclude = excluded_hashes(cfg.data, self.test_sets)
-        self.model = model = build_model(cfg.model, cfg.data, seed=t.seed, device=self.device)
-        if t.init_from and not resume:
-            _transfer_init(model, cfg)
-        self.n_params = count_params(model)
-        self.plan = phases(cfg)
-        self.snaps = snapshot_steps(t)
-
-        self.step, self.loss_sum, self.loss_count, elapsed = 0, 0.0, 0, 0.0
+        self.model = build_model(cfg.model, cfg.data, seed=t.seed, device=self.device)
+        self.n_params = count_params(self.model)
+        self.plan, self.snaps = phases(cfg), snapshot_steps(t)
+        self.opt = make_optimizer(self.model, t)
+        self.step, self.loss_sum, self.loss_count = 0, 0.0, 0
         self.examples: Counter[str] = Counter()  # training examples seen, by root operator
         self._batch_ops: dict[int, Counter[str]] = {}  # per step, until `record` books it
-        self.opt = make_optimizer(model, t)
-        if resume:
-            if (run_dir / ckpt.STATE).is_file():
-                meta = load_state(run_dir, model, self.opt)
-                self.step, self.loss_sum = meta["step"], meta["loss_sum"]
-                self.loss_count, elapsed = meta["loss_count"], meta.get("elapsed_s", 0.0)
-                self.examples = Counter(meta.get("examples", {}))
-            elif ckpt.step_path(run_dir, 0).is_file():  # killed before the first resume state
-                initial, _ = ckpt.load_tensors(ckpt.step_path(run_dir, 0))
-                ckpt.load_state_dict_into(model, initial, ckpt.step_path(run_dir, 0))
-            else:  # killed while setting up: the initial weights are rebuilt from the config
-                if t.init_from:
-                    _transfer_init(model, cfg)
-                ckpt.save_tensors(ckpt.step_path(run_dir, 0), model.state_dict())
-            ckpt.write_text(
-                run_dir / ckpt.METRICS,
-                "".join(x + "\n" for x in _read_metrics(run_dir / ckpt.METRICS, self.step)),
-            )
-            log.info("resuming %s at step %d", run_dir, self.step)
-        else:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            extra = {"n_params": self.n_params}
-            if self.pools:
-                extra["pools"] = {
-                    op: {"size": len(pool), "sha256_16": pool_digest(pool)}
-                    for op, pool in self.pools.items()
-                }
-            ckpt.save_config(run_dir, cfg, ht_cfg, extra)
-            ckpt.save_tensors(ckpt.step_path(run_dir, 0), model.state_dict())
-
-        model.train()
+        elapsed = self._resume() if resume else self._create()
+        self.model.train()
         self.eval_names = eval_ops(cfg.data, t.pretrain_ops)
+        exclude = excluded_hashes(cfg.data, self.test_sets)
         self.streams = {
-            p.index: PoolStream(
-                cfg.data, t.batch_size, self.pools, p.ops, p.index, length_buckets=t.length_buckets
-            )
+            p.index: PoolStream(cfg.data, t, self.pools, p.ops, p.index)
             if self.pools
-            else TrainStream(
-                cfg.data, t.batch_size, exclude, p.ops, p.index, length_buckets=t.length_buckets
-            )
+            else TrainStream(cfg.data, t, exclude, p.ops, p.index)
             for p in self.plan
         }
         self.started = time.perf_counter() - elapsed
         self.last_eval: dict[str, SetResult] = {}
         self.metrics: dict = {}
+
+    def _initial_weights(self) -> None:
+        if self.cfg.train.init_from:
+            _transfer_init(self.model, self.cfg)
+
+    def _create(self) -> float:
+        self._initial_weights()
+        extra = {"n_params": self.n_params}
+        if self.pools:
+            extra["pools"] = {
+                op: {"size": len(pool), "sha256_16": pool_digest(pool)}
+                for op, pool in self.pools.items()
+            }
+        ht_cfg = hooked_transformer_config_dict(self.cfg.model, self.cfg.data)
+        ckpt.create_run(self.run_dir, self.cfg, ht_cfg, extra, self.model.state_dict())
+        return 0.0
+
+    def _resume(self) -> float:
+        point = ckpt.resume_point(self.run_dir, self.model, self.opt)
+        if not point.has_weights:  # killed while setting up: rebuild the initial weights
+            self._initial_weights()
+            ckpt.save_snapshot(self.run_dir, 0, self.model.state_dict())
+        self.step = point.step
+        self.loss_sum = point.meta.get("loss_sum", 0.0)
+        self.loss_count = point.meta.get("loss_count", 0)
+        self.examples = Counter(point.meta.get("examples", {}))
+        log.info("resuming %s at step %d", self.run_dir, self.step)
+        return point.meta.get("elapsed_s", 0.0)
 
     def phase_at(self, step: int) -> Phase:
         return next(p for p in self.plan if p.start <= step < p.start + p.steps)
@@ -345,29 +246,14 @@ class RunState:
     def record(self, step: int, phase: Phase, lr: float, loss: float) -> None:
         """Book one finished step; when `due(step)`, self.model and self.opt hold its weights
         and optimizer state: save snapshots, evaluate, write metrics and the resume state."""
-        t = self.cfg.train
         self.step = step
         self.loss_sum += loss
         self.loss_count += 1
         self.examples.update(self._batch_ops.pop(step - 1, {}))
         if step in self.snaps:
-            ckpt.save_tensors(ckpt.step_path(self.run_dir, step), self.model.state_dict())
+            ckpt.save_snapshot(self.run_dir, step, self.model.state_dict())
         if self.evaluates(step):
-            self.last_eval = evaluate_sets(
-                self.model, self.test_sets, self.cfg.data, limit=t.eval_size, pools=self.pools
-            )
-            self.metrics = {
-                "step": step,
-                "phase": phase.index,
-                "lr": lr,
-                "train_loss": self.loss_sum / max(self.loss_count, 1),
-                "elapsed_s": round(time.perf_counter() - self.started, 2),
-                "examples": dict(self.examples),
-                **({"epochs": self.epochs()} if self.pools else {}),
-                "eval": {k: v.to_dict() for k, v in self.last_eval.items()},
-            }
-            _append_metrics(self.run_dir / ckpt.METRICS, self.metrics)
-            self.loss_sum, self.loss_count = 0.0, 0
+            self._evaluate(step, phase, lr)
         if self.saves_state(step):
             extra = {
                 "loss_sum": self.loss_sum,
@@ -375,7 +261,28 @@ class RunState:
                 "elapsed_s": time.perf_counter() - self.started,
                 "examples": dict(self.examples),
             }
-            save_state(self.run_dir, self.model, self.opt, step, extra)
+            ckpt.save_state(self.run_dir, self.model, self.opt, step, extra)
+
+    def _score(self, limit: int | None) -> dict[str, SetResult]:
+        t = self.cfg.train
+        return evaluate_sets(
+            self.model, self.test_sets, self.cfg.data, limit, self.pools, t.eval_batch_size
+        )
+
+    def _evaluate(self, step: int, phase: Phase, lr: float) -> None:
+        self.last_eval = self._score(self.cfg.train.eval_size)
+        self.metrics = {
+            "step": step,
+            "phase": phase.index,
+            "lr": lr,
+            "train_loss": self.loss_sum / max(self.loss_count, 1),
+            "elapsed_s": round(time.perf_counter() - self.started, 2),
+            "examples": dict(self.examples),
+            **({"epochs": self.epochs()} if self.pools else {}),
+            "eval": {k: v.to_dict() for k, v in self.last_eval.items()},
+        }
+        ckpt.append_metrics(self.run_dir, self.metrics)
+        self.loss_sum, self.loss_count = 0.0, 0
 
     def summary(self) -> str:
         loss = self.metrics["train_loss"]
@@ -384,18 +291,14 @@ class RunState:
 
     def finish(self) -> TrainResult:
         """Final evaluation, final weights and results.json; drops the resume state."""
-        t = self.cfg.train
         # The loop always evaluates at the last step; redo it only if eval_size trimmed the sets.
-        model = self.model
-        results = (
-            self.last_eval
-            if t.eval_size is None
-            else evaluate_sets(model, self.test_sets, self.cfg.data, pools=self.pools)
-        )
+        results = self.last_eval
+        if self.cfg.train.eval_size is not None:
+            results = self._score(None)
         seconds = time.perf_counter() - self.started
-        ckpt.save_tensors(self.run_dir / ckpt.WEIGHTS, model.state_dict())
-        ckpt.write_json(
-            self.run_dir / ckpt.RESULTS,
+        ckpt.save_final(
+            self.run_dir,
+            self.model.state_dict(),
             {
                 "step": self.step,
                 "seconds": round(seconds, 2),
@@ -405,38 +308,82 @@ class RunState:
                 "results": {k: v.to_dict() for k, v in results.items()},
             },
         )
-        state = self.run_dir / ckpt.STATE
-        if state.exists():
-            state.unlink()  # a finished run needs no resume state
-        return TrainResult(self.run_dir, model, results, self.n_params, seconds)
+        return TrainResult(self.run_dir, self.model, results, self.n_params, seconds)
+
+
+# ----------------------------------------------------------------------------- the loop
+class Stepper(Protocol):
+    """How a trainer takes steps for the runs it holds (in `drive`'s order)."""
+
+    def new_phase(self) -> None:
+        """A phase other than the first begins: fresh optimizer state."""
+
+    def step(self, step: int, phase: Phase, lrs: list[float]) -> list[float]:
+        """One optimisation step of every run at these learning rates; their losses."""
+
+    def hand_back(self, k: int) -> None:
+        """Put run k's current weights and optimizer state into its model and optimizer."""
+
+    def close(self) -> None: ...
+
+
+def drive(runs: list[RunState], stepper: Stepper, progress: bool = True) -> list[TrainResult]:
+    """Train runs that stand at the same step and share one step plan to the end."""
+    total, step = runs[0].cfg.train.total_steps, runs[0].step
+    desc = runs[0].run_dir.name if len(runs) == 1 else f"ensemble of {len(runs)}"
+    bar = tqdm(total=total, initial=step, disable=not progress, desc=desc, dynamic_ncols=True)
+    try:
+        while step < total:
+            phase = runs[0].phase_at(step)
+            if step == phase.start and step > 0:
+                stepper.new_phase()
+            lrs = [run.lr(phase, step) for run in runs]
+            losses = stepper.step(step, phase, lrs)
+            step += 1
+            for k, (run, loss) in enumerate(zip(runs, losses)):
+                if run.due(step):
+                    stepper.hand_back(k)
+                run.record(step, phase, lrs[k], loss)
+            bar.update(1)
+            if runs[0].evaluates(step):
+                bar.set_postfix_str(runs[0].summary() + (" ..." if len(runs) > 1 else ""))
+    finally:
+        stepper.close()
+    bar.close()
+    for k in range(len(runs)):
+        stepper.hand_back(k)
+    return [run.finish() for run in runs]
+
+
+class _Alone:
+    """The stepper of one run: its own HookedTransformer and torch AdamW."""
+
+    def __init__(self, run: RunState):
+        self.run = run
+
+    def new_phase(self) -> None:
+        self.run.opt = make_optimizer(self.run.model, self.run.cfg.train)
+
+    def step(self, step: int, phase: Phase, lrs: list[float]) -> list[float]:
+        run = self.run
+        for group in run.opt.param_groups:
+            group["lr"] = lrs[0]
+        return [train_step(run.model, run.opt, run.batch(phase, step), run.cfg, run.device)]
+
+    def hand_back(self, k: int) -> None:  # the weights never left the model
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def train(
-    cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: bool = True
+    cfg: RunConfig,
+    run_dir: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    device: str = "auto",
 ) -> TrainResult:
-    """Train (or resume) a run into `run_dir`; returns the final held-out evaluation."""
-    run = RunState(cfg, run_dir, resume)
-    t = cfg.train
-    bar = tqdm(
-        total=t.total_steps,
-        initial=run.step,
-        disable=not progress,
-        desc=run.run_dir.name,
-        dynamic_ncols=True,
-    )
-    step = run.step
-    while step < t.total_steps:
-        phase = run.phase_at(step)
-        if step == phase.start and step > 0:
-            run.opt = make_optimizer(run.model, t)  # fresh optimizer for the main phase
-        lr = run.lr(phase, step)
-        for group in run.opt.param_groups:
-            group["lr"] = lr
-        loss = train_step(run.model, run.opt, run.batch(phase, step), cfg, run.device)
-        step += 1
-        run.record(step, phase, lr, loss)
-        bar.update(1)
-        if run.evaluates(step):
-            bar.set_postfix_str(run.summary())
-    bar.close()
-    return run.finish()
+    """Train (or resume) a run into `run_dir` on `device` ("auto": cuda when present)."""
+    run = RunState(cfg, run_dir, resume, device)
+    return drive([run], _Alone(run), progress)[0]

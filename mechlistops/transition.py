@@ -13,7 +13,6 @@ N*(in mixture) gets its interval from independent bootstraps of the two.
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from dataclasses import dataclass
@@ -27,16 +26,16 @@ from mechlistops import checkpoint as ckpt
 from mechlistops.sweep import load_sweep
 
 
-def collect(sweep_dir: Path) -> pd.DataFrame:
+def final_accuracies(sweep_dir: Path) -> pd.DataFrame:
     """One row per (finished member, test set): mixture (with " after OPS" for a curriculum),
-    d_model, seed, n_params, op, accuracy, accuracy_heldout."""
+    d_model, seed, n_params, op, accuracy, accuracy_heldout, accuracy_pool (None without
+    pools)."""
     sweep = load_sweep(sweep_dir)
     rows = []
     for m in sweep.members():
-        path = Path(sweep_dir) / m.name / ckpt.RESULTS
-        if not path.is_file():
+        saved = ckpt.read_results(Path(sweep_dir) / m.name)
+        if saved is None:
             continue
-        saved = json.loads(path.read_text())
         mixture = "+".join(m.config.data.ops)
         if m.config.train.pretrain_steps:  # a curriculum: not the mixture alone
             mixture += " after " + "+".join(m.config.train.pretrain_ops)
@@ -52,12 +51,14 @@ def collect(sweep_dir: Path) -> pd.DataFrame:
                     "op": op,
                     "accuracy": r["accuracy"],
                     "accuracy_heldout": r["accuracy_heldout"],
+                    "accuracy_pool": r.get("accuracy_pool"),
                 }
             )
     return pd.DataFrame(rows)
 
 
-def _sigmoid(x, lo, hi, k, x0):
+def sigmoid(x, lo, hi, k, x0):
+    """The transition curve: accuracy at x = log10(parameters)."""
     return lo + (hi - lo) / (1 + np.exp(-k * (x - x0)))
 
 
@@ -80,7 +81,7 @@ def fit_transition(n_params: np.ndarray, acc: np.ndarray) -> Fit:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", OptimizeWarning)
-            params, _ = curve_fit(_sigmoid, x, y, p0=p0, bounds=bounds, maxfev=5000)
+            params, _ = curve_fit(sigmoid, x, y, p0=p0, bounds=bounds, maxfev=5000)
     except (RuntimeError, OptimizeWarning, ValueError):
         return Fit(None, "fit did not converge")
     lo, hi, k, x0 = params
@@ -136,6 +137,8 @@ def transitions(
             "midpoint_note": fit.reason,
             # the fitted rise: a midpoint of a rise that levels off low is no "learned" size
             "rise": [float(fit.params[0]), float(fit.params[1])] if fit.midpoint else None,
+            # the sigmoid (lo, hi, k, x0 in log10 parameters), for figures
+            "sigmoid": [float(v) for v in fit.params] if fit.midpoint else None,
         }
 
         def mid(d):

@@ -23,7 +23,6 @@ def tiny_config(data=None, model=None, train=None) -> RunConfig:
         warmup_steps=20,
         eval_interval=100,
         save_interval=100,
-        device="cpu",
     )
     return RunConfig(
         dataclasses.replace(d, **(data or {})),
@@ -47,3 +46,22 @@ def tiny_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
     train(tiny_config(), run_dir, progress=False)
     return run_dir
+
+
+def train_interrupted(monkeypatch, cfg: RunConfig, run_dir, at_step: int) -> None:
+    """Train `cfg` into `run_dir` and stop it with KeyboardInterrupt at step `at_step` (as a
+    Ctrl-C would), leaving the run as an interrupted one to resume."""
+    import mechlistops.train as train_mod
+
+    calls, real_loss = {"n": 0}, train_mod.loss_fn
+
+    def dying_loss(*args):
+        calls["n"] += 1
+        if calls["n"] == at_step:
+            raise KeyboardInterrupt
+        return real_loss(*args)
+
+    monkeypatch.setattr(train_mod, "loss_fn", dying_loss)
+    with pytest.raises(KeyboardInterrupt):
+        train_mod.train(cfg, run_dir, progress=False)
+    monkeypatch.setattr(train_mod, "loss_fn", real_loss)

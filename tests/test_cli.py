@@ -114,6 +114,11 @@ def test_data_evaluate_malformed_input(tmp_path, capsys, content, fragment):
         (["train", "--device", "cuda:banana"], "device"),
         (["train", "--init-from", "/nonexistent/run"], "no such run directory"),
         (["train", "--lr", "abc"], "invalid float value"),
+        (["train", "--grad-clip", "-1"], "grad_clip must be a non-negative number"),
+        (["train", "--weight-decay", "nan"], "weight_decay must be a non-negative number"),
+        (["train", "--eval-batch-size", "0"], "eval_batch_size must be positive"),
+        (["train", "--normalization", "BN"], "'BN' is not one of LN, RMS, none"),
+        (["train", "--length-buckets", "1"], "length_buckets must be 0 (off) or at least 2"),
         (["train", "--tree", "single", "--train-size", "-1"], "train_size must be in 1.."),
         (["train", "--train-size", "3000"], "needs single-operator trees"),
         (

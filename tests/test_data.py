@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mechlistops.config import OPERATORS, DataConfig
+from mechlistops.config import OPERATORS, DataConfig, TrainConfig
 from mechlistops.data import (
     TrainStream,
     excluded_hashes,
@@ -13,6 +13,13 @@ from mechlistops.data import (
     seq_len,
 )
 from mechlistops.listops import Node, Vocab, count_leaves, evaluate, parse, ssum_permutation
+
+
+def _stream(batch_size: int, chunk_steps: int, buckets: int = 0) -> TrainConfig:
+    """The TrainConfig fields a training stream reads."""
+    return TrainConfig(
+        batch_size=batch_size, stream_chunk_steps=chunk_steps, length_buckets=buckets
+    )
 
 
 def _reference(cfg, ex):
@@ -129,7 +136,7 @@ def test_train_stream_never_holds_heldout_test_expressions(holdout_min_leaves):
         held |= {e for e, h in zip(ex.expressions(vocab), heldout_mask(cfg, ex)) if h}
     if holdout_min_leaves == 0:
         assert len(held) == len({e for ex in sets.values() for e in ex.expressions(vocab)})
-    stream = TrainStream(cfg, 256, excluded_hashes(cfg, sets), chunk_steps=8)
+    stream = TrainStream(cfg, _stream(256, 8), excluded_hashes(cfg, sets))
     train = set()
     for step in range(40):
         batch = stream.batch(step)
@@ -144,8 +151,8 @@ def test_train_stream_never_holds_heldout_test_expressions(holdout_min_leaves):
 def test_train_stream_batches_depend_only_on_step():
     cfg = DataConfig()
     exclude = excluded_hashes(cfg, make_test_sets(cfg))
-    a = TrainStream(cfg, 32, exclude, chunk_steps=4)
-    b = TrainStream(cfg, 32, exclude, chunk_steps=4)
+    a = TrainStream(cfg, _stream(32, 4), exclude)
+    b = TrainStream(cfg, _stream(32, 4), exclude)
     seq_a = [a.batch(s).tokens for s in range(10)]
     seq_b = [b.batch(s).tokens for s in (9, 3, 0, 5, 1, 2, 4, 6, 7, 8)]
     order = (9, 3, 0, 5, 1, 2, 4, 6, 7, 8)
@@ -157,8 +164,8 @@ def test_train_stream_batches_depend_only_on_step():
 def test_length_buckets_reorder_a_chunk_without_changing_it():
     cfg = DataConfig()
     exclude = excluded_hashes(cfg, make_test_sets(cfg))
-    plain = TrainStream(cfg, 64, exclude, chunk_steps=32)
-    bucketed = TrainStream(cfg, 64, exclude, chunk_steps=32, length_buckets=8)
+    plain = TrainStream(cfg, _stream(64, 32), exclude)
+    bucketed = TrainStream(cfg, _stream(64, 32, buckets=8), exclude)
     a = [plain.batch(s) for s in range(32)]
     b = [bucketed.batch(s) for s in range(32)]
 

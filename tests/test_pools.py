@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mechlistops.config import OPERATORS, DataConfig
+from mechlistops.config import OPERATORS, DataConfig, TrainConfig
 from mechlistops.data import row_hashes
 from mechlistops.errors import ConfigError
 from mechlistops.evaluate import evaluate_set
@@ -19,7 +19,7 @@ from mechlistops.model import build_model
 from mechlistops.pools import PoolStream, evaluation_data, pool_digest
 from mechlistops.train import train
 
-from .conftest import tiny_config
+from .conftest import tiny_config, train_interrupted
 
 POOLED = DataConfig(ops=("SUM", "MAX", "MED"), tree="single", train_size=500, test_size=300)
 
@@ -49,7 +49,8 @@ def test_sum_pool_is_the_same_alone_and_in_a_mixture():
 
 
 def _stream(cfg, pools, chunk_steps=4):
-    return PoolStream(cfg, 50, pools, cfg.ops, chunk_steps=chunk_steps)
+    train = TrainConfig(batch_size=50, stream_chunk_steps=chunk_steps, length_buckets=0)
+    return PoolStream(cfg, train, pools, cfg.ops)
 
 
 def test_training_cycles_through_the_pool_in_reshuffled_epochs():
@@ -111,20 +112,7 @@ def test_pooled_run_records_its_pools_and_resumes_exactly(tmp_path, monkeypatch)
     assert results["epochs"]["SUM"] == pytest.approx(results["examples"]["SUM"] / 400, abs=1e-3)
     assert ref.results["SUM"].accuracy_pool is not None
 
-    import mechlistops.train as train_mod
-
-    calls, real = {"n": 0}, train_mod.loss_fn
-
-    def dying(*args):
-        calls["n"] += 1
-        if calls["n"] == 45:
-            raise KeyboardInterrupt
-        return real(*args)
-
-    monkeypatch.setattr(train_mod, "loss_fn", dying)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "cut", progress=False)
-    monkeypatch.setattr(train_mod, "loss_fn", real)
+    train_interrupted(monkeypatch, cfg, tmp_path / "cut", at_step=45)
     train(cfg, tmp_path / "cut", resume=True, progress=False)
     a, b = (
         load_file(tmp_path / "ref" / "model.safetensors"),

@@ -15,11 +15,12 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from mechlistops import checkpoint as ckpt
 from mechlistops import load_run
+from mechlistops.atomic import atomic_write, write_json
 from mechlistops.data import make_test_sets
 from mechlistops.errors import CheckpointError
 from mechlistops.evaluate import evaluate_sets, to_tensors
 from mechlistops.train import lr_at, snapshot_steps, train
-from tests.conftest import tiny_config
+from tests.conftest import tiny_config, train_interrupted
 
 
 def test_smoke_run_learns_max(tiny_run):
@@ -75,21 +76,7 @@ def test_interrupted_run_resumes_to_identical_weights(tmp_path, monkeypatch):
     cfg = tiny_config(train={"steps": 120, "save_interval": 40, "eval_interval": 40})
     ref = train(cfg, tmp_path / "ref", progress=False)
 
-    import mechlistops.train as train_mod
-
-    calls = {"n": 0}
-    real_loss = train_mod.loss_fn
-
-    def dying_loss(*args):
-        calls["n"] += 1
-        if calls["n"] == 95:  # between the checkpoints at 80 and 120
-            raise KeyboardInterrupt
-        return real_loss(*args)
-
-    monkeypatch.setattr(train_mod, "loss_fn", dying_loss)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "cut", progress=False)
-    monkeypatch.setattr(train_mod, "loss_fn", real_loss)
+    train_interrupted(monkeypatch, cfg, tmp_path / "cut", at_step=95)  # between 80 and 120
     assert not (tmp_path / "cut" / "model.safetensors").exists()
     resumed = train(cfg, tmp_path / "cut", resume=True, progress=False)
     for name, tensor in _weights(tmp_path / "ref").items():
@@ -164,7 +151,7 @@ def test_killed_process_resumes_to_identical_weights(tmp_path):
 
 def test_atomic_write_leaves_old_file_when_interrupted(tmp_path):
     path = tmp_path / "f.json"
-    ckpt.write_json(path, {"a": 1})
+    write_json(path, {"a": 1})
 
     def half_then_die(tmp):
         with open(tmp, "w") as f:
@@ -172,7 +159,7 @@ def test_atomic_write_leaves_old_file_when_interrupted(tmp_path):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        ckpt.atomic_write(path, half_then_die)
+        atomic_write(path, half_then_die)
     assert json.loads(path.read_text()) == {"a": 1}
     assert os.listdir(tmp_path) == ["f.json"]
 

@@ -13,23 +13,26 @@ import torch
 
 from mechlistops.checkpoint import LoadedRun, load_run, parse_run_spec
 from mechlistops.config import parse_ops
-from mechlistops.data import Examples, make_test_sets
+from mechlistops.data import Examples
 from mechlistops.errors import ConfigError
+from mechlistops.pools import evaluation_data
 
 
 @dataclass
 class AnalysisInputs:
     run: LoadedRun
     sets: dict[str, Examples]  # test sets to analyse, by name (operators, maybe "mixture")
+    pools: dict[str, Examples]  # the operators' training pools (empty with a fresh stream)
 
 
 def prepare(
     spec: str, ops: str | None = None, limit: int | None = None, device: str = "cpu"
 ) -> AnalysisInputs:
-    """Load `RUN` or `RUN@STEP` and rebuild its held-out sets (restricted to `ops`)."""
+    """Load `RUN` or `RUN@STEP` and rebuild its held-out sets (restricted to `ops`) and its
+    training pools."""
     run = load_run(spec, device=device)
     cfg = run.config
-    sets = make_test_sets(cfg.data, extra_ops=cfg.train.pretrain_ops)
+    sets, pools = evaluation_data(cfg.data, extra_ops=cfg.train.pretrain_ops)
     if ops:
         wanted = parse_ops(ops)
         missing = [op for op in wanted if op not in sets]
@@ -40,7 +43,7 @@ def prepare(
         sets = {op: sets[op] for op in wanted}
     if limit is not None:
         sets = {k: v.subset(slice(0, limit)) for k, v in sets.items()}
-    return AnalysisInputs(run, sets)
+    return AnalysisInputs(run, sets, pools)
 
 
 def analysis_path(spec: str, stem: str, suffix: str) -> Path:

@@ -61,7 +61,7 @@ def _position_masks(ex: Examples, vocab: Vocab) -> dict[str, np.ndarray]:
 
 
 @torch.no_grad()
-def collect(
+def collect_activations(
     model: HookedTransformer,
     ex: Examples,
     vocab: Vocab,
@@ -142,8 +142,8 @@ def probe(
     targets = targets or TARGETS
     ex = Examples.concat(list(sets.values()))
     sites = probe_sites(model.cfg.n_layers)
-    trained = collect(model, ex, vocab, sites, max_items, seed)
-    random = collect(baseline, ex, vocab, sites, max_items, seed)
+    trained = collect_activations(model, ex, vocab, sites, max_items, seed)
+    random = collect_activations(baseline, ex, vocab, sites, max_items, seed)
     rng = np.random.default_rng(seed)
     rows = []
     values = np.arange(vocab.modulus)

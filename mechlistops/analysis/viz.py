@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mechlistops.checkpoint import atomic_write
+from mechlistops.atomic import atomic_write
 
 
 def _pyplot():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mechlistops.analysis.probes import (
-    collect,
+    collect_activations,
     fit_probe,
     heldout_pair_accuracy,
     probe,
@@ -58,7 +58,7 @@ def test_collect_reads_node_values_at_each_position(small):
         "blocks.0.hook_resid_mid",
         "blocks.0.hook_resid_post",
     ]
-    got = collect(model, ex, vocab, sites, max_items=10_000)
+    got = collect_activations(model, ex, vocab, sites, max_items=10_000)
     feats, labels, rows = got["answer"]
     np.testing.assert_array_equal(labels, ex.answers[rows])
     assert feats[sites[0]].shape == (len(ex), 16)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mechlistops.cli import _add_data_args, _add_train_options, _train_config, numbers
+from mechlistops.cli.options import numbers
+from mechlistops.cli.train import add_device_option, add_run_options, run_config_from_args
 from mechlistops.config import parse_ops
 from mechlistops.errors import ConfigError
 from mechlistops.sweep import ENGINES, LAUNCHERS
@@ -15,7 +16,7 @@ from mechlistops.sweep import ENGINES, LAUNCHERS
 def cmd_sweep(args) -> int:
     from mechlistops.sweep import SweepConfig, run_sweep
 
-    base = _train_config(args)
+    base = run_config_from_args(args)
     sweep = SweepConfig(
         tuple(parse_ops(m) for m in args.mixture), args.d_model_list, args.seeds, base
     )
@@ -25,15 +26,19 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_transition(args) -> int:
-    from mechlistops.checkpoint import write_json
+    from mechlistops.atomic import write_json
     from mechlistops.plots import plot_transitions
-    from mechlistops.transition import collect, transitions
+    from mechlistops.transition import final_accuracies, transitions
 
-    df = collect(Path(args.sweep))
+    df = final_accuracies(Path(args.sweep))
     if df.empty:
         raise ConfigError(f"{args.sweep}: no finished runs yet")
     if args.heldout:  # score only the test expressions guaranteed absent from training
         df = df.assign(accuracy=df["accuracy_heldout"])
+    elif args.pool:  # accuracy on training expressions: memorisation, not the transition
+        if df["accuracy_pool"].isna().all():
+            raise ConfigError(f"{args.sweep}: its runs have no training pools (--train-size)")
+        df = df.dropna(subset=["accuracy_pool"]).assign(accuracy=lambda d: d["accuracy_pool"])
     args.threshold = args.threshold or [0.9, 0.99]
     fits = transitions(df, thresholds=tuple(args.threshold), n_boot=args.bootstrap)
     write_json(Path(args.sweep) / "transitions.json", json.loads(fits.to_json(orient="records")))
@@ -89,6 +94,7 @@ def _engine_options(args) -> dict:
         "max_models": args.max_models,
         "launcher": args.launcher,
         "address": args.address,
+        "device": args.device,
     }
 
 
@@ -116,12 +122,16 @@ def _add_engine_options(s) -> None:
         help="Ray cluster HOST:PORT for --launcher ray (default: start a local Ray)",
     )
     s.add_argument("--no-progress", action="store_true")
+    add_device_option(s)
+
+
+# A sweep varies these itself (--mixture, --d-model, --seeds); they are not options of it.
+_VARIED = {"data": ("ops", "seed"), "model": ("d_model",), "train": ("seed",)}
 
 
 def add_parsers(sub) -> None:
     s = sub.add_parser("sweep", help="train a grid of mixtures x sizes x seeds")
-    _add_data_args(s)
-    _add_train_options(s, sweep=True)
+    add_run_options(s, exclude=_VARIED)
     s.add_argument(
         "--mixture",
         action="append",
@@ -135,10 +145,10 @@ def add_parsers(sub) -> None:
         required=True,
         help="model widths, e.g. 8,12,16,24,32",
     )
-    s.add_argument("--seeds", type=int, default=3)
+    s.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1, each the data and init seed")
     s.add_argument("--out", required=True, help="sweep directory")
     _add_engine_options(s)
-    s.set_defaults(func=cmd_sweep, d_model=None, seed=None, data_seed=None)
+    s.set_defaults(func=cmd_sweep)
     t = sub.add_parser("transition", help="learning transitions of a sweep")
     t.add_argument("sweep", help="sweep directory")
     t.add_argument(
@@ -149,10 +159,17 @@ def add_parsers(sub) -> None:
         help="accuracy counted as learned (default 0.9 and 0.99)",
     )
     t.add_argument("--bootstrap", type=int, default=500, help="bootstrap resamples")
-    t.add_argument(
+    which = t.add_mutually_exclusive_group()
+    which.add_argument(
         "--heldout",
         action="store_true",
-        help="use accuracy on the held-out part of each test set (>= 4 leaves)",
+        help="use accuracy on the held-out part of each test set (the expressions with at "
+        "least the runs' holdout_min_leaves leaves, never in training)",
+    )
+    which.add_argument(
+        "--pool",
+        action="store_true",
+        help="use accuracy on the operators' training pools (runs with --train-size)",
     )
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_transition, threshold=None)

@@ -1,0 +1,125 @@
+"""`mechlistops train | eval`: train a run (or resume one), score a saved run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from mechlistops.cli.options import add_config_options, config_from_args, given, given_flags
+from mechlistops.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from mechlistops.errors import ConfigError
+
+
+def add_run_options(p, exclude: dict[str, tuple[str, ...]] | None = None) -> None:
+    """Every knob of a run, as options (sections data, model, training)."""
+    exclude = exclude or {}
+    for section, kind in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig)):
+        add_config_options(p, section, kind, exclude.get(section, ()))
+
+
+def run_config_from_args(args, base: RunConfig | None = None) -> RunConfig:
+    """The RunConfig the options describe. The data seed follows --seed unless given."""
+    base = base or RunConfig()
+    train = config_from_args(args, "train", base.train)
+    data = base.data
+    if "seed" not in given(args, "data"):
+        data = dataclasses.replace(data, seed=train.seed)
+    data = config_from_args(args, "data", data)
+    return RunConfig(data, config_from_args(args, "model", base.model), train)
+
+
+def add_device_option(p) -> None:
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="where to train: auto (cuda when present, else cpu), cpu, cuda, cuda:N",
+    )
+
+
+def cmd_train(args) -> int:
+    from mechlistops.checkpoint import load_run_config
+    from mechlistops.evaluate import format_table
+    from mechlistops.plots import plot_training
+    from mechlistops.train import default_run_name, train
+
+    if args.resume:
+        extra = given_flags(args) + ["--out"] * bool(args.out)
+        if extra:
+            raise ConfigError("--resume takes every setting from the run; drop " + ", ".join(extra))
+        run_dir = Path(args.resume)
+        cfg = load_run_config(run_dir)
+    else:
+        cfg = run_config_from_args(args)
+        if cfg.train.init_from and not Path(cfg.train.init_from).is_dir():
+            raise ConfigError(f"--init-from {cfg.train.init_from}: no such run directory")
+        run_dir = Path(args.out) if args.out else Path("checkpoints") / default_run_name(cfg)
+    result = train(
+        cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress, device=args.device
+    )
+    figure = plot_training(run_dir)
+    report = None
+    if not args.no_report:  # the run's analyses, on one offline page
+        from mechlistops.report import build_report
+
+        report = build_report(
+            [str(run_dir)], run_dir / "report.html", device=result.model.W_E.device
+        )
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "run_dir": str(run_dir),
+                    "n_params": result.n_params,
+                    "seconds": round(result.seconds, 2),
+                    "results": {k: v.to_dict() for k, v in result.results.items()},
+                },
+                indent=2,
+            )
+        )
+        return 0
+    print(
+        f"\n{result.n_params['n_params']:,} parameters "
+        f"({result.n_params['n_params_no_embed']:,} without embeddings), "
+        f"{cfg.train.total_steps} steps in {result.seconds:.0f} s"
+    )
+    print(format_table(result.results))
+    print(f"\nrun saved to {run_dir} (training curves: {figure})")
+    if report:
+        print(f"analyses (ablation, attribution, probes, geometry, attention views): {report}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from mechlistops.checkpoint import load_run
+    from mechlistops.evaluate import evaluate_sets, format_table
+    from mechlistops.model import resolve_device
+    from mechlistops.pools import evaluation_data
+
+    run = load_run(args.run, device=resolve_device(args.device))
+    cfg = run.config
+    sets, pools = evaluation_data(cfg.data, extra_ops=cfg.train.pretrain_ops)
+    results = evaluate_sets(run.model, sets, cfg.data, pools=pools)
+    if args.json:
+        print(json.dumps({k: v.to_dict() for k, v in results.items()}, indent=2))
+    else:
+        print(format_table(results))
+    return 0
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("train", help="train a HookedTransformer (defaults: the embedded demo)")
+    add_run_options(p)
+    add_device_option(p)
+    p.add_argument("--out", help="run directory (default checkpoints/<generated name>)")
+    p.add_argument("--resume", metavar="RUN", help="continue an interrupted run")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-report", action="store_true", help="skip the analyses report at the end")
+    p.add_argument("--json", action="store_true", help="print the final results as JSON")
+    p.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="per-operator accuracy of a saved run")
+    e.add_argument("run", help="run directory, or RUN@STEP")
+    e.add_argument("--json", action="store_true")
+    e.add_argument("--device", default="auto")
+    e.set_defaults(func=cmd_eval)

@@ -1,0 +1,78 @@
+"""The run directory across format versions: runs saved by run format 1 (before `device` left
+the config) load, evaluate, resume to the weights their own code reached, and analyse.
+
+tests/data/format1/ was written by the code of run format 1: `finished` is a 40-step run,
+`interrupted` the same run killed after step 30 (resume state at step 20).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from mechlistops import checkpoint as ckpt
+from mechlistops import load_run
+from mechlistops.cli import main
+from mechlistops.evaluate import evaluate_sets
+from mechlistops.pools import evaluation_data
+from mechlistops.train import train
+
+FORMAT1 = Path(__file__).parent / "data" / "format1"
+
+
+def _copy(tmp_path: Path, name: str) -> Path:
+    return Path(shutil.copytree(FORMAT1 / name, tmp_path / name))
+
+
+def test_format1_run_loads_and_scores_as_it_did():
+    raw = json.loads((FORMAT1 / "finished" / "config.json").read_text())
+    assert raw["format"] == "mechlistops-run/1" and "device" in raw["train"]
+    run = load_run(FORMAT1 / "finished")
+    sets, pools = evaluation_data(run.config.data)
+    saved = json.loads((FORMAT1 / "finished" / "results.json").read_text())["results"]
+    for name, result in evaluate_sets(run.model, sets, run.config.data, pools=pools).items():
+        assert result.accuracy == saved[name]["accuracy"], name
+        assert result.loss == saved[name]["loss"], name
+
+
+@pytest.fixture
+def one_thread():
+    """The fixture runs were trained on one thread; float sums on two threads differ."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_format1_interrupted_run_resumes_to_the_weights_its_code_reached(tmp_path, one_thread):
+    run_dir = _copy(tmp_path, "interrupted")
+    cfg = ckpt.load_run_config(run_dir)
+    train(cfg, run_dir, resume=True, progress=False)
+    expected = load_file(FORMAT1 / "finished" / "model.safetensors")
+    got = load_file(run_dir / "model.safetensors")
+    assert expected.keys() == got.keys()
+    for name in expected:
+        assert torch.equal(expected[name], got[name]), name
+    assert [r["step"] for r in ckpt.read_metrics(run_dir)] == [20, 40]
+
+
+def test_format1_run_resumes_and_analyses_from_the_cli(tmp_path, capsys):
+    run_dir = _copy(tmp_path, "interrupted")
+    assert main(["train", "--resume", str(run_dir), "--no-progress", "--no-report"]) == 0
+    assert main(["geometry", str(run_dir), "--limit", "50"]) == 0
+    assert main(["ablate", str(_copy(tmp_path, "finished")), "--component", "mlp"]) == 0
+    assert "ordering" in capsys.readouterr().out
+
+
+def test_new_weights_files_say_pt_beside_the_run_format(tiny_run):
+    with safe_open(str(tiny_run / "model.safetensors"), framework="pt") as f:
+        meta = f.metadata()
+    assert meta["format"] == "pt" and meta["mechlistops"] == ckpt.FORMAT
+    raw = json.loads((tiny_run / "config.json").read_text())
+    assert raw["format"] == ckpt.FORMAT and "device" not in raw["train"]
