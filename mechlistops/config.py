@@ -33,6 +33,7 @@ SCHEDULES = ("constant", "cosine", "linear")
 LOSS_ON = ("answer", "sequence")
 TRANSFER = ("all", "embed", "no-embed")
 MAX_TRAIN_SIZE = 10_000_000  # expressions per operator's pool
+MAX_STEPS = 100_000_000
 
 
 def knob(default: Any, help: str, **meta: Any) -> Any:
@@ -252,6 +253,22 @@ class TrainConfig:
     transfer: str = knob(
         "all", "which weights --init-from copies: all, embed (W_E), no-embed", choices=TRANSFER
     )
+    # Like-for-like budgets: the main phase lasts until about budget_examples training examples
+    # of budget_op (steps = ceil(N / (batch_size * OP's mixture weight)), replacing `steps`).
+    budget_op: str | None = knob(
+        None, "operator whose training examples set the budget", none="none", choices=OPERATORS
+    )
+    budget_examples: int = knob(
+        0, "train until about N examples of --budget-op (0 = off: --steps decides)"
+    )
+    # Convergence: stop at an evaluation once every test set reaches stop_accuracy, or once the
+    # mean held-out accuracy over the operators has not improved by stop_delta for
+    # stop_patience evaluations. The reason and step are recorded in results.json.
+    stop_accuracy: float = knob(0.0, "stop once every test set's accuracy reaches this (0 = off)")
+    stop_patience: int = knob(
+        0, "stop after this many evaluations without held-out improvement (0 = off)"
+    )
+    stop_delta: float = knob(0.005, "improvement in mean held-out accuracy that counts")
     # How the training stream draws its batches (data.TrainStream, pools.PoolStream): batches
     # come in chunks of `stream_chunk_steps`, each from its own RNG, drawing
     # stream_oversample * rows + stream_extra_rows candidates before filtering held-out
@@ -272,8 +289,22 @@ class TrainConfig:
             raise ConfigError(
                 f"length_buckets must be 0 (off) or at least 2, got {self.length_buckets}"
             )
+        if self.steps > MAX_STEPS or self.pretrain_steps > MAX_STEPS:
+            raise ConfigError(f"steps must be at most {MAX_STEPS:,}")
         if self.pretrain_steps < 0 or self.warmup_steps < 0:
             raise ConfigError("pretrain_steps and warmup_steps must be non-negative")
+        if self.budget_op is not None and self.budget_op not in OPERATORS:
+            raise ConfigError(f"unknown operator {self.budget_op!r}; known: {', '.join(OPERATORS)}")
+        if self.budget_examples < 0 or bool(self.budget_op) != (self.budget_examples > 0):
+            raise ConfigError(
+                "budget_op and budget_examples (a positive count) must be given together"
+            )
+        if not 0.0 <= self.stop_accuracy <= 1.0:
+            raise ConfigError(f"stop_accuracy must be in [0, 1], got {self.stop_accuracy}")
+        if self.stop_patience < 0:
+            raise ConfigError(f"stop_patience must be non-negative, got {self.stop_patience}")
+        if not (self.stop_delta >= 0 and math.isfinite(self.stop_delta)):
+            raise ConfigError(f"stop_delta must be a non-negative number, got {self.stop_delta}")
         if bool(self.pretrain_ops) != (self.pretrain_steps > 0):
             raise ConfigError("pretrain_ops and pretrain_steps must be given together")
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -310,6 +341,23 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        t = self.train
+        if t.budget_examples:  # the steps of a budget follow from the mixture
+            if t.budget_op not in self.data.ops:
+                raise ConfigError(
+                    f"budget operator {t.budget_op} is not in the mixture {','.join(self.data.ops)}"
+                )
+            share = self.data.mixture_weights[self.data.ops.index(t.budget_op)]
+            if share == 0:
+                raise ConfigError(f"budget operator {t.budget_op} has mixture weight 0")
+            steps = math.ceil(t.budget_examples / (t.batch_size * share))
+            if steps > MAX_STEPS:
+                raise ConfigError(
+                    f"a budget of {t.budget_examples:,} examples needs {steps:,} steps"
+                )
+            object.__setattr__(self, "train", dataclasses.replace(t, steps=steps))
 
     def to_dict(self) -> dict[str, Any]:
         return {

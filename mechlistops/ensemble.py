@@ -86,7 +86,7 @@ class _Stacked:
     one vmapped forward and backward pass, per-member clipping and AdamW in tensor ops."""
 
     def __init__(self, runs: list[RunState]):
-        self.runs, template = runs, runs[0].model
+        self.runs, template = list(runs), runs[0].model
         self.device = runs[0].device
         cfgs = [r.cfg for r in runs]
         # The optimizer's own groups and order (train.decay_groups).
@@ -123,18 +123,31 @@ class _Stacked:
         self.prefetch = ThreadPoolExecutor(1, thread_name_prefix="ensemble-data")
         self.total = cfgs[0].train.total_steps
         start = runs[0].step
-        self.upcoming = self.prefetch.submit(self._inputs_at, start) if start < self.total else None
+        self.upcoming = self._submit(start) if start < self.total else None
 
     def _per_member(self, values: list[float]) -> Tensor:  # one value per member, on the device
         return torch.tensor(values, dtype=torch.float32, device=self.device)
 
-    def _inputs_at(self, step: int):
+    def _submit(self, step: int):
+        """Make one step's inputs in the prefetch thread, for the members live now."""
+        return self.prefetch.submit(self._inputs_at, step, tuple(self.runs))
+
+    def _inputs_at(self, step: int, runs: tuple[RunState, ...]):
         """The members' batches for one step, padded to one width and stacked on the device."""
-        phase = self.runs[0].phase_at(step)
-        batches = [r.batch(phase, step) for r in self.runs]
+        phase = runs[0].phase_at(step)
+        batches = [r.batch(phase, step) for r in runs]
         width = max(int(b.lengths.max()) for b in batches)
-        parts = [loss_inputs(b, r.cfg, self.device, width) for b, r in zip(batches, self.runs)]
-        return tuple(None if part[0] is None else torch.stack(part) for part in zip(*parts))
+        parts = [loss_inputs(b, r.cfg, self.device, width) for b, r in zip(batches, runs)]
+        stacked = tuple(None if part[0] is None else torch.stack(part) for part in zip(*parts))
+        return runs, stacked
+
+    def _inputs(self):
+        """This step's prefetched inputs, without the rows of members that have since left."""
+        made_for, inputs = self.upcoming.result()
+        if list(made_for) == self.runs:
+            return inputs
+        rows = torch.tensor([made_for.index(r) for r in self.runs], device=self.device)
+        return tuple(None if x is None else x[rows] for x in inputs)
 
     def new_phase(self) -> None:  # a fresh AdamW for the main phase
         for n in self.names:
@@ -144,9 +157,9 @@ class _Stacked:
 
     def step(self, step: int, phase: Phase, lrs: list[float]) -> list[float]:
         self.lrs = lrs
-        tokens, pos, targets, mask = self.upcoming.result()
+        tokens, pos, targets, mask = self._inputs()
         if step + 1 < self.total:
-            self.upcoming = self.prefetch.submit(self._inputs_at, step + 1)
+            self.upcoming = self._submit(step + 1)
         logits = self.forward[pos is not None](self.params, tokens, pos)
         losses = loss_from_logits(logits, targets, mask)
         grads = torch.autograd.grad(losses.sum(), [self.params[n] for n in self.names])
@@ -180,6 +193,16 @@ class _Stacked:
                 }
         for group in run.opt.param_groups:
             group["lr"] = self.lrs[k]
+
+    def drop(self, k: int) -> None:
+        """Member k has stopped: unstack it from the weights, moments and hyperparameters."""
+        keep = torch.tensor([i for i in range(len(self.runs)) if i != k], device=self.device)
+        with torch.no_grad():
+            self.params = {n: p[keep].detach().requires_grad_() for n, p in self.params.items()}
+            self.moments = {n: [m[keep] for m in ms] for n, ms in self.moments.items()}
+        self.hyper = {name: v[keep] for name, v in self.hyper.items()}
+        self.clip = self.clip[keep]
+        del self.runs[k], self.lrs[k]
 
     def close(self) -> None:
         self.prefetch.shutdown(cancel_futures=True)

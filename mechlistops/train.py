@@ -172,6 +172,8 @@ class RunState:
         self.step, self.loss_sum, self.loss_count = 0, 0.0, 0
         self.examples: Counter[str] = Counter()  # training examples seen, by root operator
         self._batch_ops: dict[int, Counter[str]] = {}  # per step, until `record` books it
+        self.stopped: dict | None = None  # {"step", "reason"} once a stopping rule fired
+        self._best, self._stale = -1.0, 0  # best mean held-out accuracy, evaluations since
         elapsed = self._resume() if resume else self._create()
         self.model.train()
         self.eval_names = eval_ops(cfg.data, t.pretrain_ops)
@@ -211,6 +213,8 @@ class RunState:
         self.loss_sum = point.meta.get("loss_sum", 0.0)
         self.loss_count = point.meta.get("loss_count", 0)
         self.examples = Counter(point.meta.get("examples", {}))
+        for record in ckpt.read_metrics(self.run_dir):  # the patience count so far
+            self._track(record["eval"])
         log.info("resuming %s at step %d", self.run_dir, self.step)
         return point.meta.get("elapsed_s", 0.0)
 
@@ -281,8 +285,35 @@ class RunState:
             **({"epochs": self.epochs()} if self.pools else {}),
             "eval": {k: v.to_dict() for k, v in self.last_eval.items()},
         }
+        self._track(self.metrics["eval"])
+        reason = self._stop_reason() if phase.index == self.plan[-1].index else None
+        if reason:
+            self.stopped = {"step": step, "reason": reason}
+            self.metrics["stop"] = reason
         ckpt.append_metrics(self.run_dir, self.metrics)
         self.loss_sum, self.loss_count = 0.0, 0
+
+    def _track(self, scores: dict[str, dict]) -> None:
+        """Update the patience count from one evaluation's scores (as saved in metrics)."""
+        held = [r["accuracy_heldout"] for k, r in scores.items() if k != "mixture"]
+        held = [h for h in held if h is not None]
+        mean = sum(held) / len(held) if held else 0.0
+        if mean > self._best + self.cfg.train.stop_delta:
+            self._best, self._stale = mean, 0
+        else:
+            self._stale += 1
+
+    def _stop_reason(self) -> str | None:
+        """Why the run stops at this evaluation (the stopping rules of TrainConfig), or None."""
+        t = self.cfg.train
+        if t.stop_accuracy and all(r.accuracy >= t.stop_accuracy for r in self.last_eval.values()):
+            return f"every test set reached accuracy {t.stop_accuracy}"
+        if t.stop_patience and self._stale >= t.stop_patience:
+            return (
+                f"mean held-out accuracy did not improve by {t.stop_delta} in "
+                f"{t.stop_patience} evaluations"
+            )
+        return None
 
     def summary(self) -> str:
         loss = self.metrics["train_loss"]
@@ -305,6 +336,7 @@ class RunState:
                 "n_params": self.n_params,
                 "examples": dict(self.examples),
                 **({"epochs": self.epochs()} if self.pools else {}),
+                "stopped": self.stopped,
                 "results": {k: v.to_dict() for k, v in results.items()},
             },
         )
@@ -324,35 +356,46 @@ class Stepper(Protocol):
     def hand_back(self, k: int) -> None:
         """Put run k's current weights and optimizer state into its model and optimizer."""
 
+    def drop(self, k: int) -> None:
+        """Run k has stopped: step only the others from now on (k shifts the later ones)."""
+
     def close(self) -> None: ...
 
 
 def drive(runs: list[RunState], stepper: Stepper, progress: bool = True) -> list[TrainResult]:
-    """Train runs that stand at the same step and share one step plan to the end."""
+    """Train runs that stand at the same step and share one step plan to the end, or until
+    each stops by its stopping rules (a stopped run leaves, the rest go on)."""
     total, step = runs[0].cfg.train.total_steps, runs[0].step
     desc = runs[0].run_dir.name if len(runs) == 1 else f"ensemble of {len(runs)}"
     bar = tqdm(total=total, initial=step, disable=not progress, desc=desc, dynamic_ncols=True)
+    live, results = list(runs), {}  # the stepper's k-th run is live[k]
     try:
-        while step < total:
-            phase = runs[0].phase_at(step)
+        while step < total and live:
+            phase = live[0].phase_at(step)
             if step == phase.start and step > 0:
                 stepper.new_phase()
-            lrs = [run.lr(phase, step) for run in runs]
+            lrs = [run.lr(phase, step) for run in live]
             losses = stepper.step(step, phase, lrs)
             step += 1
-            for k, (run, loss) in enumerate(zip(runs, losses)):
+            for k, (run, loss) in enumerate(zip(live, losses)):
                 if run.due(step):
                     stepper.hand_back(k)
                 run.record(step, phase, lrs[k], loss)
+            for k in reversed(range(len(live))):
+                if live[k].stopped:
+                    run = live.pop(k)
+                    results[id(run)] = run.finish()
+                    stepper.drop(k)
             bar.update(1)
             if runs[0].evaluates(step):
                 bar.set_postfix_str(runs[0].summary() + (" ..." if len(runs) > 1 else ""))
     finally:
         stepper.close()
     bar.close()
-    for k in range(len(runs)):
+    for k, run in enumerate(live):
         stepper.hand_back(k)
-    return [run.finish() for run in runs]
+        results[id(run)] = run.finish()
+    return [results[id(run)] for run in runs]
 
 
 class _Alone:
@@ -371,6 +414,9 @@ class _Alone:
         return [train_step(run.model, run.opt, run.batch(phase, step), run.cfg, run.device)]
 
     def hand_back(self, k: int) -> None:  # the weights never left the model
+        pass
+
+    def drop(self, k: int) -> None:  # the loop ends with its only run
         pass
 
     def close(self) -> None:

@@ -23,23 +23,41 @@ import pandas as pd
 from scipy.optimize import OptimizeWarning, curve_fit
 
 from mechlistops import checkpoint as ckpt
+from mechlistops.errors import ConfigError
 from mechlistops.sweep import load_sweep
 
 
 def final_accuracies(sweep_dir: Path) -> pd.DataFrame:
-    """One row per (finished member, test set): mixture (with " after OPS" for a curriculum),
-    d_model, seed, n_params, op, accuracy, accuracy_heldout, accuracy_pool (None without
-    pools)."""
+    """One row per (finished member, test set) at the end of training: mixture (with " after
+    OPS" for a curriculum), d_model, seed, n_params, op, accuracy, accuracy_heldout,
+    accuracy_pool (None without pools), step."""
+    return accuracies_at(sweep_dir)
+
+
+def accuracies_at(
+    sweep_dir: Path, step: int | None = None, examples: tuple[str, int] | None = None
+) -> pd.DataFrame:
+    """As `final_accuracies`, read from each member's evaluations at a point of training:
+    exactly at `step` (it must be an evaluation step), or at the first evaluation by which the
+    run had seen `examples` = (OP, N) training examples of OP; then `examples_seen` says how
+    many it had (the read is exact to within one eval_interval of examples). Members that
+    never reached the point are left out. Neither given: the final results."""
     sweep = load_sweep(sweep_dir)
     rows = []
     for m in sweep.members():
-        saved = ckpt.read_results(Path(sweep_dir) / m.name)
-        if saved is None:
+        run_dir = Path(sweep_dir) / m.name
+        if step is None and examples is None:
+            saved = ckpt.read_results(run_dir)
+            record = None if saved is None else {**saved, "eval": saved["results"]}
+        else:
+            record = _record_at(run_dir, step, examples)
+        if record is None:
             continue
+        n_params = ckpt.read_config(run_dir)["n_params"]["n_params"]
         mixture = "+".join(m.config.data.ops)
         if m.config.train.pretrain_steps:  # a curriculum: not the mixture alone
             mixture += " after " + "+".join(m.config.train.pretrain_ops)
-        for op, r in saved["results"].items():
+        for op, r in record["eval"].items():
             if op == "mixture":
                 continue
             rows.append(
@@ -47,14 +65,32 @@ def final_accuracies(sweep_dir: Path) -> pd.DataFrame:
                     "mixture": mixture,
                     "d_model": m.config.model.d_model,
                     "seed": m.config.train.seed,
-                    "n_params": saved["n_params"]["n_params"],
+                    "n_params": n_params,
                     "op": op,
                     "accuracy": r["accuracy"],
                     "accuracy_heldout": r["accuracy_heldout"],
                     "accuracy_pool": r.get("accuracy_pool"),
+                    "step": record["step"],
+                    **({"examples_seen": record["examples"][examples[0]]} if examples else {}),
                 }
             )
     return pd.DataFrame(rows)
+
+
+def _record_at(run_dir: Path, step: int | None, examples: tuple[str, int] | None) -> dict | None:
+    for record in ckpt.read_metrics(run_dir):
+        if step is not None and record["step"] == step:
+            return record
+        if examples is not None:
+            op, n = examples
+            if "examples" not in record:
+                raise ConfigError(
+                    f"{run_dir}: its metrics do not count training examples (a run older than "
+                    "the count); read it --at-step instead"
+                )
+            if record["examples"].get(op, 0) >= n:
+                return record
+    return None
 
 
 def sigmoid(x, lo, hi, k, x0):

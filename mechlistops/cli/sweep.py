@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
 from mechlistops.cli.options import numbers
 from mechlistops.cli.train import add_device_option, add_run_options, run_config_from_args
 from mechlistops.config import parse_ops
-from mechlistops.errors import ConfigError
+from mechlistops.errors import ConfigError, MechlistopsError
 from mechlistops.sweep import ENGINES, LAUNCHERS
 
 
@@ -28,21 +29,27 @@ def cmd_sweep(args) -> int:
 def cmd_transition(args) -> int:
     from mechlistops.atomic import write_json
     from mechlistops.plots import plot_transitions
-    from mechlistops.transition import final_accuracies, transitions
+    from mechlistops.transition import accuracies_at, transitions
 
-    df = final_accuracies(Path(args.sweep))
+    if args.at_step is not None and args.at_examples is not None:
+        raise ConfigError("give --at-step or --at-examples, not both")
+    df = accuracies_at(Path(args.sweep), args.at_step, args.at_examples)
+    point = "" if args.at_step is None else f"_step{args.at_step}"
+    if args.at_examples:
+        point = f"_{args.at_examples[0]}{args.at_examples[1]}"
     if df.empty:
-        raise ConfigError(f"{args.sweep}: no finished runs yet")
+        raise ConfigError(f"{args.sweep}: no runs have reached this point yet")
     if args.heldout:  # score only the test expressions guaranteed absent from training
         df = df.assign(accuracy=df["accuracy_heldout"])
     elif args.pool:  # accuracy on training expressions: memorisation, not the transition
         if df["accuracy_pool"].isna().all():
             raise ConfigError(f"{args.sweep}: its runs have no training pools (--train-size)")
         df = df.dropna(subset=["accuracy_pool"]).assign(accuracy=lambda d: d["accuracy_pool"])
+    stem = "transitions" + point + ("_heldout" if args.heldout else "_pool" if args.pool else "")
     args.threshold = args.threshold or [0.9, 0.99]
     fits = transitions(df, thresholds=tuple(args.threshold), n_boot=args.bootstrap)
-    write_json(Path(args.sweep) / "transitions.json", json.loads(fits.to_json(orient="records")))
-    figure = plot_transitions(df, fits, Path(args.sweep) / "transitions.png")
+    write_json(Path(args.sweep) / f"{stem}.json", json.loads(fits.to_json(orient="records")))
+    figure = plot_transitions(df, fits, Path(args.sweep) / f"{stem}.png")
     if args.json:
         print(fits.to_json(orient="records", indent=2))
         return 0
@@ -69,7 +76,13 @@ def cmd_transition(args) -> int:
             if ratio is not None and r["mixture"] != r["op"]:
                 band = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else " (interval undefined)"
                 print(f"  N*(alone) / N*(here), {key}: {ratio:.2f}x{band}")
-    print(f"\nsaved {Path(args.sweep) / 'transitions.json'} and {figure}")
+    if args.at_examples:
+        seen = df[df.op == args.at_examples[0]]["examples_seen"]
+        print(
+            f"read at the first evaluation with >= {args.at_examples[1]:,} "
+            f"{args.at_examples[0]} examples: {seen.min():,} to {seen.max():,} seen"
+        )
+    print(f"\nsaved {Path(args.sweep) / (stem + '.json')} and {figure}")
     return 0
 
 
@@ -125,6 +138,23 @@ def _add_engine_options(s) -> None:
     add_device_option(s)
 
 
+def _step(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive step, got {text!r}")
+    return int(text)
+
+
+def _op_count(text: str) -> tuple[str, int]:
+    op, _, n = text.partition(":")
+    try:
+        (op,) = parse_ops(op)
+    except (MechlistopsError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected OP:N with one operator, got {text!r}") from None
+    if not n.isdigit() or int(n) < 1:
+        raise argparse.ArgumentTypeError(f"expected OP:N with N a positive count, got {text!r}")
+    return op, int(n)
+
+
 # A sweep varies these itself (--mixture, --d-model, --seeds); they are not options of it.
 _VARIED = {"data": ("ops", "seed"), "model": ("d_model",), "train": ("seed",)}
 
@@ -170,6 +200,17 @@ def add_parsers(sub) -> None:
         "--pool",
         action="store_true",
         help="use accuracy on the operators' training pools (runs with --train-size)",
+    )
+    t.add_argument(
+        "--at-step",
+        type=_step,
+        help="read accuracies at this evaluation step instead of at the end",
+    )
+    t.add_argument(
+        "--at-examples",
+        type=_op_count,
+        metavar="OP:N",
+        help="read accuracies at the first evaluation after N training examples of OP",
     )
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_transition, threshold=None)

@@ -21,6 +21,8 @@ def add_run_options(p, exclude: dict[str, tuple[str, ...]] | None = None) -> Non
 def run_config_from_args(args, base: RunConfig | None = None) -> RunConfig:
     """The RunConfig the options describe. The data seed follows --seed unless given."""
     base = base or RunConfig()
+    if {"steps", "budget_examples"} <= given(args, "train").keys():
+        raise ConfigError("--steps and --budget-examples are alternatives: give one")
     train = config_from_args(args, "train", base.train)
     data = base.data
     if "seed" not in given(args, "data"):

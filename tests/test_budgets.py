@@ -1,0 +1,124 @@
+"""Like-for-like budgets and stopping rules: the step arithmetic of a budget, runs that stop
+when converged (alone and inside an ensemble, where a stopped member equals the same run
+stopped alone), and reading a sweep at a step or at a count of training examples."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from safetensors.torch import load_file
+
+from mechlistops.config import DataConfig, RunConfig, TrainConfig
+from mechlistops.ensemble import train_ensemble
+from mechlistops.errors import ConfigError
+from mechlistops.sweep import SweepConfig, run_sweep
+from mechlistops.train import train
+from mechlistops.transition import accuracies_at
+from tests.conftest import tiny_config, train_interrupted
+from tests.test_ensemble import assert_same_weights
+
+
+def _budget(ops, n, weights=None, batch_size=256) -> int:
+    cfg = RunConfig(
+        DataConfig(ops=ops, weights=weights),
+        train=TrainConfig(batch_size=batch_size, budget_op="SUM", budget_examples=n),
+    )
+    return cfg.train.steps
+
+
+def test_budget_steps_follow_the_mixture():
+    assert _budget(("SUM",), 256_000) == 1000
+    assert _budget(("SUM", "MAX", "MED"), 256_000) == 3000  # SUM is a third of the rows
+    assert _budget(("SUM", "MAX", "MED"), 256_000, weights=(2, 1, 1)) == 2000
+    assert _budget(("SUM",), 1000) == 4  # rounded up: at least N examples expected
+    again = RunConfig.from_dict(
+        RunConfig(
+            DataConfig(ops=("SUM", "MAX")), train=TrainConfig(budget_op="SUM", budget_examples=5120)
+        ).to_dict()
+    )
+    assert again.train.steps == 40 and again.train.budget_examples == 5120
+
+
+@pytest.mark.parametrize(
+    "ops, weights, train, fragment",
+    [
+        (("MAX",), None, {"budget_op": "SUM", "budget_examples": 100}, "not in the mixture"),
+        (("SUM", "MAX"), (0, 1), {"budget_op": "SUM", "budget_examples": 100}, "weight 0"),
+        (("SUM",), None, {"budget_op": "SUM"}, "must be given together"),
+        (("SUM",), None, {"budget_op": "SUM", "budget_examples": 10**15}, "needs"),
+    ],
+)
+def test_impossible_budgets_are_config_errors(ops, weights, train, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        RunConfig(DataConfig(ops=ops, weights=weights), train=TrainConfig(**train))
+
+
+def test_a_sweep_gives_each_mixture_its_own_budget_steps():
+    base = RunConfig(train=TrainConfig(budget_op="SUM", budget_examples=25_600))
+    sweep = SweepConfig((("SUM",), ("SUM", "MAX", "MED")), (8,), 1, base)
+    steps = {m.name: m.config.train.steps for m in sweep.members()}
+    assert steps == {"sum_d8_s0": 100, "sum+max+med_d8_s0": 300}
+
+
+STOP = {"steps": 60, "eval_interval": 10, "save_interval": 10, "warmup_steps": 5}
+
+
+def test_a_run_stops_at_its_accuracy_threshold(tmp_path):
+    cfg = tiny_config(train={**STOP, "steps": 300, "stop_accuracy": 0.9})
+    train(cfg, tmp_path / "run", progress=False)
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["stopped"]["step"] == results["step"] < 300
+    assert all(r["accuracy"] >= 0.9 for r in results["results"].values())
+    metrics = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert metrics[-1]["step"] == results["step"] and "stop" in metrics[-1]
+
+
+def test_patience_stops_and_survives_a_resume(tmp_path, monkeypatch):
+    # delta 1.0 cannot be met: the second evaluation is one without improvement.
+    cfg = tiny_config(train={**STOP, "stop_patience": 2, "stop_delta": 1.0})
+    ref = json.loads(
+        (train(cfg, tmp_path / "ref", progress=False).run_dir / "results.json").read_text()
+    )
+    assert ref["stopped"]["step"] == 30 and "did not improve" in ref["stopped"]["reason"]
+    train_interrupted(monkeypatch, cfg, tmp_path / "cut", at_step=25)
+    train(cfg, tmp_path / "cut", resume=True, progress=False)
+    cut = json.loads((tmp_path / "cut" / "results.json").read_text())
+    assert cut["stopped"] == ref["stopped"]
+
+
+def test_a_stopped_ensemble_member_equals_the_run_stopped_alone(tmp_path):
+    stopping = tiny_config(train={**STOP, "stop_patience": 2, "stop_delta": 1.0})
+    going_on = tiny_config(data={"ops": ("SUM", "MAX"), "seed": 1}, train={**STOP, "seed": 1})
+    middle = tiny_config(train={**STOP, "seed": 2, "stop_patience": 4, "stop_delta": 1.0})
+    cfgs = [stopping, going_on, middle]
+    train_ensemble([(c, tmp_path / f"ens{k}") for k, c in enumerate(cfgs)], progress=False)
+    for k, cfg in enumerate(cfgs):
+        train(cfg, tmp_path / f"alone{k}", progress=False)
+        a = json.loads((tmp_path / f"alone{k}" / "results.json").read_text())
+        e = json.loads((tmp_path / f"ens{k}" / "results.json").read_text())
+        assert e["step"] == a["step"] and e["stopped"] == a["stopped"]
+        assert_same_weights(
+            load_file(tmp_path / f"alone{k}" / "model.safetensors"),
+            load_file(tmp_path / f"ens{k}" / "model.safetensors"),
+        )
+    steps = [
+        json.loads((tmp_path / f"ens{k}" / "results.json").read_text())["step"] for k in range(3)
+    ]
+    assert steps == [30, 60, 50]
+
+
+def test_a_sweep_reads_at_a_step_and_at_a_count_of_examples(tmp_path):
+    base = tiny_config(data={"tree": "single", "test_size": 100}, train=STOP)
+    sweep = SweepConfig((("SUM",), ("SUM", "MAX")), (16,), 1, base)
+    run_sweep(sweep, tmp_path, workers=1, progress=False)
+    at20 = accuracies_at(tmp_path, step=20)
+    assert set(at20.step) == {20}
+    per_op = accuracies_at(tmp_path, examples=("SUM", 64 * 20))
+    sum_rows = per_op[per_op.op == "SUM"].set_index("mixture")
+    assert sum_rows.loc["SUM", "step"] == 20  # alone: every row is SUM
+    assert sum_rows.loc["SUM+MAX", "step"] in (40, 50)  # about half the rows are SUM
+    assert (sum_rows.examples_seen >= 64 * 20).all()
+    final = accuracies_at(tmp_path)
+    assert set(final.step) == {60}
+    assert accuracies_at(tmp_path, examples=("SUM", 10**9)).empty  # never reached
