@@ -157,13 +157,7 @@ def run_sweep(
         raise ConfigError(f"launcher must be one of {LAUNCHERS}, got {launcher!r}")
     if workers < 0 or max_models < 0:
         raise ConfigError("--workers and --max-models must be >= 0 (0: the default)")
-    out = Path(out)
-    saved = out / SWEEP_FILE
-    if saved.is_file():
-        if load_sweep(out) != sweep:
-            raise ConfigError(f"{out} holds a different sweep; choose another --out")
-    else:
-        write_json(saved, sweep.to_dict())
+    out = open_sweep_dir(sweep, out)
     todo = [m for m in sweep.members() if not ckpt.is_finished(out / m.name)]
     tasks = [
         [(m.config.to_dict(), str(out / m.name)) for m in task]
@@ -181,22 +175,38 @@ def run_sweep(
         if not workers:
             on_gpu = any(len(t) > 1 for t in tasks)  # ensembles: one process owns the device
             workers = 1 if on_gpu else os.cpu_count() or 1
-        if workers == 1 or len(tasks) <= 1:
-            for task in tasks:
-                train_task(task, progress, device)
-                bar.update(len(task))
-        else:
-            # spawn, not fork: forking a process whose torch thread pool runs can deadlock.
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_single_thread) as pool:
-                futures = {
-                    pool.submit(train_task, task, False, device): len(task) for task in tasks
-                }
-                for future in as_completed(futures):
-                    future.result()
-                    bar.update(futures[future])
+        alone = workers == 1 or len(tasks) <= 1
+        calls = [(task, progress and alone, device) for task in tasks]
+        run_local(train_task, calls, workers, lambda i, _: bar.update(len(tasks[i])))
     bar.close()
     return out
+
+
+def open_sweep_dir(sweep: SweepConfig, out: Path) -> Path:
+    """The sweep directory for `sweep`: made with its sweep.json, or checked to hold it."""
+    out = Path(out)
+    saved = out / SWEEP_FILE
+    if saved.is_file():
+        if load_sweep(out) != sweep:
+            raise ConfigError(f"{out} holds a different sweep; choose another --out")
+    else:
+        write_json(saved, sweep.to_dict())
+    return out
+
+
+def run_local(fn, calls: list[tuple], workers: int, on_done) -> None:
+    """fn(*call) for every call: here, one after another (workers 1, or a single call), or in
+    parallel single-thread worker processes; on_done(index, result) as each one finishes."""
+    if workers == 1 or len(calls) <= 1:
+        for i, call in enumerate(calls):
+            on_done(i, fn(*call))
+        return
+    # spawn, not fork: forking a process whose torch thread pool runs can deadlock.
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_single_thread) as pool:
+        futures = {pool.submit(fn, *call): i for i, call in enumerate(calls)}
+        for future in as_completed(futures):
+            on_done(futures[future], future.result())
 
 
 def _launch_ray(tasks: list, address: str | None, bar, device: str) -> None:

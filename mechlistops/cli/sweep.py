@@ -21,8 +21,32 @@ def cmd_sweep(args) -> int:
     sweep = SweepConfig(
         tuple(parse_ops(m) for m in args.mixture), args.d_model_list, args.seeds, base
     )
+    if args.search == "bisect":
+        return _bisect(sweep, args)
     out = run_sweep(sweep, Path(args.out), **_engine_options(args))
     print(f"{len(sweep.members())} runs in {out}; next: mechlistops transition {out}")
+    return 0
+
+
+def _bisect(sweep, args) -> int:
+    from mechlistops.search import SEARCH_FILE, run_search
+
+    if args.launcher != "local":
+        raise ConfigError("--search bisect runs on this machine (--launcher local)")
+    op = parse_ops(args.search_op)[0] if args.search_op else None
+    found = run_search(
+        sweep, Path(args.out), args.search_threshold, op, args.search_on, args.workers, args.device
+    )
+    grid = len(sweep.members())
+    runs = sum(r.runs for r in found)
+    print(f"bisection: {runs} runs instead of the grid's {grid} ({grid / runs:.1f}x fewer)")
+    for r in found:
+        size = "none passes" if r.boundary_d_model is None else f"d_model {r.boundary_d_model}"
+        size += "" if r.boundary_n_params is None else f" ({r.boundary_n_params:,} parameters)"
+        flag = "" if r.monotone else "  NOT MONOTONE: check the sizes"
+        accs = ", ".join(f"d{d} {a:.2f}" for d, a in r.accuracies.items())
+        print(f"  {r.op} in {r.mixture}, seed {r.seed}: {size}; {accs}{flag}")
+    print(f"saved {Path(args.out) / SEARCH_FILE}; next: mechlistops transition {args.out}")
     return 0
 
 
@@ -177,6 +201,21 @@ def add_parsers(sub) -> None:
     )
     s.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1, each the data and init seed")
     s.add_argument("--out", required=True, help="sweep directory")
+    s.add_argument(
+        "--search",
+        choices=("grid", "bisect"),
+        default="grid",
+        help="grid: train every size; bisect: per mixture and seed, find the smallest size "
+        "that passes --search-threshold by bisection (about log2(sizes) runs)",
+    )
+    s.add_argument("--search-threshold", type=float, default=0.9, help="accuracy that passes")
+    s.add_argument("--search-op", help="operator whose accuracy decides (default: the first)")
+    s.add_argument(
+        "--search-on",
+        choices=("heldout", "all"),
+        default="heldout",
+        help="accuracy on the held-out part of the test set, or on all of it",
+    )
     _add_engine_options(s)
     s.set_defaults(func=cmd_sweep)
     t = sub.add_parser("transition", help="learning transitions of a sweep")
