@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from mechlistops import checkpoint as ckpt
-from mechlistops.config import DataConfig, RunConfig, TrainConfig, parse_ops
+from mechlistops.config import DataConfig, ModelConfig, RunConfig, TrainConfig, parse_ops
 from mechlistops.search import run_search
 from mechlistops.sweep import SweepConfig, run_sweep
 
@@ -49,6 +49,7 @@ def main() -> None:
     torch.set_num_threads(1)
     base = RunConfig(
         DataConfig(tree="single", test_size=500),
+        ModelConfig(n_heads=2),
         train=TrainConfig(steps=args.steps, eval_interval=args.steps, save_interval=args.steps),
     )
     mixtures = tuple(parse_ops(m.replace("+", ",")) for m in args.mixtures.split(","))
@@ -56,7 +57,8 @@ def main() -> None:
     sweep = SweepConfig(mixtures, d_models, args.seeds, base)
     print(
         f"{len(sweep.members())} grid runs: {args.mixtures} x d_model {args.d_model} x "
-        f"{args.seeds} seeds, {args.steps} steps; threshold {args.threshold} (held-out)"
+        f"{args.seeds} seeds, {args.steps} steps, 2 layers of 2 heads; threshold "
+        f"{args.threshold} (held-out)"
     )
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
