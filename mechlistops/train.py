@@ -141,6 +141,36 @@ def _transfer_init(model: HookedTransformer, cfg: RunConfig) -> None:
     model.load_state_dict({**target, **{n: source[n] for n in names}})
 
 
+# ----------------------------------------------------------------------------- stopping
+class StopRule:
+    """TrainConfig's stopping rules, fed one evaluation at a time (scores as saved in
+    metrics.jsonl): every test set at stop_accuracy, or no improvement of the mean held-out
+    accuracy over the operators by stop_delta in stop_patience evaluations. A pure function of
+    the evaluations, so it also replays on saved metrics (what a rule would have saved)."""
+
+    def __init__(self, t: TrainConfig):
+        self.t, self.best, self.stale = t, -1.0, 0
+
+    def update(self, scores: dict[str, dict]) -> str | None:
+        """Book one evaluation; the reason to stop after it, or None."""
+        t = self.t
+        held = [r["accuracy_heldout"] for k, r in scores.items() if k != "mixture"]
+        held = [h for h in held if h is not None]
+        mean = sum(held) / len(held) if held else 0.0
+        if mean > self.best + t.stop_delta:
+            self.best, self.stale = mean, 0
+        else:
+            self.stale += 1
+        if t.stop_accuracy and all(r["accuracy"] >= t.stop_accuracy for r in scores.values()):
+            return f"every test set reached accuracy {t.stop_accuracy}"
+        if t.stop_patience and self.stale >= t.stop_patience:
+            return (
+                f"mean held-out accuracy did not improve by {t.stop_delta} in "
+                f"{t.stop_patience} evaluations"
+            )
+        return None
+
+
 # ----------------------------------------------------------------------------- one run
 @dataclass
 class TrainResult:
@@ -173,7 +203,7 @@ class RunState:
         self.examples: Counter[str] = Counter()  # training examples seen, by root operator
         self._batch_ops: dict[int, Counter[str]] = {}  # per step, until `record` books it
         self.stopped: dict | None = None  # {"step", "reason"} once a stopping rule fired
-        self._best, self._stale = -1.0, 0  # best mean held-out accuracy, evaluations since
+        self.stop_rule = StopRule(t)
         elapsed = self._resume() if resume else self._create()
         self.model.train()
         self.eval_names = eval_ops(cfg.data, t.pretrain_ops)
@@ -214,7 +244,7 @@ class RunState:
         self.loss_count = point.meta.get("loss_count", 0)
         self.examples = Counter(point.meta.get("examples", {}))
         for record in ckpt.read_metrics(self.run_dir):  # the patience count so far
-            self._track(record["eval"])
+            self.stop_rule.update(record["eval"])
         log.info("resuming %s at step %d", self.run_dir, self.step)
         return point.meta.get("elapsed_s", 0.0)
 
@@ -285,35 +315,14 @@ class RunState:
             **({"epochs": self.epochs()} if self.pools else {}),
             "eval": {k: v.to_dict() for k, v in self.last_eval.items()},
         }
-        self._track(self.metrics["eval"])
-        reason = self._stop_reason() if phase.index == self.plan[-1].index else None
+        reason = self.stop_rule.update(self.metrics["eval"])
+        if phase.index != self.plan[-1].index:  # only the last phase stops early
+            reason = None
         if reason:
             self.stopped = {"step": step, "reason": reason}
             self.metrics["stop"] = reason
         ckpt.append_metrics(self.run_dir, self.metrics)
         self.loss_sum, self.loss_count = 0.0, 0
-
-    def _track(self, scores: dict[str, dict]) -> None:
-        """Update the patience count from one evaluation's scores (as saved in metrics)."""
-        held = [r["accuracy_heldout"] for k, r in scores.items() if k != "mixture"]
-        held = [h for h in held if h is not None]
-        mean = sum(held) / len(held) if held else 0.0
-        if mean > self._best + self.cfg.train.stop_delta:
-            self._best, self._stale = mean, 0
-        else:
-            self._stale += 1
-
-    def _stop_reason(self) -> str | None:
-        """Why the run stops at this evaluation (the stopping rules of TrainConfig), or None."""
-        t = self.cfg.train
-        if t.stop_accuracy and all(r.accuracy >= t.stop_accuracy for r in self.last_eval.values()):
-            return f"every test set reached accuracy {t.stop_accuracy}"
-        if t.stop_patience and self._stale >= t.stop_patience:
-            return (
-                f"mean held-out accuracy did not improve by {t.stop_delta} in "
-                f"{t.stop_patience} evaluations"
-            )
-        return None
 
     def summary(self) -> str:
         loss = self.metrics["train_loss"]

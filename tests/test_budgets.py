@@ -9,11 +9,12 @@ import json
 import pytest
 from safetensors.torch import load_file
 
+from mechlistops.checkpoint import read_metrics
 from mechlistops.config import DataConfig, RunConfig, TrainConfig
 from mechlistops.ensemble import train_ensemble
 from mechlistops.errors import ConfigError
 from mechlistops.sweep import SweepConfig, run_sweep
-from mechlistops.train import train
+from mechlistops.train import StopRule, train
 from mechlistops.transition import accuracies_at
 from tests.conftest import tiny_config, train_interrupted
 from tests.test_ensemble import assert_same_weights
@@ -81,6 +82,11 @@ def test_patience_stops_and_survives_a_resume(tmp_path, monkeypatch):
         (train(cfg, tmp_path / "ref", progress=False).run_dir / "results.json").read_text()
     )
     assert ref["stopped"]["step"] == 30 and "did not improve" in ref["stopped"]["reason"]
+    rule, fired = StopRule(cfg.train), None  # replayed on the saved metrics: the same step
+    for record in read_metrics(tmp_path / "ref"):
+        if rule.update(record["eval"]) and fired is None:
+            fired = record["step"]
+    assert fired == 30
     train_interrupted(monkeypatch, cfg, tmp_path / "cut", at_step=25)
     train(cfg, tmp_path / "cut", resume=True, progress=False)
     cut = json.loads((tmp_path / "cut" / "results.json").read_text())
