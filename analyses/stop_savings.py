@@ -1,0 +1,70 @@
+# %% [markdown]
+# # What a stopping rule would have saved on runs already trained
+# `train.StopRule` is a pure function of a run's evaluations, so it replays exactly on saved
+# metrics: for every finished run under ROOT, the step at which `--stop-patience P --stop-delta D`
+# (and/or `--stop-accuracy A`) would have stopped it, the steps saved, and how far the
+# operators' mean held-out accuracy at that step is from the run's best.
+# Run: `python analyses/stop_savings.py ROOT [--patience 6] [--delta 0.005] [--accuracy 0]`
+
+# %%
+import argparse
+import dataclasses
+from pathlib import Path
+
+import pandas as pd
+
+from mechlistops.checkpoint import is_finished, load_run_config, read_metrics
+from mechlistops.train import StopRule
+
+
+def mean_heldout(scores: dict) -> float:
+    held = [r["accuracy_heldout"] for k, r in scores.items() if k != "mixture"]
+    held = [h for h in held if h is not None]
+    return sum(held) / len(held) if held else 0.0
+
+
+def replay(run_dir: Path, patience: int, delta: float, accuracy: float) -> dict | None:
+    records = read_metrics(run_dir)
+    if not records:
+        return None
+    cfg = load_run_config(run_dir)
+    rule = StopRule(
+        dataclasses.replace(
+            cfg.train, stop_patience=patience, stop_delta=delta, stop_accuracy=accuracy
+        )
+    )
+    last_phase = max(r["phase"] for r in records)
+    stop = records[-1]
+    for record in records:
+        if rule.update(record["eval"]) and record["phase"] == last_phase:
+            stop = record
+            break
+    best = max(mean_heldout(r["eval"]) for r in records)
+    return {
+        "run": str(run_dir),
+        "steps": records[-1]["step"],
+        "stop_step": stop["step"],
+        "held-out at stop": mean_heldout(stop["eval"]),
+        "best held-out": best,
+    }
+
+
+# %%
+if __name__ == "__main__":
+    p = argparse.ArgumentParser()
+    p.add_argument("root")
+    p.add_argument("--patience", type=int, default=6)
+    p.add_argument("--delta", type=float, default=0.005)
+    p.add_argument("--accuracy", type=float, default=0.0)
+    args = p.parse_args()
+    runs = sorted(m.parent for m in Path(args.root).rglob("metrics.jsonl") if is_finished(m.parent))
+    rows = [r for d in runs if (r := replay(d, args.patience, args.delta, args.accuracy))]
+    df = pd.DataFrame(rows)
+    saved = 1 - df.stop_step.sum() / df.steps.sum()
+    lost = (df["best held-out"] - df["held-out at stop"]).clip(lower=0)
+    print(
+        f"{len(df)} runs, {df.steps.sum():,} steps trained; with patience {args.patience}, "
+        f"delta {args.delta}, accuracy {args.accuracy}: {df.stop_step.sum():,} steps "
+        f"({saved:.0%} saved); {(df.stop_step < df.steps).sum()} runs stop early; mean held-out "
+        f"accuracy at the stop is {lost.mean():.3f} below the run's best (max {lost.max():.3f})"
+    )
