@@ -40,7 +40,7 @@ from mechlistops.atomic import atomic_write, write_json, write_text
 from mechlistops.config import RunConfig
 from mechlistops.errors import CheckpointError, ConfigError, MechlistopsError
 from mechlistops.listops import Vocab
-from mechlistops.model import make_hooked_transformer, tie_blocks
+from mechlistops.model import hooked_transformer_config_dict, make_hooked_transformer, tie_blocks
 
 FORMAT = "mechlistops-run/2"
 READABLE_FORMATS = ("mechlistops-run/1", FORMAT)
@@ -222,12 +222,19 @@ def load_run(path: str | Path, step: int | None = None, device: str | torch.devi
             raise CheckpointError(
                 f"{run_dir}: no checkpoint at step {step} (saved steps: {saved_steps(run_dir)})"
             )
-    try:
-        model = make_hooked_transformer(raw["hooked_transformer_config"], seed=0, device=device)
-    except (TypeError, ValueError, AssertionError) as exc:
+    # The model is built from our own validated config, never from the file's TransformerLens
+    # fields: a run directory may come from anyone, and some of those fields (a tokenizer
+    # name, remote code) make TransformerLens fetch or run code.
+    ht_cfg = hooked_transformer_config_dict(cfg.model, cfg.data)
+    if raw["hooked_transformer_config"] != ht_cfg:
+        saved = raw["hooked_transformer_config"]
+        odd = sorted(set(saved) ^ set(ht_cfg)) if isinstance(saved, dict) else ["not an object"]
+        odd = odd or sorted(k for k in ht_cfg if saved.get(k) != ht_cfg[k])
         raise CheckpointError(
-            f"{run_dir / CONFIG}: bad hooked_transformer_config ({exc})"
-        ) from None
+            f"{run_dir / CONFIG}: hooked_transformer_config does not match the run's own config "
+            f"(fields {', '.join(map(str, odd[:4]))}); refusing to build it"
+        )
+    model = make_hooked_transformer(ht_cfg, seed=0, device=device)
     state, _ = load_tensors(weights)
     load_state_dict_into(model, state, weights)
     if cfg.model.looped:

@@ -132,8 +132,8 @@ class DataConfig:
             raise ConfigError(f"branch_prob must be in [0, 1], got {self.branch_prob}")
         if self.median not in MEDIAN_RULES:
             raise ConfigError(f"median must be one of {MEDIAN_RULES}, got {self.median!r}")
-        if self.test_size < 1:
-            raise ConfigError(f"test_size must be positive, got {self.test_size}")
+        if not 1 <= self.test_size <= 1_000_000:
+            raise ConfigError(f"test_size must be in 1..1,000,000, got {self.test_size}")
         if not 0 <= self.train_size <= MAX_TRAIN_SIZE:
             raise ConfigError(
                 f"train_size must be in 1..{MAX_TRAIN_SIZE:,} (0 = a fresh sample stream), "
@@ -187,18 +187,17 @@ class ModelConfig:
     looped: bool = knob(False, "share one block's parameters across all layers")
 
     def __post_init__(self) -> None:
-        for name in ("n_layers", "d_model", "n_heads"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        limits = {"n_layers": 64, "d_model": 16384, "n_heads": 1024, "d_head": 16384}
+        limits["d_mlp"] = 65536
+        for name, most in limits.items():
+            value = getattr(self, name)
+            if value is not None and not 1 <= value <= most:
+                raise ConfigError(f"{name} must be in 1..{most:,}, got {value}")
         if self.d_head is None and self.d_model % self.n_heads:
             raise ConfigError(
                 f"d_model={self.d_model} is not divisible by n_heads={self.n_heads} "
                 "(pass d_head explicitly or choose sizes that divide)"
             )
-        if self.d_head is not None and self.d_head < 1:
-            raise ConfigError(f"d_head must be positive, got {self.d_head}")
-        if self.d_mlp is not None and self.d_mlp < 1:
-            raise ConfigError(f"d_mlp must be positive, got {self.d_mlp}")
         if self.act_fn not in ACT_FNS:
             raise ConfigError(f"act_fn must be one of {ACT_FNS}, got {self.act_fn!r}")
         if self.normalization not in NORMALIZATIONS:

@@ -76,3 +76,24 @@ def test_new_weights_files_say_pt_beside_the_run_format(tiny_run):
     assert meta["format"] == "pt" and meta["mechlistops"] == ckpt.FORMAT
     raw = json.loads((tiny_run / "config.json").read_text())
     assert raw["format"] == ckpt.FORMAT and "device" not in raw["train"]
+
+
+def test_a_hostile_config_builds_nothing_it_names(tmp_path, capsys):
+    """A config.json naming a local tokenizer with remote code: refused before TransformerLens
+    sees it, and the code (which would write a marker) never runs."""
+    run_dir = _copy(tmp_path, "finished")
+    code = tmp_path / "evil"
+    code.mkdir()
+    marker = tmp_path / "ran"
+    (code / "tokenization_evil.py").write_text(f"open({str(marker)!r}, 'w').write('x')\n")
+    (code / "tokenizer_config.json").write_text(
+        json.dumps({"auto_map": {"AutoTokenizer": ["tokenization_evil.Evil", None]}})
+    )
+    raw = json.loads((run_dir / "config.json").read_text())
+    raw["hooked_transformer_config"].update(tokenizer_name=str(code), trust_remote_code=True)
+    (run_dir / "config.json").write_text(json.dumps(raw))
+    assert main(["eval", str(run_dir)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not match the run's own config" in err[0]
+    assert "tokenizer_name" in err[0]
+    assert not marker.exists()

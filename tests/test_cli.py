@@ -1,5 +1,6 @@
 """The command line: the happy paths, and every bad input ending in one line and exit 2."""
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -185,9 +186,10 @@ def test_eval_prints_per_operator_accuracy(tiny_run, capsys):
         (lambda d: (d / "config.json").write_text("{ not json"), "corrupted JSON"),
         (lambda d: (d / "config.json").write_text('{"hello": 1}'), "not a mechlistops run"),
         (lambda d: (d / "config.json").unlink(), "not a run directory"),
+        (lambda d: _resize(d, d_model=64), "weights do not match the config"),
         (
             lambda d: _edit_config(d, "hooked_transformer_config", "d_model", 64),
-            "weights do not match the config",
+            "hooked_transformer_config does not match the run's own config",
         ),
         (lambda d: _edit_config(d, "model", "n_heads", 5), "not divisible"),
     ],
@@ -196,6 +198,19 @@ def test_damaged_checkpoints_fail_in_one_line(run, capsys, damage, fragment):
     damage(run)
     code, _, err = _run(capsys, "eval", str(run))
     _one_line_error(code, err, fragment)
+
+
+def _resize(run, **model):
+    """A config that describes another model than the weights (consistently throughout)."""
+    from mechlistops.checkpoint import load_run_config
+    from mechlistops.model import hooked_transformer_config_dict
+
+    cfg = load_run_config(run)
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **model))
+    raw = json.loads((run / "config.json").read_text())
+    raw["model"] = cfg.to_dict()["model"]
+    raw["hooked_transformer_config"] = hooked_transformer_config_dict(cfg.model, cfg.data)
+    (run / "config.json").write_text(json.dumps(raw))
 
 
 def _edit_config(run, section, key, value):
