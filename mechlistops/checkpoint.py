@@ -263,6 +263,12 @@ def create_run(
         raise ConfigError(
             f"{run_dir} already holds a run; pass --resume {run_dir} or choose another --out"
         )
+    leftovers = run_dir.is_dir() and any(
+        not p.name.endswith(".tmp") for p in run_dir.iterdir()  # .tmp: a killed write
+    )
+    if run_dir.exists() and (not run_dir.is_dir() or leftovers):
+        what = "a directory that is not empty" if run_dir.is_dir() else "not a directory"
+        raise ConfigError(f"{run_dir} is {what}; choose a new or empty --out")
     run_dir.mkdir(parents=True, exist_ok=True)
     _save_config(run_dir, cfg, ht_cfg, extra)
     save_snapshot(run_dir, 0, initial)
@@ -312,14 +318,20 @@ class ResumePoint:
     has_weights: bool  # False: killed before the initial weights were saved; rebuild them
 
 
-def resume_point(run_dir: Path, model, opt) -> ResumePoint:
-    """Where an interrupted run stands. Loads its latest weights, AdamW state and RNG into
-    `model` and `opt`, and drops metrics written after that step."""
+def resume_point(run_dir: Path, model, opt, total_steps: int) -> ResumePoint:
+    """Where an interrupted run of `total_steps` stands. Loads its latest weights, AdamW state
+    and RNG into `model` and `opt`, and (only once all of that checked out) drops metrics
+    written after that step."""
     run_dir = Path(run_dir)
     if is_finished(run_dir):
         raise ConfigError(f"{run_dir}: run already finished (results.json exists)")
     if (run_dir / STATE).is_file():
         meta = _load_state(run_dir, model, opt)
+        if not 0 <= meta["step"] < total_steps:
+            raise CheckpointError(
+                f"{run_dir / STATE}: step {meta['step']} is not a step of this run "
+                f"(0..{total_steps - 1})"
+            )
         point = ResumePoint(meta["step"], meta, True)
     elif step_path(run_dir, 0).is_file():  # killed before the first resume state
         initial, _ = load_tensors(step_path(run_dir, 0))

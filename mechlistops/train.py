@@ -235,7 +235,7 @@ class RunState:
         return 0.0
 
     def _resume(self) -> float:
-        point = ckpt.resume_point(self.run_dir, self.model, self.opt)
+        point = ckpt.resume_point(self.run_dir, self.model, self.opt, self.cfg.train.total_steps)
         if not point.has_weights:  # killed while setting up: rebuild the initial weights
             self._initial_weights()
             ckpt.save_snapshot(self.run_dir, 0, self.model.state_dict())

@@ -97,3 +97,25 @@ def test_a_hostile_config_builds_nothing_it_names(tmp_path, capsys):
     assert len(err) == 1 and "does not match the run's own config" in err[0]
     assert "tokenizer_name" in err[0]
     assert not marker.exists()
+
+
+def test_train_refuses_a_directory_that_is_not_a_run(tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    assert main(["train", "--out", str(out), "--steps", "5", "--no-report"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not empty" in err[0]
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_a_resume_state_with_an_impossible_step_changes_nothing(tmp_path, capsys):
+    run_dir = _copy(tmp_path, "interrupted")
+    tensors, meta = ckpt.load_tensors(run_dir / "state.safetensors")
+    ckpt.save_tensors(run_dir / "state.safetensors", tensors, {**meta, "step": 10**9})
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    assert main(["train", "--resume", str(run_dir), "--no-report"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a step of this run" in err[0]
+    assert before == {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}

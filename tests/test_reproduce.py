@@ -1,5 +1,6 @@
 """`mechlistops reproduce`: the three sweeps, one transition table across them, a summary."""
 
+import dataclasses
 import json
 
 from mechlistops import reproduce
@@ -26,6 +27,9 @@ def test_study_layout():
     curriculum = quick["curriculum"].base.train
     assert curriculum.pretrain_ops == ("MAX", "MED") and curriculum.pretrain_steps == 1500
     assert all(s.base.data.tree == "single" for s in quick.values())
+    assert all(s.base.data.min_args == 2 for s in quick.values())  # the "stream" regime
+    paper = dataclasses.replace(reproduce.SCALES["quick"], regime=reproduce.REGIMES["paper"])
+    assert all(s.base.data.min_args == 3 for s in sweeps(paper).values())
 
 
 def test_reproduce_cli_states_its_scale_and_summarises(tmp_path, monkeypatch, capsys):
@@ -35,6 +39,10 @@ def test_reproduce_cli_states_its_scale_and_summarises(tmp_path, monkeypatch, ca
     assert main(args) == 0
     stdout = capsys.readouterr().out
     assert stdout.startswith("reproduction at quick scale: d_model 4,8,12,16 (2 layers), 1 seeds")
+    assert "regime paper: exactly 3 operands" in stdout
+    assert all(
+        json.loads(p.read_text())["data"]["min_args"] == 3 for p in out.glob("*/*/config.json")
+    )
     assert "a test-sized scale" in stdout
     # 2 single + 1 joint + 1 curriculum mixtures x 4 sizes
     assert len(list(out.glob("*/*/results.json"))) == 16

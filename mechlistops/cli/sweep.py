@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -111,11 +112,12 @@ def cmd_transition(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
-    from mechlistops.reproduce import SCALES, describe, run
+    from mechlistops.reproduce import REGIMES, SCALES, describe, run
 
     scale = SCALES["quick" if args.quick else args.scale]
+    scale = dataclasses.replace(scale, regime=REGIMES[args.regime])
     print(describe(scale), flush=True)
-    out = Path(args.out or f"reproduction-{scale.name}")
+    out = Path(args.out or f"reproduction-{scale.name}-{args.regime}")
     files = run(scale, out, **_engine_options(args))
     print(files["summary"].read_text())
     print("saved " + ", ".join(str(p) for p in files.values()))
@@ -259,6 +261,13 @@ def add_parsers(sub) -> None:
     )
     r.add_argument("--scale", choices=("quick", "full"), default="full")
     r.add_argument("--quick", action="store_true", help="same as --scale quick (~30 min, 2 CPUs)")
-    r.add_argument("--out", default=None, help="directory (default: reproduction-SCALE)")
+    r.add_argument(
+        "--regime",
+        choices=("paper", "stream"),
+        default="paper",
+        help="paper: exactly 3 operands per node (the setting under which the factor screen "
+        "found joint training to help SUM); stream: 2-3 operands, our earlier studies' setting",
+    )
+    r.add_argument("--out", default=None, help="directory (default: reproduction-SCALE-REGIME)")
     _add_engine_options(r)
     r.set_defaults(func=cmd_reproduce)
