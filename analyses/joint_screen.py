@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from mechlistops.analysis.geometry import ordering, pca
-from mechlistops.checkpoint import load_run
+from mechlistops.checkpoint import is_finished, load_run
 from mechlistops.sweep import load_sweep
 from mechlistops.transition import accuracies_at
 
@@ -47,14 +47,18 @@ def cell_runs(cell: Path, s1: int, s2: int) -> pd.DataFrame:
             rows[key]["W_E_ordering"] = ordering(pca(w_e))
     out = pd.DataFrame(rows.values())
     out.insert(0, "cell", cell.name)
+    finished = sum(is_finished(cell / m.name) for m in sweep.members())
+    out["cell_finished"] = f"{finished}/{len(sweep.members())}"
     return out
 
 
 def verdict(runs: pd.DataFrame, s1: int, s2: int) -> dict:
     """Medians over seeds and the plan's rule: flips / toward the paper / no."""
+    finished = runs["cell_finished"].iloc[0]
+    done, total = map(int, finished.split("/"))
+    if done < total:
+        return {"verdict": f"incomplete ({finished} runs finished)"}
     med = runs.groupby("mixture").median(numeric_only=True)
-    if JOINT not in med.index or ALONE not in med.index:
-        return {"verdict": "incomplete"}
     a, j = med.loc[ALONE], med.loc[JOINT]
     equal_examples = j[f"sum_heldout@{s2}"] >= a[f"sum_heldout@{s1}"]
     equal_steps = j[f"sum_heldout@{s1}"] >= a[f"sum_heldout@{s1}"]
@@ -62,8 +66,6 @@ def verdict(runs: pd.DataFrame, s1: int, s2: int) -> dict:
         index="seed", columns="mixture", values=[f"sum_heldout@{s1}", f"sum_heldout@{s2}"]
     )
     wins = int((seeds[(f"sum_heldout@{s2}", JOINT)] >= seeds[(f"sum_heldout@{s1}", ALONE)]).sum())
-    if runs[[f"sum_heldout@{s1}", f"sum_heldout@{s2}"]].isna().any().any():
-        return {"verdict": "incomplete"}
     return {
         "n_params": int(a["n_params"]),
         "seeds": len(seeds),
@@ -91,7 +93,9 @@ def markdown(table: pd.DataFrame) -> str:
     """A markdown table (index as the first column), numbers to 2 decimals."""
 
     def cell(v) -> str:
-        return f"{v:.2f}" if isinstance(v, float) else str(v)
+        if isinstance(v, float):
+            return "" if v != v else f"{v:.2f}"
+        return str(v)
 
     head = ["cell", *map(str, table.columns)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
