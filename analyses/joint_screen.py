@@ -104,6 +104,18 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def per_seed(runs: pd.DataFrame, s1: int, s2: int) -> pd.DataFrame:
+    """SUM held-out accuracy per seed (s0 / s1 / ...) for each cell and arm, at both steps."""
+    rows = {}
+    for (cell, mixture), g in runs.sort_values("seed").groupby(["cell", "mixture"]):
+        rows[f"{cell}: {mixture}"] = {
+            f"SUM held-out @{s1}": " / ".join(f"{v:.2f}" for v in g[f"sum_heldout@{s1}"]),
+            f"SUM held-out @{s2}": " / ".join(f"{v:.2f}" for v in g[f"sum_heldout@{s2}"]),
+            "W_E ordering": " / ".join(f"{v:.2f}" for v in g.get("W_E_ordering", [])),
+        }
+    return pd.DataFrame(rows).T
+
+
 def plot(runs: pd.DataFrame, s1: int, s2: int, out: Path) -> Path:
     import matplotlib
 
@@ -123,7 +135,8 @@ def plot(runs: pd.DataFrame, s1: int, s2: int, out: Path) -> Path:
                 read=label, acc=lambda d, s=step: d[f"sum_heldout@{s}"]
             )
             for mix, step, label in reads
-        ]
+        ],
+        ignore_index=True,
     )
     sns.set_theme(style="whitegrid")
     fig, ax = plt.subplots(figsize=(max(7, 1.4 * runs.cell.nunique() + 3), 4.6))
@@ -191,11 +204,13 @@ if __name__ == "__main__":
     table = pd.DataFrame(
         {c.name: verdict(runs[runs.cell == c.name], args.s1, args.s2) for c in cells}
     ).T
-    (out / "screen.md").write_text(markdown(table))
-    print(markdown(table))
+    done = runs[runs.cell_finished.map(lambda f: f.split("/")[0] == f.split("/")[1])]
+    seeds = per_seed(done, args.s1, args.s2)
+    (out / "screen.md").write_text(markdown(table) + "\n" + markdown(seeds))
+    print(markdown(table) + "\n" + markdown(seeds))
     print(
         "saved",
         out / "screen_runs.csv",
         out / "screen.md",
-        plot(runs, args.s1, args.s2, out / "screen.png"),
+        plot(done, args.s1, args.s2, out / "screen.png"),
     )
