@@ -264,7 +264,8 @@ def create_run(
             f"{run_dir} already holds a run; pass --resume {run_dir} or choose another --out"
         )
     leftovers = run_dir.is_dir() and any(
-        not p.name.endswith(".tmp") for p in run_dir.iterdir()  # .tmp: a killed write
+        not p.name.endswith(".tmp")
+        for p in run_dir.iterdir()  # .tmp: a killed write
     )
     if run_dir.exists() and (not run_dir.is_dir() or leftovers):
         what = "a directory that is not empty" if run_dir.is_dir() else "not a directory"

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from mechlistops.analysis.common import analysis_path
+from mechlistops.cli.options import bounded
 from mechlistops.errors import ConfigError
 
 
@@ -210,6 +211,9 @@ def _choices(text: str, known, what: str) -> list[str]:
     return names
 
 
+_LIMIT = bounded(int, 1, 10**6)  # examples per test set
+
+
 def add_parsers(sub) -> None:
     from mechlistops.analysis.ablation import COMPONENTS, MODES
 
@@ -220,7 +224,7 @@ def add_parsers(sub) -> None:
     a.add_argument("--head", type=int, help="with --component head: one head (default: each)")
     a.add_argument("--mode", choices=MODES, default="zero")
     a.add_argument("--ops", help="test sets to use (default: all of the run's)")
-    a.add_argument("--limit", type=int, help="examples per test set (default: all)")
+    a.add_argument("--limit", type=_LIMIT, help="examples per test set (default: all)")
     a.add_argument("--seed", type=int, default=0, help="resample permutation seed")
     a.add_argument("--device", default="auto")
     a.add_argument("--json", action="store_true")
@@ -231,8 +235,10 @@ def add_parsers(sub) -> None:
     )
     t.add_argument("run", help="run directory, or RUN@STEP")
     t.add_argument("--ops", help="test sets to use (default: all of the run's)")
-    t.add_argument("--limit", type=int, help="examples per test set (default: all)")
-    t.add_argument("--top", type=int, default=6, help="components to print per test set")
+    t.add_argument("--limit", type=_LIMIT, help="examples per test set (default: all)")
+    t.add_argument(
+        "--top", type=bounded(int, 1, 1000), default=6, help="components to print per test set"
+    )
     t.add_argument("--seed", type=int, default=0, help="corruption permutation seed (patching)")
     t.add_argument("--device", default="auto")
     t.add_argument("--json", action="store_true")
@@ -241,7 +247,7 @@ def add_parsers(sub) -> None:
     g = sub.add_parser("geometry", help="PCA, cosine similarity and number structure of values")
     g.add_argument("run", help="run directory, or RUN@STEP")
     g.add_argument("--ops", help="test sets used for the residual stream (default: all)")
-    g.add_argument("--limit", type=int, help="examples per test set (default: all)")
+    g.add_argument("--limit", type=_LIMIT, help="examples per test set (default: all)")
     g.add_argument("--device", default="auto")
     g.add_argument("--json", action="store_true")
     g.set_defaults(func=cmd_geometry)
@@ -251,9 +257,19 @@ def add_parsers(sub) -> None:
     p.add_argument("--targets", default="parity,value,mod3", help="parity, value, mod3")
     p.add_argument("--positions", default="value,close,answer", help="value, close, answer")
     p.add_argument("--ops", help="test sets to pool (default: all of the run's)")
-    p.add_argument("--limit", type=int, help="examples per test set (default: all)")
-    p.add_argument("--folds", type=int, default=5, help="cross-validation folds, by expression")
-    p.add_argument("--max-items", type=int, default=1000, help="positions per kind (subsampled)")
+    p.add_argument("--limit", type=_LIMIT, help="examples per test set (default: all)")
+    p.add_argument(
+        "--folds",
+        type=bounded(int, 2, 100),
+        default=5,
+        help="cross-validation folds, by expression",
+    )
+    p.add_argument(
+        "--max-items",
+        type=bounded(int, 2, 10**6),
+        default=1000,
+        help="positions per kind (subsampled)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true")
@@ -262,6 +278,6 @@ def add_parsers(sub) -> None:
     r = sub.add_parser("report", help="one offline HTML page comparing runs side by side")
     r.add_argument("runs", nargs="+", help="run directories (or RUN@STEP)")
     r.add_argument("--out", default="report.html")
-    r.add_argument("--limit", type=int, default=1000, help="examples per test set")
+    r.add_argument("--limit", type=_LIMIT, default=1000, help="examples per test set")
     r.add_argument("--device", default="auto")
     r.set_defaults(func=cmd_report)

@@ -44,6 +44,22 @@ def numbers(cast):
     return parse
 
 
+def bounded(cast, low, high):
+    """argparse type for one number in [low, high]: bounded(int, 1, 10)("3") == 3."""
+
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {cast.__name__} value: {text!r}") from None
+        if not low <= value <= high:  # NaN fails too
+            raise argparse.ArgumentTypeError(f"expected {low}..{high:,}, got {text}")
+        return value
+
+    parse.__name__ = cast.__name__
+    return parse
+
+
 def _ops(text: str) -> tuple[str, ...]:
     try:
         return parse_ops(text)

@@ -7,7 +7,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from mechlistops.cli.options import numbers
+from mechlistops.cli.options import bounded, numbers
 from mechlistops.cli.train import add_device_option, add_run_options, run_config_from_args
 from mechlistops.config import parse_ops
 from mechlistops.errors import ConfigError, MechlistopsError
@@ -201,7 +201,12 @@ def add_parsers(sub) -> None:
         required=True,
         help="model widths, e.g. 8,12,16,24,32",
     )
-    s.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1, each the data and init seed")
+    s.add_argument(
+        "--seeds",
+        type=bounded(int, 1, 1000),
+        default=3,
+        help="seeds 0..N-1, each the data and init seed",
+    )
     s.add_argument("--out", required=True, help="sweep directory")
     s.add_argument(
         "--search",
@@ -210,7 +215,12 @@ def add_parsers(sub) -> None:
         help="grid: train every size; bisect: per mixture and seed, find the smallest size "
         "that passes --search-threshold by bisection (about log2(sizes) runs)",
     )
-    s.add_argument("--search-threshold", type=float, default=0.9, help="accuracy that passes")
+    s.add_argument(
+        "--search-threshold",
+        type=bounded(float, 0.001, 1.0),
+        default=0.9,
+        help="accuracy that passes",
+    )
     s.add_argument("--search-op", help="operator whose accuracy decides (default: the first)")
     s.add_argument(
         "--search-on",
@@ -224,12 +234,14 @@ def add_parsers(sub) -> None:
     t.add_argument("sweep", help="sweep directory")
     t.add_argument(
         "--threshold",
-        type=float,
+        type=bounded(float, 0.001, 1.0),
         action="append",
         default=None,
         help="accuracy counted as learned (default 0.9 and 0.99)",
     )
-    t.add_argument("--bootstrap", type=int, default=500, help="bootstrap resamples")
+    t.add_argument(
+        "--bootstrap", type=bounded(int, 1, 100_000), default=500, help="bootstrap resamples"
+    )
     which = t.add_mutually_exclusive_group()
     which.add_argument(
         "--heldout",
