@@ -50,7 +50,10 @@ class SetResult:
         return self.accuracy_pool - self.accuracy_heldout
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        if self.accuracy_pool is not None:
+            out["memorisation_gap"] = self.memorisation_gap
+        return out
 
 
 # ----------------------------------------------------------------------------- losses

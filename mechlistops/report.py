@@ -63,7 +63,11 @@ def summarise_run(
                 "accuracy": r.accuracy,
                 "held-out accuracy": r.accuracy_heldout,
                 "baseline": r.baseline,
-                **({"pool accuracy": r.accuracy_pool} if inputs.pools else {}),
+                **(
+                    {"pool accuracy": r.accuracy_pool, "memorisation gap": r.memorisation_gap}
+                    if inputs.pools
+                    else {}
+                ),
             }
             for k, r in results.items()
         }

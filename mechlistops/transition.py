@@ -30,7 +30,7 @@ from mechlistops.sweep import load_sweep
 def final_accuracies(sweep_dir: Path) -> pd.DataFrame:
     """One row per (finished member, test set) at the end of training: mixture (with " after
     OPS" for a curriculum), d_model, seed, n_params, op, accuracy, accuracy_heldout,
-    accuracy_pool (None without pools), step."""
+    accuracy_pool and memorisation_gap (pool minus held-out; None without pools), step."""
     return accuracies_at(sweep_dir)
 
 
@@ -70,6 +70,7 @@ def accuracies_at(
                     "accuracy": r["accuracy"],
                     "accuracy_heldout": r["accuracy_heldout"],
                     "accuracy_pool": r.get("accuracy_pool"),
+                    "memorisation_gap": r.get("memorisation_gap"),
                     "step": record["step"],
                     **({"examples_seen": record["examples"][examples[0]]} if examples else {}),
                 }

@@ -144,3 +144,22 @@ def test_a_pool_that_cannot_be_filled_outside_the_test_set_says_so():
     )
     with pytest.raises(ConfigError, match="found only .* distinct SUM expressions"):
         evaluation_data(cfg)
+
+
+def test_transition_reads_pool_accuracy_and_the_memorisation_gap(tmp_path, capsys):
+    from mechlistops.cli import main
+
+    out = tmp_path / "pooled"
+    argv = ["sweep", "--mixture", "SUM", "--mixture", "SUM,MAX", "--d-model", "8,16"]
+    argv += ["--seeds", "1", "--tree", "single", "--train-size", "300", "--test-size", "100"]
+    argv += ["--steps", "40", "--eval-interval", "20", "--save-interval", "20", "--n-layers", "1"]
+    argv += ["--workers", "1", "--no-progress", "--out", str(out)]
+    assert main(argv) == 0
+    metrics = json.loads((out / "sum_d8_s0" / "metrics.jsonl").read_text().splitlines()[-1])
+    r = metrics["eval"]["SUM"]
+    assert r["memorisation_gap"] == pytest.approx(r["accuracy_pool"] - r["accuracy_heldout"])
+    capsys.readouterr()
+    assert main(["transition", str(out), "--pool", "--bootstrap", "5"]) == 0
+    printed = capsys.readouterr().out
+    assert "memorisation gap (pool - held-out) of SUM in SUM+MAX, median by size:" in printed
+    assert (out / "transitions_pool.json").is_file()

@@ -107,6 +107,11 @@ def cmd_transition(args) -> int:
             f"read at the first evaluation with >= {args.at_examples[1]:,} "
             f"{args.at_examples[0]} examples: {seen.min():,} to {seen.max():,} seen"
         )
+    pooled = df.dropna(subset=["memorisation_gap"])
+    for (op, mixture), g in pooled.groupby(["op", "mixture"], sort=False):
+        gaps = g.groupby("n_params")["memorisation_gap"].median()
+        cells = ", ".join(f"{n:,.0f}: {v:+.2f}" for n, v in gaps.items())
+        print(f"memorisation gap (pool - held-out) of {op} in {mixture}, median by size: {cells}")
     print(f"\nsaved {Path(args.sweep) / (stem + '.json')} and {figure}")
     return 0
 
