@@ -236,6 +236,13 @@ def load_run(path: str | Path, step: int | None = None, device: str | torch.devi
         )
     model = make_hooked_transformer(ht_cfg, seed=0, device=device)
     state, _ = load_tensors(weights)
+    params = dict(model.named_parameters(remove_duplicate=False))  # not buffers: masks hold -inf
+    bad = [k for k, v in state.items() if k in params and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(
+            f"{weights}: weights are not finite ({bad[0]}...): the run diverged; pick an earlier "
+            f"step with RUN@STEP (saved: {saved_steps(run_dir)[-5:]})"
+        )
     load_state_dict_into(model, state, weights)
     if cfg.model.looped:
         tie_blocks(model)

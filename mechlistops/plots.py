@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from mechlistops.atomic import atomic_write
@@ -68,7 +69,9 @@ def plot_training(run_dir: Path, out: Path | None = None) -> Path:
     sns.lineplot(losses, x="step", y="train_loss", ax=ax_loss, color="k", label="train")
     sns.lineplot(df, x="step", y="loss", hue="set", palette=palette, ax=ax_loss)
     ax_loss.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax_loss.set(yscale="log", ylabel="cross-entropy", title="loss")
+    shown = pd.concat([losses["train_loss"], df["loss"]])
+    positive = shown[np.isfinite(shown) & (shown > 0)]  # a diverged run has none
+    ax_loss.set(yscale="log" if len(positive) else "linear", ylabel="cross-entropy", title="loss")
     fig.suptitle(Path(run_dir).name, fontsize=10)
     fig.tight_layout()
     atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))

@@ -179,6 +179,7 @@ class TrainResult:
     results: dict[str, SetResult]
     n_params: dict[str, int]
     seconds: float
+    stopped: dict | None = None  # {"step", "reason"} when a stopping rule ended the run early
 
 
 class RunState:
@@ -216,6 +217,7 @@ class RunState:
         }
         self.started = time.perf_counter() - elapsed
         self.last_eval: dict[str, SetResult] = {}
+        self._evaluated_at: int | None = None  # the step of last_eval
         self.metrics: dict = {}
 
     def _initial_weights(self) -> None:
@@ -284,6 +286,9 @@ class RunState:
         self.loss_sum += loss
         self.loss_count += 1
         self.examples.update(self._batch_ops.pop(step - 1, {}))
+        if not math.isfinite(loss):  # diverged: nothing after this step means anything
+            self.stopped = {"step": step, "reason": f"diverged: training loss {loss}"}
+            return
         if step in self.snaps:
             ckpt.save_snapshot(self.run_dir, step, self.model.state_dict())
         if self.evaluates(step):
@@ -305,6 +310,7 @@ class RunState:
 
     def _evaluate(self, step: int, phase: Phase, lr: float) -> None:
         self.last_eval = self._score(self.cfg.train.eval_size)
+        self._evaluated_at = step
         self.metrics = {
             "step": step,
             "phase": phase.index,
@@ -331,9 +337,25 @@ class RunState:
 
     def finish(self) -> TrainResult:
         """Final evaluation, final weights and results.json; drops the resume state."""
-        # The loop always evaluates at the last step; redo it only if eval_size trimmed the sets.
+        # The loop evaluates at the last step (and at a stop); redo it if eval_size trimmed the
+        # sets, or if the run stopped between evaluations (it diverged).
         results = self.last_eval
-        if self.cfg.train.eval_size is not None:
+        if self._evaluated_at != self.step:  # its last metrics line: where it stopped
+            results = self._score(None)
+            phase = self.phase_at(self.step - 1)
+            self.last_eval, self._evaluated_at = results, self.step
+            self.metrics = {
+                "step": self.step,
+                "phase": phase.index,
+                "lr": self.lr(phase, self.step - 1),
+                "train_loss": self.loss_sum / max(self.loss_count, 1),
+                "elapsed_s": round(time.perf_counter() - self.started, 2),
+                "examples": dict(self.examples),
+                "eval": {k: v.to_dict() for k, v in results.items()},
+                "stop": (self.stopped or {}).get("reason"),
+            }
+            ckpt.append_metrics(self.run_dir, self.metrics)
+        elif self.cfg.train.eval_size is not None:
             results = self._score(None)
         seconds = time.perf_counter() - self.started
         ckpt.save_final(
@@ -349,7 +371,7 @@ class RunState:
                 "results": {k: v.to_dict() for k, v in results.items()},
             },
         )
-        return TrainResult(self.run_dir, self.model, results, self.n_params, seconds)
+        return TrainResult(self.run_dir, self.model, results, self.n_params, seconds, self.stopped)
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -392,6 +414,7 @@ def drive(runs: list[RunState], stepper: Stepper, progress: bool = True) -> list
                 run.record(step, phase, lrs[k], loss)
             for k in reversed(range(len(live))):
                 if live[k].stopped:
+                    stepper.hand_back(k)
                     run = live.pop(k)
                     results[id(run)] = run.finish()
                     stepper.drop(k)

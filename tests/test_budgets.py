@@ -128,3 +128,37 @@ def test_a_sweep_reads_at_a_step_and_at_a_count_of_examples(tmp_path):
     final = accuracies_at(tmp_path)
     assert set(final.step) == {60}
     assert accuracies_at(tmp_path, examples=("SUM", 10**9)).empty  # never reached
+
+
+DIVERGE = {"lr": 50.0, "grad_clip": 0.0, "warmup_steps": 0}
+
+
+def test_a_diverged_run_stops_with_its_reason_and_no_traceback(tmp_path, capsys):
+    from mechlistops.cli import main
+
+    out = tmp_path / "div"
+    argv = ["train", "--ops", "MAX", "--d-model", "16", "--steps", "200", "--lr", "50"]
+    argv += ["--grad-clip", "0", "--warmup-steps", "0", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    assert results["stopped"]["reason"].startswith("diverged") and results["step"] < 200
+    assert f"stopped at step {results['step']}: diverged" in printed
+    assert (out / "training.png").is_file()  # the curves plot without a finite loss
+    assert main(["geometry", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the run diverged" in err[0]
+
+
+def test_a_diverging_ensemble_member_leaves_and_the_others_go_on(tmp_path):
+    calm = tiny_config(train=STOP)
+    wild = tiny_config(train={**STOP, **DIVERGE, "seed": 1})
+    train_ensemble([(calm, tmp_path / "e0"), (wild, tmp_path / "e1")], progress=False)
+    train(calm, tmp_path / "alone", progress=False)
+    wild_results = json.loads((tmp_path / "e1" / "results.json").read_text())
+    assert wild_results["stopped"]["reason"].startswith("diverged")
+    assert json.loads((tmp_path / "e0" / "results.json").read_text())["step"] == 60
+    assert_same_weights(
+        load_file(tmp_path / "alone" / "model.safetensors"),
+        load_file(tmp_path / "e0" / "model.safetensors"),
+    )

@@ -61,7 +61,8 @@ def cmd_train(args) -> int:
     )
     figure = plot_training(run_dir)
     report = None
-    if not args.no_report:  # the run's analyses, on one offline page
+    diverged = result.stopped and result.stopped["reason"].startswith("diverged")
+    if not args.no_report and not diverged:  # the run's analyses, on one offline page
         from mechlistops.report import build_report
 
         report = build_report(
@@ -83,9 +84,12 @@ def cmd_train(args) -> int:
     print(
         f"\n{result.n_params['n_params']:,} parameters "
         f"({result.n_params['n_params_no_embed']:,} without embeddings), "
-        f"{cfg.train.total_steps} steps in {result.seconds:.0f} s"
+        f"{result.stopped['step'] if result.stopped else cfg.train.total_steps} steps in "
+        f"{result.seconds:.0f} s"
     )
     print(format_table(result.results))
+    if result.stopped:
+        print(f"\nstopped at step {result.stopped['step']}: {result.stopped['reason']}")
     print(f"\nrun saved to {run_dir} (training curves: {figure})")
     if report:
         print(f"analyses (ablation, attribution, probes, geometry, attention views): {report}")
