@@ -79,7 +79,7 @@ def test_a_real_search_trains_few_sizes_and_transition_reads_them(tmp_path, caps
 @pytest.mark.parametrize(
     "extra, fragment",
     [
-        (["--search-threshold", "0"], "threshold must be in (0, 1]"),
+        (["--search-threshold", "0"], "expected 0.001..1"),
         (["--search-op", "SUM"], "not in the mixture"),
         (["--launcher", "ray"], "runs on this machine"),
     ],
