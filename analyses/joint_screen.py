@@ -35,7 +35,9 @@ def cell_runs(cell: Path, s1: int, s2: int) -> pd.DataFrame:
             if r.op == "SUM":
                 row[f"sum_heldout@{step}"] = r.accuracy_heldout
                 row[f"sum_all@{step}"] = r.accuracy
-                row[f"sum_pool@{step}"] = r.accuracy_pool
+                row[f"sum_pool@{step}"] = (
+                    float("nan") if r.accuracy_pool is None else r.accuracy_pool
+                )
             elif step == s2:
                 row[f"{r.op.lower()}_heldout@{step}"] = r.accuracy_heldout
     sweep = load_sweep(cell)
