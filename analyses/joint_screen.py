@@ -56,6 +56,8 @@ def cell_runs(cell: Path, s1: int, s2: int) -> pd.DataFrame:
 
 def verdict(runs: pd.DataFrame, s1: int, s2: int) -> dict:
     """Medians over seeds and the plan's rule: flips / toward the paper / no."""
+    if runs.empty:
+        return {"verdict": "incomplete (no run has reached the first read yet)"}
     finished = runs["cell_finished"].iloc[0]
     done, total = map(int, finished.split("/"))
     if done < total:

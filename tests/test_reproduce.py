@@ -29,7 +29,9 @@ def test_study_layout():
     assert all(s.base.data.tree == "single" for s in quick.values())
     assert all(s.base.data.min_args == 2 for s in quick.values())  # the "stream" regime
     paper = dataclasses.replace(reproduce.SCALES["quick"], regime=reproduce.REGIMES["paper"])
-    assert all(s.base.data.min_args == 3 for s in sweeps(paper).values())
+    for s in sweeps(paper).values():
+        assert s.base.data.min_args == 3 and s.base.data.train_size == 3000
+        assert s.base.model.looped and s.base.model.n_heads == 1
 
 
 def test_reproduce_cli_states_its_scale_and_summarises(tmp_path, monkeypatch, capsys):
@@ -39,10 +41,10 @@ def test_reproduce_cli_states_its_scale_and_summarises(tmp_path, monkeypatch, ca
     assert main(args) == 0
     stdout = capsys.readouterr().out
     assert stdout.startswith("reproduction at quick scale: d_model 4,8,12,16 (2 layers), 1 seeds")
-    assert "regime paper: exactly 3 operands" in stdout
-    assert all(
-        json.loads(p.read_text())["data"]["min_args"] == 3 for p in out.glob("*/*/config.json")
-    )
+    assert "regime paper: a finite pool of 3,000" in stdout
+    for path in out.glob("*/*/config.json"):
+        saved = json.loads(path.read_text())
+        assert saved["data"]["min_args"] == 3 and saved["model"]["looped"]
     assert "a test-sized scale" in stdout
     # 2 single + 1 joint + 1 curriculum mixtures x 4 sizes
     assert len(list(out.glob("*/*/results.json"))) == 16

@@ -282,8 +282,9 @@ def add_parsers(sub) -> None:
         "--regime",
         choices=("paper", "stream"),
         default="paper",
-        help="paper: exactly 3 operands per node (the setting under which the factor screen "
-        "found joint training to help SUM); stream: 2-3 operands, our earlier studies' setting",
+        help="paper: finite pools of 3,000, exactly 3 operands, a looped single-head block (the "
+        "factor screen's most paper-like setting, docs/findings.md); stream: 2-3 operands, a "
+        "fresh sample stream, 2 blocks of 4 heads (our earlier studies' setting)",
     )
     r.add_argument("--out", default=None, help="directory (default: reproduction-SCALE-REGIME)")
     _add_engine_options(r)
