@@ -146,29 +146,16 @@ def plot(runs: pd.DataFrame, s1: int, s2: int, out: Path) -> Path:
     fig, ax = plt.subplots(figsize=(max(7, 1.4 * runs.cell.nunique() + 3), 4.6))
     order = [label for *_, label in reads]
     palette = dict(zip(order, ["#9ecae1", "#3182bd", "#fdae6b", "#e6550d"]))
-    sns.stripplot(
-        long,
-        x="cell",
-        y="acc",
-        hue="read",
-        hue_order=order,
-        palette=palette,
-        dodge=True,
-        ax=ax,
-        size=6,
-        jitter=0.1,
-    )
+    common = {"x": "cell", "y": "acc", "hue": "read", "hue_order": order, "palette": palette}
+    sns.stripplot(long, **common, dodge=True, ax=ax, size=6, jitter=0.1)
     sns.pointplot(
         long,
-        x="cell",
-        y="acc",
-        hue="read",
-        hue_order=order,
-        palette=palette,
+        **common,
         dodge=0.6,
         estimator="median",
         errorbar=None,
         markers="_",
+        markersize=18,
         linestyles="none",
         ax=ax,
         legend=False,
