@@ -119,3 +119,16 @@ def test_a_resume_state_with_an_impossible_step_changes_nothing(tmp_path, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a step of this run" in err[0]
     assert before == {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+
+
+def test_ctrl_c_exits_130_and_says_how_to_resume(tmp_path, monkeypatch, capsys):
+    import mechlistops.train as train_mod
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_mod, "train", interrupted)
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--steps", "5"]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"mechlistops: interrupted; continue with: mechlistops train --resume {out}"]

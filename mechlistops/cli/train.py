@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 from mechlistops.cli.options import add_config_options, config_from_args, given, given_flags
@@ -56,9 +57,20 @@ def cmd_train(args) -> int:
         if cfg.train.init_from and not Path(cfg.train.init_from).is_dir():
             raise ConfigError(f"--init-from {cfg.train.init_from}: no such run directory")
         run_dir = Path(args.out) if args.out else Path("checkpoints") / default_run_name(cfg)
-    result = train(
-        cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress, device=args.device
-    )
+    try:
+        result = train(
+            cfg,
+            run_dir,
+            resume=bool(args.resume),
+            progress=not args.no_progress,
+            device=args.device,
+        )
+    except KeyboardInterrupt:
+        print(
+            f"mechlistops: interrupted; continue with: mechlistops train --resume {run_dir}",
+            file=sys.stderr,
+        )
+        return 130
     figure = plot_training(run_dir)
     report = None
     diverged = result.stopped and result.stopped["reason"].startswith("diverged")
