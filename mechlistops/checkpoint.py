@@ -24,7 +24,9 @@ Format 1 runs still load, resume and analyse (`RunConfig.from_dict` reads their 
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import subprocess
 from dataclasses import dataclass
 from importlib import metadata
@@ -53,6 +55,7 @@ CONFIG, VOCAB, WEIGHTS, STATE, RESULTS, METRICS = (
     "metrics.jsonl",
 )
 STEPS_DIR = "steps"
+LOCK = ".lock"  # held while a process trains the run (RunLock)
 
 
 # ----------------------------------------------------------------------------- tensors
@@ -260,24 +263,75 @@ def is_finished(run_dir: Path) -> bool:
     return (Path(run_dir) / RESULTS).is_file()
 
 
-def create_run(
-    run_dir: Path, cfg: RunConfig, ht_cfg: dict, extra: dict, initial: dict[str, torch.Tensor]
-) -> None:
-    """Make a new run directory: config (with `extra` facts such as the parameter count),
-    vocabulary and the step-0 weights. Refuses a directory that already holds a run."""
+class RunLock:
+    """A process's exclusive claim on a run directory while it trains it: an advisory lock on
+    RUN/.lock, which the operating system releases when the process ends, however it ends."""
+
+    def __init__(self, run_dir: Path, made_dir: bool = False):
+        self.run_dir, self.fd, self.made_dir = run_dir, None, made_dir
+        try:
+            fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ConfigError(f"{run_dir}: cannot write there ({exc.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise ConfigError(f"{run_dir} is being trained by another process") from None
+        self.fd = fd
+
+    def release(self, abandon: bool = False) -> None:
+        """Drop the claim; `abandon`: the run was never written, so a directory the claim made
+        is removed again (it holds nothing but the lock file)."""
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor drops the lock
+            self.fd = None
+        if abandon and self.made_dir and [p.name for p in self.run_dir.iterdir()] == [LOCK]:
+            (self.run_dir / LOCK).unlink()
+            self.run_dir.rmdir()
+
+
+def claim_run(run_dir: Path, new: bool) -> RunLock:
+    """Claim a run directory before writing anything in it. A new run needs a directory that
+    is new, or empty; an existing one must hold a run. Two processes never hold one run."""
     run_dir = Path(run_dir)
+    made = False
+    if new:
+        _check_new(run_dir)
+        made = not run_dir.exists()
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"{run_dir}: cannot create it ({exc.strerror})") from None
+    elif not holds_run(run_dir):
+        raise CheckpointError(f"{run_dir}: not a run directory (no {CONFIG})")
+    lock = RunLock(run_dir, made)
+    if new and holds_run(run_dir):  # another process created it between the check and now
+        lock.release()
+        _check_new(run_dir)
+    return lock
+
+
+def _check_new(run_dir: Path) -> None:
     if holds_run(run_dir):
         raise ConfigError(
             f"{run_dir} already holds a run; pass --resume {run_dir} or choose another --out"
         )
     leftovers = run_dir.is_dir() and any(
-        not p.name.endswith(".tmp")
-        for p in run_dir.iterdir()  # .tmp: a killed write
+        not (p.name.endswith(".tmp") or p.name == LOCK)  # a killed write, an old claim
+        for p in run_dir.iterdir()
     )
     if run_dir.exists() and (not run_dir.is_dir() or leftovers):
         what = "a directory that is not empty" if run_dir.is_dir() else "not a directory"
         raise ConfigError(f"{run_dir} is {what}; choose a new or empty --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def create_run(
+    run_dir: Path, cfg: RunConfig, ht_cfg: dict, extra: dict, initial: dict[str, torch.Tensor]
+) -> None:
+    """Write a new run's config (with `extra` facts such as the parameter count), vocabulary
+    and step-0 weights into a directory claimed with `claim_run(run_dir, new=True)`."""
+    run_dir = Path(run_dir)
     _save_config(run_dir, cfg, ht_cfg, extra)
     save_snapshot(run_dir, 0, initial)
 

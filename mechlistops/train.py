@@ -205,7 +205,14 @@ class RunState:
         self._batch_ops: dict[int, Counter[str]] = {}  # per step, until `record` books it
         self.stopped: dict | None = None  # {"step", "reason"} once a stopping rule fired
         self.stop_rule = StopRule(t)
-        elapsed = self._resume() if resume else self._create()
+        if not resume:
+            self._initial_weights()  # a transfer that cannot work fails before any write
+        self.lock = ckpt.claim_run(self.run_dir, new=not resume)  # before anything is written
+        try:
+            elapsed = self._resume() if resume else self._create()
+        except BaseException:
+            self.lock.release(abandon=True)
+            raise
         self.model.train()
         self.eval_names = eval_ops(cfg.data, t.pretrain_ops)
         exclude = excluded_hashes(cfg.data, self.test_sets)
@@ -225,7 +232,6 @@ class RunState:
             _transfer_init(self.model, self.cfg)
 
     def _create(self) -> float:
-        self._initial_weights()
         extra = {"n_params": self.n_params}
         if self.pools:
             extra["pools"] = {
@@ -371,6 +377,7 @@ class RunState:
                 "results": {k: v.to_dict() for k, v in results.items()},
             },
         )
+        self.lock.release()
         return TrainResult(self.run_dir, self.model, results, self.n_params, seconds, self.stopped)
 
 
@@ -421,6 +428,10 @@ def drive(runs: list[RunState], stepper: Stepper, progress: bool = True) -> list
             bar.update(1)
             if runs[0].evaluates(step):
                 bar.set_postfix_str(runs[0].summary() + (" ..." if len(runs) > 1 else ""))
+    except BaseException:
+        for run in runs:  # an interrupted run can be resumed at once, by this process too
+            run.lock.release()
+        raise
     finally:
         stepper.close()
     bar.close()

@@ -114,11 +114,15 @@ def test_a_resume_state_with_an_impossible_step_changes_nothing(tmp_path, capsys
     run_dir = _copy(tmp_path, "interrupted")
     tensors, meta = ckpt.load_tensors(run_dir / "state.safetensors")
     ckpt.save_tensors(run_dir / "state.safetensors", tensors, {**meta, "step": 10**9})
-    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+
+    def files():  # RUN/.lock, the (empty) claim file, is made by any resume
+        return {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name != ".lock"}
+
+    before = files()
     assert main(["train", "--resume", str(run_dir), "--no-report"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a step of this run" in err[0]
-    assert before == {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    assert before == files()
 
 
 def test_ctrl_c_exits_130_and_says_how_to_resume(tmp_path, monkeypatch, capsys):
@@ -132,3 +136,20 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(tmp_path, monkeypatch, capsys):
     assert main(["train", "--out", str(out), "--steps", "5"]) == 130
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"mechlistops: interrupted; continue with: mechlistops train --resume {out}"]
+
+
+def test_one_run_directory_is_trained_by_one_process_at_a_time(tmp_path):
+    from mechlistops.errors import ConfigError
+
+    run_dir = _copy(tmp_path, "interrupted")
+    held = ckpt.claim_run(run_dir, new=False)  # as a training process would hold it
+    with pytest.raises(ConfigError, match="being trained by another process"):
+        train(ckpt.load_run_config(run_dir), run_dir, resume=True, progress=False)
+    new = tmp_path / "fresh"
+    other = ckpt.claim_run(new, new=True)  # a run started in the same second, same name
+    with pytest.raises(ConfigError, match="being trained by another process"):
+        ckpt.claim_run(new, new=True)
+    held.release()
+    other.release()
+    train(ckpt.load_run_config(run_dir), run_dir, resume=True, progress=False)  # free again
+    assert ckpt.is_finished(run_dir)
