@@ -14,10 +14,13 @@ results are the same either way.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import json
 import multiprocessing
 import os
+import signal
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,10 +131,17 @@ def train_task(task: list[tuple[dict, str]], progress: bool = False, device: str
         train_ensemble(members, progress=progress, device=device)
 
 
-def _single_thread() -> None:
+def _worker_init(parent: int) -> None:
+    """A worker trains on one thread, and dies with the process that started it: without
+    this, a sweep killed with SIGKILL leaves its workers training on, orphaned."""
     import torch
 
     torch.set_num_threads(1)
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: SIGKILL me when my parent dies
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
 
 
 def run_sweep(
@@ -203,7 +213,10 @@ def run_local(fn, calls: list[tuple], workers: int, on_done) -> None:
         return
     # spawn, not fork: forking a process whose torch thread pool runs can deadlock.
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_single_thread) as pool:
+    init = (_worker_init, (os.getpid(),))
+    with ProcessPoolExecutor(
+        workers, mp_context=ctx, initializer=init[0], initargs=init[1]
+    ) as pool:
         futures = {pool.submit(fn, *call): i for i, call in enumerate(calls)}
         for future in as_completed(futures):
             on_done(futures[future], future.result())

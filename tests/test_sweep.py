@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -188,3 +189,50 @@ def test_ray_launcher_without_ray_says_how_to_install_it(tmp_path, monkeypatch, 
     code = main([*args, "--out", str(tmp_path / "sw"), "--launcher", "ray", "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and "pip install 'mechlistops[ray]'" in err and len(err.splitlines()) == 1
+
+
+def test_workers_die_with_a_killed_sweep(tmp_path):
+    """SIGKILL the sweep process: its worker processes must not train on, orphaned."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = f"""
+from mechlistops.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from mechlistops.sweep import SweepConfig, run_sweep
+base = RunConfig(DataConfig(ops=("MAX",), test_size=50), ModelConfig(n_layers=1, d_model=8,
+    n_heads=2), TrainConfig(steps=100000, eval_interval=50000, save_interval=50000))
+if __name__ == "__main__":
+    run_sweep(SweepConfig((("MAX",),), (8, 16), 1, base), {str(tmp_path / "sw")!r}, workers=2,
+              progress=False)
+"""
+    (tmp_path / "long_sweep.py").write_text(script)
+    parent = subprocess.Popen([sys.executable, str(tmp_path / "long_sweep.py")])
+
+    def workers() -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(parent.pid)], capture_output=True, text=True)
+        pids = [int(p) for p in out.stdout.split()]
+        return [p for p in pids if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+
+    deadline = time.time() + 60
+    while len(workers()) < 2 and time.time() < deadline:
+        time.sleep(0.5)
+    children = workers()
+    assert len(children) == 2
+    time.sleep(3)  # let them import and start training
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.time() + 20
+    alive = children
+    while alive and time.time() < deadline:
+        time.sleep(0.5)
+        alive = [
+            p
+            for p in children
+            if Path(f"/proc/{p}").exists() and Path(f"/proc/{p}/stat").read_text().split()[2] != "Z"
+        ]
+    for p in alive:  # a failing run must not leave them training
+        os.kill(p, signal.SIGKILL)
+    assert not alive, f"workers {alive} outlived their sweep"
