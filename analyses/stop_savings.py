@@ -14,13 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from mechlistops.checkpoint import is_finished, load_run_config, read_metrics
-from mechlistops.train import StopRule
-
-
-def mean_heldout(scores: dict) -> float:
-    held = [r["accuracy_heldout"] for k, r in scores.items() if k != "mixture"]
-    held = [h for h in held if h is not None]
-    return sum(held) / len(held) if held else 0.0
+from mechlistops.train import StopRule, mean_heldout
 
 
 def replay(run_dir: Path, patience: int, delta: float, accuracy: float) -> dict | None:

@@ -141,6 +141,12 @@ def _apply_ops(
 
 
 # ----------------------------------------------------------------------------- sampling
+def phase_weights(cfg: DataConfig, ops: tuple[str, ...]) -> tuple[float, ...]:
+    """The operator weights of a training phase: the mixture's own, or equal ones for another
+    set of operators (a pretraining phase)."""
+    return cfg.mixture_weights if ops == cfg.ops else (1.0 / len(ops),) * len(ops)
+
+
 def sample_examples(
     cfg: DataConfig,
     n: int,
@@ -152,7 +158,7 @@ def sample_examples(
     """Draw `n` expressions. ops/weights/tree override the config's mixture."""
     ops = ops or cfg.ops
     if weights is None:
-        weights = cfg.mixture_weights if ops == cfg.ops else (1.0 / len(ops),) * len(ops)
+        weights = phase_weights(cfg, ops)
     tree = tree or cfg.tree
     parts = []
     for start in range(0, n, _CHUNK_ROWS):

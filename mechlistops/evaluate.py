@@ -201,7 +201,8 @@ def evaluate_set(
     """Scores on a test set (its first `limit` rows), and on the first rows of the training
     pool of the same operator when one is given; `batch_size` examples per forward pass."""
     limit = len(ex) if limit is None else limit
-    ex = ex.subset(slice(0, limit))
+    if limit < len(ex):
+        ex = ex.subset(slice(0, limit))
     correct, losses = _correct(model, ex, cfg, batch_size)
     held = heldout_mask(cfg, ex)
     result = SetResult(

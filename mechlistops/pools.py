@@ -30,6 +30,7 @@ from mechlistops.data import (
     bucket_order,
     eval_ops,
     make_test_sets,
+    phase_weights,
     row_hashes,
     sample_examples,
 )
@@ -103,8 +104,7 @@ class PoolStream:
         self.cfg, self.batch_size, self.pools, self.ops = data, train.batch_size, pools, ops
         self.phase, self.chunk_steps = phase, train.stream_chunk_steps
         self.length_buckets = train.length_buckets
-        weights = data.mixture_weights if ops == data.ops else (1.0 / len(ops),) * len(ops)
-        self._cum = np.cumsum(weights)[:-1]
+        self._cum = np.cumsum(phase_weights(data, ops))[:-1]
         self._counts: list[np.ndarray] = [np.zeros(len(ops), dtype=np.int64)]  # before chunk c
         self._order: dict[tuple[str, int], np.ndarray] = {}
         self._chunk_id: int | None = None

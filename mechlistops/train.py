@@ -142,6 +142,13 @@ def _transfer_init(model: HookedTransformer, cfg: RunConfig) -> None:
 
 
 # ----------------------------------------------------------------------------- stopping
+def mean_heldout(scores: dict[str, dict]) -> float:
+    """Mean held-out accuracy over the operators' test sets of one evaluation (as saved)."""
+    held = [r["accuracy_heldout"] for k, r in scores.items() if k != "mixture"]
+    held = [h for h in held if h is not None]
+    return sum(held) / len(held) if held else 0.0
+
+
 class StopRule:
     """TrainConfig's stopping rules, fed one evaluation at a time (scores as saved in
     metrics.jsonl): every test set at stop_accuracy, or no improvement of the mean held-out
@@ -154,9 +161,7 @@ class StopRule:
     def update(self, scores: dict[str, dict]) -> str | None:
         """Book one evaluation; the reason to stop after it, or None."""
         t = self.t
-        held = [r["accuracy_heldout"] for k, r in scores.items() if k != "mixture"]
-        held = [h for h in held if h is not None]
-        mean = sum(held) / len(held) if held else 0.0
+        mean = mean_heldout(scores)
         if mean > self.best + t.stop_delta:
             self.best, self.stale = mean, 0
         else:
@@ -298,7 +303,7 @@ class RunState:
         if step in self.snaps:
             ckpt.save_snapshot(self.run_dir, step, self.model.state_dict())
         if self.evaluates(step):
-            self._evaluate(step, phase, lr)
+            self._evaluate(step, phase, lr, self.cfg.train.eval_size)
         if self.saves_state(step):
             extra = {
                 "loss_sum": self.loss_sum,
@@ -314,8 +319,10 @@ class RunState:
             self.model, self.test_sets, self.cfg.data, limit, self.pools, t.eval_batch_size
         )
 
-    def _evaluate(self, step: int, phase: Phase, lr: float) -> None:
-        self.last_eval = self._score(self.cfg.train.eval_size)
+    def _evaluate(self, step: int, phase: Phase, lr: float, limit: int | None) -> None:
+        """Score the test sets (their first `limit` rows), write the metrics line, and apply
+        the stopping rules (only the last phase stops early)."""
+        self.last_eval = self._score(limit)
         self._evaluated_at = step
         self.metrics = {
             "step": step,
@@ -328,11 +335,10 @@ class RunState:
             "eval": {k: v.to_dict() for k, v in self.last_eval.items()},
         }
         reason = self.stop_rule.update(self.metrics["eval"])
-        if phase.index != self.plan[-1].index:  # only the last phase stops early
-            reason = None
-        if reason:
+        if reason and not self.stopped and phase.index == self.plan[-1].index:
             self.stopped = {"step": step, "reason": reason}
-            self.metrics["stop"] = reason
+        if self.stopped:
+            self.metrics["stop"] = self.stopped["reason"]
         ckpt.append_metrics(self.run_dir, self.metrics)
         self.loss_sum, self.loss_count = 0.0, 0
 
@@ -347,20 +353,9 @@ class RunState:
         # sets, or if the run stopped between evaluations (it diverged).
         results = self.last_eval
         if self._evaluated_at != self.step:  # its last metrics line: where it stopped
-            results = self._score(None)
             phase = self.phase_at(self.step - 1)
-            self.last_eval, self._evaluated_at = results, self.step
-            self.metrics = {
-                "step": self.step,
-                "phase": phase.index,
-                "lr": self.lr(phase, self.step - 1),
-                "train_loss": self.loss_sum / max(self.loss_count, 1),
-                "elapsed_s": round(time.perf_counter() - self.started, 2),
-                "examples": dict(self.examples),
-                "eval": {k: v.to_dict() for k, v in results.items()},
-                "stop": (self.stopped or {}).get("reason"),
-            }
-            ckpt.append_metrics(self.run_dir, self.metrics)
+            self._evaluate(self.step, phase, self.lr(phase, self.step - 1), None)
+            results = self.last_eval
         elif self.cfg.train.eval_size is not None:
             results = self._score(None)
         seconds = time.perf_counter() - self.started
