@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from importlib import metadata
@@ -140,6 +142,17 @@ def read_config(run_dir: Path) -> dict[str, Any]:
     return raw
 
 
+_STEP_NAME = re.compile(r"step_([0-9]{7,})\.safetensors")
+
+
+def read_n_params(run_dir: Path) -> int:
+    """The run's trainable parameter count, as config.json records it."""
+    count = read_config(run_dir).get("n_params")
+    if not (isinstance(count, dict) and isinstance(count.get("n_params"), int)):
+        raise CheckpointError(f"{Path(run_dir) / CONFIG}: no parameter count (n_params)")
+    return count["n_params"]
+
+
 def step_path(run_dir: Path, step: int) -> Path:
     return Path(run_dir) / STEPS_DIR / f"step_{step:07d}.safetensors"
 
@@ -148,7 +161,9 @@ def saved_steps(run_dir: Path) -> list[int]:
     d = Path(run_dir) / STEPS_DIR
     if not d.is_dir():
         return []
-    return sorted(int(p.stem.split("_")[1]) for p in d.glob("step_*.safetensors"))
+    # Only names we write (step_0000100.safetensors): a stray "step_0000100 (copy)" is not a step.
+    names = (_STEP_NAME.fullmatch(p.name) for p in d.iterdir())
+    return sorted(int(m.group(1)) for m in names if m)
 
 
 def load_state_dict_into(model: HookedTransformer, state: dict[str, torch.Tensor], src) -> None:
@@ -193,8 +208,8 @@ class LoadedRun:
 
 
 def parse_run_spec(spec: str) -> tuple[Path, int | None]:
-    """'RUN' or 'RUN@STEP'."""
-    if "@" in spec:
+    """'RUN' or 'RUN@STEP'. A directory whose own name holds '@' is a RUN."""
+    if "@" in spec and not Path(spec).is_dir():
         path, _, step = spec.rpartition("@")
         if not step.isdigit():
             raise CheckpointError(f"{spec}: expected RUN@STEP with an integer step")
@@ -357,6 +372,9 @@ def _load_state(run_dir: Path, model, opt) -> dict:
     tensors, meta = load_tensors(path)
     if not isinstance(meta, dict) or not isinstance(meta.get("step"), int):
         raise CheckpointError(f"{path}: not a mechlistops resume state")
+    bad = _bad_state_fields(meta)
+    if bad:
+        raise CheckpointError(f"{path}: damaged resume state ({', '.join(bad)})")
     model_sd = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     load_state_dict_into(model, model_sd, path)
     state: dict[int, dict] = {}
@@ -371,6 +389,31 @@ def _load_state(run_dir: Path, model, opt) -> dict:
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: damaged resume state ({exc})") from None
     return meta
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+
+
+def _bad_state_fields(meta: dict) -> list[str]:
+    """The resume state's JSON fields that are missing or of the wrong kind (older states lack
+    the optional ones)."""
+    checks = {
+        "param_groups": lambda v: isinstance(v, list) and all(isinstance(g, dict) for g in v),
+        "loss_sum": _number,
+        "loss_count": lambda v: isinstance(v, int) and v >= 0,
+        "elapsed_s": _number,
+        "examples": lambda v: (
+            isinstance(v, dict)
+            and all(isinstance(k, str) and isinstance(n, int) and n >= 0 for k, n in v.items())
+        ),
+    }
+    required = ("param_groups",)
+    return [
+        f"{name} {'missing' if name not in meta else 'malformed'}"
+        for name, ok in checks.items()
+        if (name in meta and not ok(meta[name])) or (name not in meta and name in required)
+    ]
 
 
 @dataclass
@@ -423,9 +466,28 @@ def read_metrics(run_dir: Path) -> list[dict]:
             record = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if isinstance(record, dict) and isinstance(record.get("step"), int):
+        if _is_metrics_record(record):
             records.append(record)
     return records
+
+
+def _is_metrics_record(record) -> bool:
+    """A line as `train` writes it: a step and per-set evaluations (a hand-edited or foreign
+    line is skipped like a truncated one)."""
+    return (
+        isinstance(record, dict)
+        and isinstance(record.get("step"), int)
+        and _are_evaluations(record.get("eval"))
+    )
+
+
+def _are_evaluations(evals) -> bool:
+    """{test set: {"accuracy": ..., "accuracy_heldout": ..., ...}} as `evaluate_sets` gives."""
+    return isinstance(evals, dict) and all(
+        isinstance(r, dict)
+        and all(isinstance(r.get(k), (int, float)) for k in ("accuracy", "accuracy_heldout"))
+        for r in evals.values()
+    )
 
 
 def save_final(run_dir: Path, weights: dict[str, torch.Tensor], results: dict) -> None:
@@ -442,6 +504,13 @@ def read_results(run_dir: Path) -> dict | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
+        results = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path}: corrupted JSON ({exc})") from None
+    if not (
+        isinstance(results, dict)
+        and isinstance(results.get("step"), int)
+        and _are_evaluations(results.get("results"))
+    ):
+        raise CheckpointError(f"{path}: not a mechlistops results file (step, results expected)")
+    return results

@@ -34,6 +34,8 @@ LOSS_ON = ("answer", "sequence")
 TRANSFER = ("all", "embed", "no-embed")
 MAX_TRAIN_SIZE = 10_000_000  # expressions per operator's pool
 MAX_STEPS = 100_000_000
+MODULI = (2, 36)  # smallest and largest modulus: one token per residue, 0-9 then a-z sized
+MAX_SEED = 2**32 - 1  # seeds are non-negative (numpy's and torch's generators need that)
 
 
 def knob(default: Any, help: str, **meta: Any) -> Any:
@@ -112,8 +114,9 @@ class DataConfig:
                 raise ConfigError("mixture weights must be non-negative with a positive sum")
         if self.tree not in TREE_KINDS:
             raise ConfigError(f"tree must be one of {TREE_KINDS}, got {self.tree!r}")
-        if not 2 <= self.modulus <= 36:
-            raise ConfigError(f"modulus must be in 2..36, got {self.modulus}")
+        if not MODULI[0] <= self.modulus <= MODULI[1]:
+            raise ConfigError(f"modulus must be in {MODULI[0]}..{MODULI[1]}, got {self.modulus}")
+        check_seed("data seed", self.seed)
         if not 1 <= self.min_args <= self.max_args:
             raise ConfigError(
                 f"need 1 <= min_args <= max_args, got min_args={self.min_args}, "
@@ -169,6 +172,11 @@ class DataConfig:
         raw = self.weights or (1.0,) * len(self.ops)
         total = sum(raw)
         return tuple(w / total for w in raw)
+
+
+def check_seed(name: str, seed: int) -> None:
+    if not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"{name} must be in 0..{MAX_SEED:,}, got {seed}")
 
 
 @dataclass(frozen=True)
@@ -280,6 +288,7 @@ class TrainConfig:
         object.__setattr__(
             self, "pretrain_ops", parse_ops(self.pretrain_ops) if self.pretrain_ops else ()
         )
+        check_seed("seed", self.seed)
         positive = ("steps", "batch_size", "eval_interval", "eval_batch_size", "save_interval")
         for name in (*positive, "stream_chunk_steps"):
             if getattr(self, name) < 1:

@@ -17,7 +17,7 @@ from pathlib import Path
 from mechlistops.errors import ParseError
 from mechlistops.listops import evaluate, parse, ssum_permutation, to_text
 
-_INT = re.compile(r"\s*-?\d+\s*")
+_INT = re.compile(r"\s*-?[0-9]{1,18}\s*")  # ASCII digits: int() also reads "٣"
 
 
 @dataclass

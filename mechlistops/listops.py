@@ -24,6 +24,10 @@ from mechlistops.errors import ParseError
 OP_ALIASES = {"SM": "SUM"}
 SPECIALS = ("<bos>", "<eos>", "<pad>")
 _SSUM_STREAM = 0x55_55  # keeps the SSUM relabelling independent of every other stream
+# Deeper than any generated expression by far; keeps the recursive helpers (evaluate, to_text,
+# count_leaves) well inside Python's recursion limit.
+MAX_NESTING = 200
+_VALUE = re.compile(r"-?[0-9]{1,18}")  # ASCII digits only: str.isdigit accepts "٣" and "３"
 
 
 class Vocab:
@@ -136,6 +140,8 @@ def parse(text: str, modulus: int = 10) -> Node:
             name = OP_ALIASES.get(name, name)
             if name not in OPERATORS:
                 raise ParseError(f"unknown operator {word!r} (word {i + 1})")
+            if len(stack) == MAX_NESTING:
+                raise ParseError(f"nesting deeper than {MAX_NESTING} levels (word {i + 1})")
             stack.append(Node(name, []))
         elif word == "]":
             if not stack:
@@ -148,7 +154,12 @@ def parse(text: str, modulus: int = 10) -> Node:
             else:
                 root = node
         else:
-            if not re.fullmatch(r"-?\d+", word):
+            if not _VALUE.fullmatch(word):
+                if re.fullmatch(r"-?\d+", word):  # too long, or digits of another script
+                    raise ParseError(
+                        f"value {word[:20]!r} is not a residue 0..{modulus - 1} in ASCII digits "
+                        f"(word {i + 1})"
+                    )
                 raise ParseError(f"expected a value, operator or ']', got {word!r} (word {i + 1})")
             value = int(word)
             if not 0 <= value < modulus:

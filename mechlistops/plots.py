@@ -14,6 +14,7 @@ import pandas as pd
 
 from mechlistops.atomic import atomic_write
 from mechlistops.checkpoint import read_metrics
+from mechlistops.errors import CheckpointError
 
 
 def metrics_frame(run_dir: Path) -> pd.DataFrame:
@@ -24,8 +25,8 @@ def metrics_frame(run_dir: Path) -> pd.DataFrame:
             rows.append(
                 {
                     "step": rec["step"],
-                    "phase": rec["phase"],
-                    "train_loss": rec["train_loss"],
+                    "phase": rec.get("phase"),
+                    "train_loss": rec.get("train_loss", np.nan),
                     "set": name,
                     **r,
                 }
@@ -41,6 +42,8 @@ def plot_training(run_dir: Path, out: Path | None = None) -> Path:
     import seaborn as sns
 
     df = metrics_frame(run_dir)
+    if df.empty:
+        raise CheckpointError(f"{run_dir}: no evaluations in metrics.jsonl to plot")
     out = Path(out or Path(run_dir) / "training.png")
     sns.set_theme(style="whitegrid", context="notebook")
     fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(13, 4.2))

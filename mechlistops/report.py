@@ -29,7 +29,8 @@ from mechlistops.analysis.geometry import geometry
 from mechlistops.analysis.probes import TARGETS, probe
 from mechlistops.analysis.views import attention_view, views_page_fragment
 from mechlistops.analysis.viz import plot_ablation, plot_attribution, plot_geometry, plot_probes
-from mechlistops.atomic import write_text
+from mechlistops.atomic import check_writable_file, write_text
+from mechlistops.checkpoint import read_metrics
 from mechlistops.evaluate import evaluate_sets
 from mechlistops.plots import plot_training
 
@@ -97,7 +98,7 @@ def summarise_run(
         "parity probes": plot_probes(probes, analysis_path(spec, "report_probes", "png"), spec),
         "value geometry": plot_geometry(geo, analysis_path(spec, "report_geometry", "png"), spec),
     }
-    if (run_dir / "metrics.jsonl").is_file():
+    if read_metrics(run_dir):  # none when missing, empty or unreadable: no training figure
         figures = {
             "training": plot_training(
                 run_dir, analysis_path(str(run_dir), "report_training", "png")
@@ -222,6 +223,7 @@ def render(summaries: list[RunSummary]) -> str:
 
 
 def build_report(specs: list[str], out: Path, limit: int | None = 1000, device="cpu") -> Path:
+    check_writable_file(out, "report")
     summaries = [summarise_run(s, limit=limit, device=device) for s in tqdm(specs, desc="runs")]
     write_text(Path(out), render(summaries))
     return Path(out)

@@ -27,8 +27,9 @@ from typing import Any
 
 import pandas as pd
 
-from mechlistops.atomic import write_json, write_text
+from mechlistops.atomic import check_writable_dir, write_json, write_text
 from mechlistops.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from mechlistops.errors import ConfigError
 from mechlistops.sweep import SweepConfig, run_sweep
 
 SINGLE = (("MAX",), ("MIN",), ("MED",), ("SUM",), ("PROD",), ("NADD",), ("SSUM",))
@@ -142,12 +143,21 @@ def describe(scale: Scale) -> str:
     )
 
 
-def run(scale: Scale, out: Path, progress: bool = True, **sweep_options) -> dict[str, Path]:
-    """Train every sweep (resuming), then fit and write the transitions and summary."""
-    out = Path(out)
+def run(
+    scale: Scale, out: Path, progress: bool = True, **sweep_options
+) -> tuple[dict[str, Path], dict[str, str]]:
+    """Train every sweep (resuming), then fit and write the transitions and summary from the
+    runs that finished. Returns the files written and the failed members ("sweep/member":
+    reason; a rerun retries them)."""
+    out = check_writable_dir(out, "reproduction directory")
+    failed = {}
     for name, sweep in sweeps(scale).items():
-        run_sweep(sweep, out / name, progress=progress, **sweep_options)
-    return write_summary(scale, out)
+        outcome = run_sweep(sweep, out / name, progress=progress, **sweep_options)
+        failed.update({f"{name}/{member}": why for member, why in outcome.failed.items()})
+    if failed and collect_all(out).empty:
+        name, reason = next(iter(failed.items()))
+        raise ConfigError(f"every run failed ({len(failed)}; {name}: {reason})")
+    return write_summary(scale, out), failed
 
 
 def collect_all(out: Path) -> pd.DataFrame:

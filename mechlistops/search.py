@@ -71,6 +71,7 @@ class SearchResult:
     accuracies: dict[int, float]  # d_model -> accuracy read, for the sizes trained
     monotone: bool
     runs: int
+    failed: str | None = None  # why this search stopped (a member failed); a rerun retries
 
 
 def search_one(
@@ -97,9 +98,7 @@ def search_one(
     b = found.boundary
     return {
         "boundary_d_model": None if b is None else d_models[b],
-        "boundary_n_params": None
-        if b is None
-        else ckpt.read_config(members[b][1])["n_params"]["n_params"],
+        "boundary_n_params": None if b is None else ckpt.read_n_params(members[b][1]),
         "accuracies": {d_models[i]: accuracies[i] for i in sorted(accuracies)},
         "monotone": found.monotone,
         "runs": len(found.tried),
@@ -142,7 +141,11 @@ def run_search(
         mixture, seed = keys[i]
         results[i] = SearchResult(mixture, seed, calls[i][1], **found)
 
-    run_local(search_one, calls, workers or os.cpu_count() or 1, done)
+    def failed(i: int, reason: str) -> None:
+        mixture, seed = keys[i]
+        results[i] = SearchResult(mixture, seed, calls[i][1], None, None, {}, True, 0, reason)
+
+    run_local(search_one, calls, workers or os.cpu_count() or 1, done, failed)
     ordered = [results[i] for i in range(len(keys))]
     write_json(
         out / SEARCH_FILE,

@@ -8,8 +8,9 @@ Resumable: finished members (results.json present) are skipped, interrupted ones
 their last state. On a GPU, members of one shape train together as a batched ensemble
 (`mechlistops.ensemble`); on CPU they train in parallel single-thread worker processes (two
 1-thread processes beat one 2-thread process for models this small; see docs/sweeps.md).
-Tasks run locally or as Ray tasks on a cluster (`--launcher ray`); the run directories and
-results are the same either way.
+Tasks run locally, as Ray tasks on a cluster (`--launcher ray`) or as a SLURM array job
+(`--launcher slurm`, `mechlistops.launch`); the run directories and results are the same
+either way. A member that fails does not stop the others.
 """
 
 from __future__ import annotations
@@ -22,17 +23,21 @@ import os
 import signal
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from mechlistops import checkpoint as ckpt
-from mechlistops.atomic import write_json
+from mechlistops import launch
+from mechlistops.atomic import check_writable_dir, write_json
 from mechlistops.config import RunConfig, parse_ops
 from mechlistops.errors import ConfigError, MechlistopsError
+from mechlistops.launch import SlurmOptions
 
 SWEEP_FILE = "sweep.json"
+FAILURES_FILE = "failures.json"
 
 
 @dataclass(frozen=True)
@@ -90,7 +95,7 @@ class SweepConfig:
 
 
 ENGINES = ("auto", "ensemble", "processes")
-LAUNCHERS = ("local", "ray")
+LAUNCHERS = ("local", "ray", "slurm")
 
 
 def plan_tasks(
@@ -154,47 +159,85 @@ def run_sweep(
     launcher: str = "local",
     address: str | None = None,
     device: str = "auto",
-) -> Path:
-    """Train every unfinished member into out/<member>; returns `out`.
+    slurm: SlurmOptions | None = None,
+) -> SweepOutcome:
+    """Train every unfinished member into out/<member>. A member that fails (bad data, out of
+    memory, a damaged run directory) does not stop the others: the outcome lists it with its
+    one-line reason (also in out/failures.json) and a rerun retries it.
 
     engine: see `plan_tasks`. launcher "local": tasks in this process (workers=1) or in
     parallel single-thread worker processes (workers>1; 0 = one per CPU core on CPU, one on
     a GPU); "ray": every task a Ray task on the cluster at `address` (None: a local Ray),
     one GPU per task where the cluster has GPUs. `out` must then be on a filesystem every
-    Ray node sees. `device`: where members train ("auto": cuda when present).
+    Ray node sees. "slurm": the tasks as one SLURM array job through submitit (`slurm`: its
+    partition, time, GPUs; logs under out/slurm/); `out` must be on a shared filesystem.
+    `device`: where members train ("auto": cuda when present).
     """
     if launcher not in LAUNCHERS:
         raise ConfigError(f"launcher must be one of {LAUNCHERS}, got {launcher!r}")
     if workers < 0 or max_models < 0:
         raise ConfigError("--workers and --max-models must be >= 0 (0: the default)")
+    launch.check_available(launcher, slurm)
     out = open_sweep_dir(sweep, out)
     todo = [m for m in sweep.members() if not ckpt.is_finished(out / m.name)]
-    tasks = [
-        [(m.config.to_dict(), str(out / m.name)) for m in task]
-        for task in plan_tasks(todo, engine, max_models, device)
-    ]
+    planned = plan_tasks(todo, engine, max_models, device)
+    tasks = [[(m.config.to_dict(), str(out / m.name)) for m in task] for task in planned]
     bar = tqdm(
         total=len(sweep.members()),
         initial=len(sweep.members()) - len(todo),
         desc="runs",
         disable=not progress,
     )
+    failed: dict[str, str] = {}
+
+    def on_done(i: int, _) -> None:
+        bar.update(len(tasks[i]))
+
+    def on_failed(i: int, reason: str) -> None:
+        failed.update({m.name: reason for m in planned[i]})
+        bar.update(len(tasks[i]))
+
     if launcher == "ray":
-        _launch_ray(tasks, address, bar, device)
+        launch.ray_tasks(tasks, address, device, on_done, on_failed)
+    elif launcher == "slurm":
+        launch.slurm_array(tasks, out, device, slurm or SlurmOptions(), on_done, on_failed)
     else:
         if not workers:
             on_gpu = any(len(t) > 1 for t in tasks)  # ensembles: one process owns the device
             workers = 1 if on_gpu else os.cpu_count() or 1
         alone = workers == 1 or len(tasks) <= 1
         calls = [(task, progress and alone, device) for task in tasks]
-        run_local(train_task, calls, workers, lambda i, _: bar.update(len(tasks[i])))
+        run_local(train_task, calls, workers, on_done, on_failed)
     bar.close()
-    return out
+    record_failures(out, failed)
+    diverged = {}
+    for m in sweep.members():
+        if m.name not in failed and (results := ckpt.read_results(out / m.name)):
+            reason = (results.get("stopped") or {}).get("reason", "")
+            if str(reason).startswith("diverged"):
+                diverged[m.name] = reason
+    return SweepOutcome(out, failed, diverged)
+
+
+@dataclass
+class SweepOutcome:
+    out: Path  # the sweep directory
+    failed: dict[str, str]  # member -> one-line reason; unfinished, a rerun retries them
+    diverged: dict[str, str]  # member -> reason: finished, but stopped when its loss diverged
+
+
+def record_failures(out: Path, failed: dict[str, str]) -> None:
+    """out/failures.json lists the members that failed on the last pass (gone when none)."""
+    path = Path(out) / FAILURES_FILE
+    if failed:
+        write_json(path, failed)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def open_sweep_dir(sweep: SweepConfig, out: Path) -> Path:
     """The sweep directory for `sweep`: made with its sweep.json, or checked to hold it."""
-    out = Path(out)
+    out = check_writable_dir(out, "sweep directory")
     saved = out / SWEEP_FILE
     if saved.is_file():
         if load_sweep(out) != sweep:
@@ -204,12 +247,27 @@ def open_sweep_dir(sweep: SweepConfig, out: Path) -> Path:
     return out
 
 
-def run_local(fn, calls: list[tuple], workers: int, on_done) -> None:
+def failure_reason(exc: BaseException) -> str:
+    """One line for a member that failed: our own errors say it all, others name their type."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return "out of memory"
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else ""
+    return text if isinstance(exc, MechlistopsError) else f"{type(exc).__name__}: {text}"
+
+
+def run_local(fn, calls: list[tuple], workers: int, on_done, on_failed) -> None:
     """fn(*call) for every call: here, one after another (workers 1, or a single call), or in
-    parallel single-thread worker processes; on_done(index, result) as each one finishes."""
+    parallel single-thread worker processes; on_done(index, result) as each one finishes,
+    on_failed(index, reason) for one that raised (the others go on)."""
     if workers == 1 or len(calls) <= 1:
         for i, call in enumerate(calls):
-            on_done(i, fn(*call))
+            try:
+                result = fn(*call)
+            except Exception as exc:
+                on_failed(i, failure_reason(exc))
+            else:
+                on_done(i, result)
         return
     # spawn, not fork: forking a process whose torch thread pool runs can deadlock.
     ctx = multiprocessing.get_context("spawn")
@@ -219,35 +277,14 @@ def run_local(fn, calls: list[tuple], workers: int, on_done) -> None:
     ) as pool:
         futures = {pool.submit(fn, *call): i for i, call in enumerate(calls)}
         for future in as_completed(futures):
-            on_done(futures[future], future.result())
-
-
-def _launch_ray(tasks: list, address: str | None, bar, device: str) -> None:
-    try:
-        import ray
-    except ImportError:
-        raise ConfigError("--launcher ray needs Ray: pip install 'mechlistops[ray]'") from None
-    if not ray.is_initialized():
-        try:
-            ray.init(address=address, log_to_driver=False, configure_logging=False)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            where = address or "a local Ray instance"
-            raise ConfigError(f"cannot connect to {where}: {exc}") from None
-    gpus = ray.cluster_resources().get("GPU", 0)
-    remote = ray.remote(train_task).options(num_gpus=1 if gpus else 0, num_cpus=1)
-    pending = {remote.remote(task, False, device): len(task) for task in tasks}
-    while pending:
-        done, _ = ray.wait(list(pending), num_returns=1)
-        for ref in done:
             try:
-                ray.get(ref)
-            except ray.exceptions.RayTaskError as exc:
-                # a task's own error (a bad config, a corrupted run directory) reads as if
-                # it had been raised here
-                if isinstance(getattr(exc, "cause", None), MechlistopsError):
-                    raise exc.cause from None
-                raise
-            bar.update(pending.pop(ref))
+                result = future.result()
+            except BrokenProcessPool:  # a worker was killed (the OOM killer, a signal)
+                on_failed(futures[future], "its worker process died (killed, or out of memory)")
+            except Exception as exc:
+                on_failed(futures[future], failure_reason(exc))
+            else:
+                on_done(futures[future], result)
 
 
 def load_sweep(path: Path) -> SweepConfig:

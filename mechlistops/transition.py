@@ -41,9 +41,10 @@ def accuracies_at(
     exactly at `step` (it must be an evaluation step), or at the first evaluation by which the
     run had seen `examples` = (OP, N) training examples of OP; then `examples_seen` says how
     many it had (the read is exact to within one eval_interval of examples). Members that
-    never reached the point are left out. Neither given: the final results."""
+    never reached the point (unfinished, failed) are left out and named in
+    `df.attrs["missing"]`. Neither given: the final results."""
     sweep = load_sweep(sweep_dir)
-    rows = []
+    rows, missing = [], []
     for m in sweep.members():
         run_dir = Path(sweep_dir) / m.name
         if step is None and examples is None:
@@ -52,8 +53,9 @@ def accuracies_at(
         else:
             record = _record_at(run_dir, step, examples)
         if record is None:
+            missing.append(m.name)
             continue
-        n_params = ckpt.read_config(run_dir)["n_params"]["n_params"]
+        n_params = ckpt.read_n_params(run_dir)
         mixture = "+".join(m.config.data.ops)
         if m.config.train.pretrain_steps:  # a curriculum: not the mixture alone
             mixture += " after " + "+".join(m.config.train.pretrain_ops)
@@ -75,7 +77,9 @@ def accuracies_at(
                     **({"examples_seen": record["examples"][examples[0]]} if examples else {}),
                 }
             )
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    df.attrs["missing"] = missing  # members unfinished, failed or short of the point
+    return df
 
 
 def _record_at(run_dir: Path, step: int | None, examples: tuple[str, int] | None) -> dict | None:

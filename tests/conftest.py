@@ -65,3 +65,18 @@ def train_interrupted(monkeypatch, cfg: RunConfig, run_dir, at_step: int) -> Non
     with pytest.raises(KeyboardInterrupt):
         train_mod.train(cfg, run_dir, progress=False)
     monkeypatch.setattr(train_mod, "loss_fn", real_loss)
+
+
+@pytest.fixture(autouse=True)
+def _tracebacks(monkeypatch):
+    """In tests an unexpected exception in the CLI raises (and fails the test) instead of
+    becoming the one-line "internal error" users see."""
+    monkeypatch.setenv("MECHLISTOPS_TRACEBACK", "1")
+
+
+@pytest.fixture(autouse=True)
+def _keep_threads():
+    """The CLI sets torch's thread count (mechlistops.threads); tests call it in-process."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)

@@ -148,7 +148,10 @@ def test_data_evaluate_malformed_input(tmp_path, capsys, content, fragment):
             + ["--max-args", "2", "--ops", "SUM"],
             "found only",
         ),
-        (["data", "sample", "--ops", "SUM", "--n", "0", "--out", "x.tsv"], "--n must be positive"),
+        (
+            ["data", "sample", "--ops", "SUM", "--n", "0", "--out", "x.tsv"],
+            "expected 1..10,000,000",
+        ),
         (["data", "sample", "--ops", "MAX", "--n", "5", "--modulus", "1", "--out", "x"], "modulus"),
         (["data", "evaluate", "/nonexistent.tsv"], "no such file"),
         (["eval", "/nonexistent/run"], "no such run directory"),

@@ -14,6 +14,7 @@ from mechlistops.cli import main
 from mechlistops.data import make_test_sets
 from mechlistops.errors import ConfigError
 from mechlistops.evaluate import to_tensors
+from mechlistops.launch import SlurmOptions
 from mechlistops.sweep import SweepConfig, plan_tasks, run_sweep
 from mechlistops.train import train
 from tests.conftest import tiny_config
@@ -34,7 +35,7 @@ def _sweep(**over):
 
 def test_sweep_members_are_runs_equal_to_training_alone(tmp_path):
     sweep = _sweep()
-    out = run_sweep(sweep, tmp_path / "sw", workers=2, progress=False)
+    out = run_sweep(sweep, tmp_path / "sw", workers=2, progress=False).out
     names = sorted(p.name for p in out.iterdir() if p.is_dir())
     assert names == ["max+min_d16_s0", "max+min_d8_s0", "max_d16_s0", "max_d8_s0"]
     member = sweep.members()[1]
@@ -159,7 +160,7 @@ def test_ensemble_engine_gives_the_runs_of_the_process_engine(tmp_path):
     with pytest.raises(ConfigError, match="engine"):
         run_sweep(sweep, tmp_path / "x", engine="gpu")
     with pytest.raises(ConfigError, match="launcher"):
-        run_sweep(sweep, tmp_path / "x", launcher="slurm")
+        run_sweep(sweep, tmp_path / "x", launcher="pbs")
     with pytest.raises(ConfigError, match="max-models"):
         run_sweep(sweep, tmp_path / "x", max_models=-1)
 
@@ -236,3 +237,67 @@ if __name__ == "__main__":
     for p in alive:  # a failing run must not leave them training
         os.kill(p, signal.SIGKILL)
     assert not alive, f"workers {alive} outlived their sweep"
+
+
+def test_a_failing_member_does_not_stop_the_sweep(tmp_path, capsys):
+    """One member cannot start (its directory holds something that is not a run): the others
+    finish, the failure is listed with its reason, the exit status says so, `transition`
+    names the missing member, and a rerun retries only the failed one."""
+    out = tmp_path / "sw"
+    (out / "max_d8_s0").mkdir(parents=True)
+    (out / "max_d8_s0" / "notes.txt").write_text("mine")
+    argv = ["sweep", "--mixture", "MAX", "--d-model", "8,16", "--seeds", "1", "--steps", "20"]
+    argv += ["--eval-interval", "10", "--n-layers", "1", "--test-size", "50", "--no-progress"]
+    argv += ["--workers", "2", "--out", str(out)]
+    assert main(argv) == 1
+    printed = capsys.readouterr().out
+    assert "1 of 2 runs failed" in printed and "max_d8_s0: " in printed and "not empty" in printed
+    assert json.loads((out / "failures.json").read_text()).keys() == {"max_d8_s0"}
+    assert (out / "max_d16_s0" / "results.json").is_file()
+    assert (out / "max_d8_s0" / "notes.txt").read_text() == "mine"  # left as it was
+
+    assert main(["transition", str(out), "--bootstrap", "10"]) == 0
+    assert "1 members missing" in capsys.readouterr().out
+
+    done = (out / "max_d16_s0" / "model.safetensors").stat().st_mtime_ns
+    (out / "max_d8_s0" / "notes.txt").unlink()
+    assert main(argv) == 0
+    assert (out / "max_d8_s0" / "results.json").is_file() and not (out / "failures.json").exists()
+    assert (out / "max_d16_s0" / "model.safetensors").stat().st_mtime_ns == done  # not retrained
+
+
+def test_a_diverging_member_is_reported_and_the_sweep_goes_on(tmp_path):
+    sweep = _sweep(
+        mixtures=(("MAX",),),
+        base=tiny_config(train={"steps": 40, "eval_interval": 20, "lr": 1e6, "grad_clip": 0}),
+    )
+    outcome = run_sweep(sweep, tmp_path / "sw", workers=1, progress=False)
+    assert not outcome.failed
+    assert set(outcome.diverged) == {"max_d8_s0", "max_d16_s0"}
+    assert all(r.startswith("diverged") for r in outcome.diverged.values())
+
+
+def test_slurm_launcher_gives_the_runs_of_the_local_launcher(tmp_path, capsys):
+    """An array job through submitit's local executor (no cluster here): same run directories
+    and weights as the local launcher; a failing array task is listed, not fatal."""
+    pytest.importorskip("submitit")
+    sweep = _sweep()
+    run_sweep(sweep, tmp_path / "local", workers=1, progress=False)
+    (tmp_path / "slurm" / "max_d16_s0").mkdir(parents=True)
+    (tmp_path / "slurm" / "max_d16_s0" / "x").write_text("in the way")
+    options = SlurmOptions(executor="local", time_min=10)
+    outcome = run_sweep(sweep, tmp_path / "slurm", progress=False, launcher="slurm", slurm=options)
+    assert set(outcome.failed) == {"max_d16_s0"} and "not empty" in outcome.failed["max_d16_s0"]
+    (tmp_path / "slurm" / "max_d16_s0" / "x").unlink()
+    outcome = run_sweep(sweep, tmp_path / "slurm", progress=False, launcher="slurm", slurm=options)
+    assert not outcome.failed
+    _assert_same_sweep(tmp_path / "local", tmp_path / "slurm")
+    assert list((tmp_path / "slurm" / "slurm").glob("*/*_log.out"))  # the tasks' logs
+
+
+def test_slurm_launcher_without_a_cluster_refuses_before_writing(tmp_path, capsys):
+    args = ["sweep", "--mixture", "MAX", "--d-model", "8", "--seeds", "1", "--steps", "5"]
+    code = main([*args, "--out", str(tmp_path / "sw"), "--launcher", "slurm", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no SLURM here" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "sw").exists()

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import torch
 
+from mechlistops.atomic import check_writable_dir
 from mechlistops.checkpoint import LoadedRun, load_run, parse_run_spec
 from mechlistops.config import parse_ops
 from mechlistops.data import Examples
-from mechlistops.errors import ConfigError
+from mechlistops.errors import CheckpointError, ConfigError
 from mechlistops.pools import evaluation_data
 
 
@@ -31,6 +32,7 @@ def prepare(
     """Load `RUN` or `RUN@STEP` and rebuild its held-out sets (restricted to `ops`) and its
     training pools."""
     run = load_run(spec, device=device)
+    check_writable_dir(analysis_path(spec, "", "").parent, "analysis folder")  # before any work
     cfg = run.config
     sets, pools = evaluation_data(cfg.data, extra_ops=cfg.train.pretrain_ops)
     if ops:
@@ -47,10 +49,21 @@ def prepare(
 
 
 def analysis_path(spec: str, stem: str, suffix: str) -> Path:
-    """Where an analysis of RUN or RUN@STEP saves its output: RUN/analysis/<stem>[_step<N>]."""
+    """Where an analysis of RUN or RUN@STEP saves its output: RUN/analysis/<stem>[_step<N>].
+
+    Outputs stay inside the run: a run directory may come from anyone, and an `analysis` link
+    pointing elsewhere would make every analysis write where the link says (a link to a folder
+    inside the run is fine). Files are replaced by rename, so a linked file is replaced, not
+    written through."""
     run_dir, step = parse_run_spec(spec)
+    out_dir = run_dir / "analysis"
+    if out_dir.is_symlink() and not out_dir.resolve().is_relative_to(run_dir.resolve()):
+        raise CheckpointError(
+            f"{out_dir} is a link to {out_dir.resolve()}, outside the run; analyses write only "
+            "inside the run directory (replace the link with a folder)"
+        )
     tag = f"_step{step}" if step is not None else ""
-    return run_dir / "analysis" / f"{stem}{tag}.{suffix}"
+    return out_dir / f"{stem}{tag}.{suffix}"
 
 
 def same_length_permutation(lengths: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -14,12 +14,20 @@ traceback. `main(argv)` returns the exit code, so tests call it directly.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
-from mechlistops import __version__
-from mechlistops.cli import analysis, data, sweep, train
-from mechlistops.cli.options import EXIT_ERROR, Parser
-from mechlistops.errors import MechlistopsError
+# Before anything loads torch: idle OpenMP threads sleep instead of spinning, so a run sharing
+# its cores with another process slows down in proportion instead of stalling (threads.py).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from mechlistops import __version__  # noqa: E402
+from mechlistops.cli import analysis, data, sweep, train  # noqa: E402
+from mechlistops.cli.options import EXIT_ERROR, Parser  # noqa: E402
+from mechlistops.errors import MechlistopsError  # noqa: E402
+
+TRACEBACK_VAR = "MECHLISTOPS_TRACEBACK"
+EXIT_INTERNAL = 70  # sysexits' EX_SOFTWARE
 
 
 def build_parser() -> Parser:
@@ -41,9 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, or a usage error already printed
         return int(exc.code or 0)
     try:
+        if getattr(args, "threads", None) is not None:
+            _set_threads(args)
         return args.func(args)
     except MechlistopsError as exc:
-        print(f"mechlistops: error: {exc}", file=sys.stderr)
+        print(f"mechlistops: error: {_first_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("mechlistops: interrupted", file=sys.stderr)
@@ -51,6 +61,34 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head`: not an error of ours
         sys.stderr.close()
         return 0
+    except MemoryError:
+        print("mechlistops: error: out of memory (try smaller sizes or --limit)", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as exc:  # the file system said no: permissions, disk full, a vanished file
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"mechlistops: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:  # a bug of ours: still one line, the traceback on request
+        if os.environ.get(TRACEBACK_VAR):
+            raise
+        print(
+            f"mechlistops: internal error: {type(exc).__name__}: {_first_line(exc)} "
+            f"(please report it; {TRACEBACK_VAR}=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
+
+
+def _set_threads(args) -> None:
+    from mechlistops import threads
+
+    # `train` prints the choice in its header; stderr stays for errors (one line each)
+    args.thread_choice = threads.apply(threads.choose(threads.parse_threads(args.threads)))
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 if __name__ == "__main__":

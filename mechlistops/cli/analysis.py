@@ -11,7 +11,11 @@ from pathlib import Path
 
 from mechlistops.analysis.common import analysis_path
 from mechlistops.cli.options import bounded
+from mechlistops.cli.train import add_device_option
+from mechlistops.config import MAX_SEED
 from mechlistops.errors import ConfigError
+
+_SEED = bounded(int, 0, MAX_SEED)
 
 
 # ----------------------------------------------------------------------------- analyses
@@ -225,8 +229,8 @@ def add_parsers(sub) -> None:
     a.add_argument("--mode", choices=MODES, default="zero")
     a.add_argument("--ops", help="test sets to use (default: all of the run's)")
     a.add_argument("--limit", type=_LIMIT, help="examples per test set (default: all)")
-    a.add_argument("--seed", type=int, default=0, help="resample permutation seed")
-    a.add_argument("--device", default="auto")
+    a.add_argument("--seed", type=_SEED, default=0, help="resample permutation seed")
+    add_device_option(a)
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=cmd_ablate)
 
@@ -239,8 +243,8 @@ def add_parsers(sub) -> None:
     t.add_argument(
         "--top", type=bounded(int, 1, 1000), default=6, help="components to print per test set"
     )
-    t.add_argument("--seed", type=int, default=0, help="corruption permutation seed (patching)")
-    t.add_argument("--device", default="auto")
+    t.add_argument("--seed", type=_SEED, default=0, help="corruption permutation seed (patching)")
+    add_device_option(t)
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_attribute)
 
@@ -248,7 +252,7 @@ def add_parsers(sub) -> None:
     g.add_argument("run", help="run directory, or RUN@STEP")
     g.add_argument("--ops", help="test sets used for the residual stream (default: all)")
     g.add_argument("--limit", type=_LIMIT, help="examples per test set (default: all)")
-    g.add_argument("--device", default="auto")
+    add_device_option(g)
     g.add_argument("--json", action="store_true")
     g.set_defaults(func=cmd_geometry)
 
@@ -270,8 +274,8 @@ def add_parsers(sub) -> None:
         default=1000,
         help="positions per kind (subsampled)",
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=_SEED, default=0)
+    add_device_option(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_probe)
 
@@ -279,5 +283,5 @@ def add_parsers(sub) -> None:
     r.add_argument("runs", nargs="+", help="run directories (or RUN@STEP)")
     r.add_argument("--out", default="report.html")
     r.add_argument("--limit", type=_LIMIT, default=1000, help="examples per test set")
-    r.add_argument("--device", default="auto")
+    add_device_option(r)
     r.set_defaults(func=cmd_report)

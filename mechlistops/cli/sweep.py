@@ -11,7 +11,10 @@ from mechlistops.cli.options import bounded, numbers
 from mechlistops.cli.train import add_device_option, add_run_options, run_config_from_args
 from mechlistops.config import parse_ops
 from mechlistops.errors import ConfigError, MechlistopsError
+from mechlistops.launch import SLURM_EXECUTORS, SlurmOptions
 from mechlistops.sweep import ENGINES, LAUNCHERS
+
+EXIT_SOME_FAILED = 1
 
 
 # ----------------------------------------------------------------------------- sweeps
@@ -24,9 +27,24 @@ def cmd_sweep(args) -> int:
     )
     if args.search == "bisect":
         return _bisect(sweep, args)
-    out = run_sweep(sweep, Path(args.out), **_engine_options(args))
-    print(f"{len(sweep.members())} runs in {out}; next: mechlistops transition {out}")
-    return 0
+    outcome = run_sweep(sweep, Path(args.out), **_engine_options(args))
+    return report_outcome(outcome, len(sweep.members()))
+
+
+def report_outcome(outcome, total: int) -> int:
+    """Print what a sweep left: the members that failed (with reasons) and those that diverged;
+    exit status 1 when some failed."""
+    out = outcome.out
+    for name, reason in outcome.diverged.items():
+        print(f"  {name}: {reason}")
+    if not outcome.failed:
+        print(f"{total} runs in {out}; next: mechlistops transition {out}")
+        return 0
+    print(f"{len(outcome.failed)} of {total} runs failed (listed in {out}/failures.json):")
+    for name, reason in outcome.failed.items():
+        print(f"  {name}: {reason}")
+    print("the rest are saved; rerun the same command to retry the failed ones")
+    return EXIT_SOME_FAILED
 
 
 def _bisect(sweep, args) -> int:
@@ -40,15 +58,18 @@ def _bisect(sweep, args) -> int:
     )
     grid = len(sweep.members())
     runs = sum(r.runs for r in found)
-    print(f"bisection: {runs} runs instead of the grid's {grid} ({grid / runs:.1f}x fewer)")
+    print(f"bisection: {runs} runs instead of the grid's {grid} ({grid / max(runs, 1):.1f}x fewer)")
     for r in found:
+        if r.failed:
+            print(f"  {r.op} in {r.mixture}, seed {r.seed}: FAILED: {r.failed}")
+            continue
         size = "none passes" if r.boundary_d_model is None else f"d_model {r.boundary_d_model}"
         size += "" if r.boundary_n_params is None else f" ({r.boundary_n_params:,} parameters)"
         flag = "" if r.monotone else "  NOT MONOTONE: check the sizes"
         accs = ", ".join(f"d{d} {a:.2f}" for d, a in r.accuracies.items())
         print(f"  {r.op} in {r.mixture}, seed {r.seed}: {size}; {accs}{flag}")
     print(f"saved {Path(args.out) / SEARCH_FILE}; next: mechlistops transition {args.out}")
-    return 0
+    return EXIT_SOME_FAILED if any(r.failed for r in found) else 0
 
 
 def cmd_transition(args) -> int:
@@ -59,6 +80,12 @@ def cmd_transition(args) -> int:
     if args.at_step is not None and args.at_examples is not None:
         raise ConfigError("give --at-step or --at-examples, not both")
     df = accuracies_at(Path(args.sweep), args.at_step, args.at_examples)
+    missing = df.attrs.get("missing", [])
+    if missing:  # unfinished or failed members: the fits use the others
+        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        print(
+            f"{len(missing)} members missing (unfinished, failed or short of this point): {shown}"
+        )
     point = "" if args.at_step is None else f"_step{args.at_step}"
     if args.at_examples:
         point = f"_{args.at_examples[0]}{args.at_examples[1]}"
@@ -123,10 +150,14 @@ def cmd_reproduce(args) -> int:
     scale = dataclasses.replace(scale, regime=REGIMES[args.regime])
     print(describe(scale), flush=True)
     out = Path(args.out or f"reproduction-{scale.name}-{args.regime}")
-    files = run(scale, out, **_engine_options(args))
+    files, failed = run(scale, out, **_engine_options(args))
     print(files["summary"].read_text())
     print("saved " + ", ".join(str(p) for p in files.values()))
-    return 0
+    for name, reason in failed.items():
+        print(f"  FAILED {name}: {reason}")
+    if failed:
+        print(f"{len(failed)} runs failed (the summary leaves them out); rerun to retry them")
+    return EXIT_SOME_FAILED if failed else 0
 
 
 def _engine_options(args) -> dict:
@@ -139,13 +170,22 @@ def _engine_options(args) -> dict:
         "launcher": args.launcher,
         "address": args.address,
         "device": args.device,
+        "slurm": SlurmOptions(
+            args.slurm_partition,
+            args.slurm_time,
+            args.slurm_gpus,
+            args.slurm_cpus,
+            args.slurm_mem_gb,
+            args.slurm_parallelism,
+            args.slurm_executor,
+        ),
     }
 
 
 def _add_engine_options(s) -> None:
     s.add_argument(
         "--workers",
-        type=int,
+        type=bounded(int, 0, 1024),
         default=0,
         help="local processes (default: one per core on CPU, one on a GPU)",
     )
@@ -157,16 +197,46 @@ def _add_engine_options(s) -> None:
         "processes: one run per task (default on CPU)",
     )
     s.add_argument(
-        "--max-models", type=int, default=0, help="most runs per ensemble (default: no limit)"
+        "--max-models",
+        type=bounded(int, 0, 1_000_000),
+        default=0,
+        help="most runs per ensemble (default: no limit)",
     )
-    s.add_argument("--launcher", choices=LAUNCHERS, default="local")
+    s.add_argument(
+        "--launcher",
+        choices=LAUNCHERS,
+        default="local",
+        help="local: processes on this machine; ray: Ray tasks; slurm: one SLURM array job",
+    )
     s.add_argument(
         "--address",
         default=None,
         help="Ray cluster HOST:PORT for --launcher ray (default: start a local Ray)",
     )
+    slurm = s.add_argument_group("SLURM (--launcher slurm, through submitit)")
+    slurm.add_argument("--slurm-partition", default=None, help="partition (default: the cluster's)")
+    slurm.add_argument(
+        "--slurm-time", type=bounded(int, 1, 43_200), default=240, help="minutes per task"
+    )
+    slurm.add_argument("--slurm-gpus", type=bounded(int, 0, 64), default=0, help="GPUs per task")
+    slurm.add_argument("--slurm-cpus", type=bounded(int, 1, 1024), default=1, help="CPUs per task")
+    slurm.add_argument(
+        "--slurm-mem-gb", type=bounded(float, 0.001, 65536), default=None, help="memory per task"
+    )
+    slurm.add_argument(
+        "--slurm-parallelism",
+        type=bounded(int, 1, 100_000),
+        default=64,
+        help="array tasks running at once",
+    )
+    slurm.add_argument(
+        "--slurm-executor",
+        choices=SLURM_EXECUTORS,
+        default="slurm",
+        help="local: run the array on this machine with submitit's local executor (a test)",
+    )
     s.add_argument("--no-progress", action="store_true")
-    add_device_option(s)
+    add_device_option(s, threads=False)
 
 
 def _step(text: str) -> int:

@@ -32,12 +32,18 @@ def run_config_from_args(args, base: RunConfig | None = None) -> RunConfig:
     return RunConfig(data, config_from_args(args, "model", base.model), train)
 
 
-def add_device_option(p) -> None:
+def add_device_option(p, threads: bool = True) -> None:
     p.add_argument(
         "--device",
         default="auto",
-        help="where to train: auto (cuda when present, else cpu), cpu, cuda, cuda:N",
+        help="where to compute: auto (cuda when present, else cpu), cpu, cuda, cuda:N",
     )
+    if threads:
+        p.add_argument(
+            "--threads",
+            default="auto",
+            help="CPU threads for torch: auto (the cores free now, at least 1) or a count",
+        )
 
 
 def cmd_train(args) -> int:
@@ -57,6 +63,13 @@ def cmd_train(args) -> int:
         if cfg.train.init_from and not Path(cfg.train.init_from).is_dir():
             raise ConfigError(f"--init-from {cfg.train.init_from}: no such run directory")
         run_dir = Path(args.out) if args.out else Path("checkpoints") / default_run_name(cfg)
+    if getattr(args, "thread_choice", None) is not None:
+        from mechlistops.model import resolve_device
+
+        where = resolve_device(args.device)
+        print(
+            f"training on {where}" + (f" with {args.thread_choice}" if where.type == "cpu" else "")
+        )
     try:
         result = train(
             cfg,
@@ -139,5 +152,5 @@ def add_parsers(sub) -> None:
     e = sub.add_parser("eval", help="per-operator accuracy of a saved run")
     e.add_argument("run", help="run directory, or RUN@STEP")
     e.add_argument("--json", action="store_true")
-    e.add_argument("--device", default="auto")
+    add_device_option(e)
     e.set_defaults(func=cmd_eval)

@@ -1,0 +1,95 @@
+"""How many CPU threads torch may use, chosen from the cores that are actually free.
+
+PyTorch's intra-op threads spin at every parallel region waiting for each other; when another
+process holds a core, the thread the OS has descheduled stalls all the others, and a tiny
+model's training drops from about 40 steps/s to about 1 (2 cores, one busy). Two defences:
+- `choose("auto")` counts the idle cores now (from /proc/stat over a short window; the
+  1-minute load average elsewhere) and takes that many threads, at least one;
+- the command line sets `OMP_WAIT_POLICY=PASSIVE` (unless the user set it) before torch
+  loads, so threads sleep instead of spinning when a core is taken later.
+`benchmarks/threads_under_load.py` measures both against a quiet machine.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from mechlistops.errors import ConfigError
+
+MAX_THREADS = 256
+WAIT_POLICY_VAR = "OMP_WAIT_POLICY"
+
+
+@dataclass(frozen=True)
+class ThreadChoice:
+    threads: int
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.threads} CPU thread{'s' * (self.threads != 1)} ({self.why})"
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def idle_cores(window_s: float = 0.2) -> float | None:
+    """Cores idle over the next `window_s` seconds (None where it cannot be measured)."""
+
+    def sample():
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        return fields[3] + fields[4], sum(fields[:8])  # idle + iowait, total (no guest)
+
+    try:
+        idle0, total0 = sample()
+        time.sleep(window_s)
+        idle1, total1 = sample()
+    except (OSError, ValueError, IndexError):
+        try:
+            return max(0.0, (os.cpu_count() or 1) - os.getloadavg()[0])
+        except (OSError, AttributeError):
+            return None
+    if total1 <= total0:
+        return None
+    return (idle1 - idle0) / (total1 - total0) * (os.cpu_count() or 1)
+
+
+def parse_threads(text: str) -> int | None:
+    """`--threads` value: "auto" (None) or a count."""
+    if text == "auto":
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        raise ConfigError(f"--threads must be 'auto' or a count, got {text!r}") from None
+    if not 1 <= n <= MAX_THREADS:
+        raise ConfigError(f"--threads must be in 1..{MAX_THREADS}, got {n}")
+    return n
+
+
+def choose(requested: int | None = None) -> ThreadChoice:
+    """The thread count: `requested` if given, else the free cores (at least 1)."""
+    cores = usable_cores()
+    if requested is not None:
+        return ThreadChoice(requested, "--threads")
+    if os.environ.get("OMP_NUM_THREADS"):
+        return ThreadChoice(parse_threads(os.environ["OMP_NUM_THREADS"]), "OMP_NUM_THREADS")
+    idle = idle_cores()
+    if idle is None:
+        return ThreadChoice(cores, f"{cores} usable cores")
+    free = max(1, min(cores, int(idle + 0.5)))
+    busy = "" if free == cores else f"; {cores - free} busy"
+    return ThreadChoice(free, f"{free} of {cores} cores free{busy}; --threads to override")
+
+
+def apply(choice: ThreadChoice) -> ThreadChoice:
+    import torch
+
+    torch.set_num_threads(choice.threads)
+    return choice
