@@ -10,9 +10,9 @@ import json
 from pathlib import Path
 
 from mechlistops.analysis.common import analysis_path
-from mechlistops.cli.options import bounded
+from mechlistops.cli.options import bounded, numbers
 from mechlistops.cli.train import add_device_option
-from mechlistops.config import MAX_SEED
+from mechlistops.config import MAX_SEED, parse_ops
 from mechlistops.errors import ConfigError
 
 _SEED = bounded(int, 0, MAX_SEED)
@@ -207,6 +207,60 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_analyse(args) -> int:
+    from mechlistops.atomic import check_writable_dir
+    from mechlistops.model import resolve_device
+    from mechlistops.population import (
+        ANALYSES,
+        Settings,
+        aggregate,
+        analyse_sweep,
+        write_outputs,
+    )
+
+    analyses = _choices(args.analyses, ANALYSES, "analysis") if args.analyses else ANALYSES
+    out = check_writable_dir(Path(args.out or args.sweep), "output directory")
+    target = parse_ops(args.target)[0]
+    df = analyse_sweep(
+        Path(args.sweep),
+        tuple(analyses),
+        Settings(limit=args.limit, target=target, ablate_on=args.ablate_on),
+        mixtures=tuple("+".join(parse_ops(m)) for m in args.mixture or ()) or None,
+        d_models=args.d_model_list,
+        workers=args.workers,
+        device=str(resolve_device(args.device)),
+        progress=not args.no_progress,
+    )
+    for name in df.attrs["skipped"]:
+        print(f"  skipped {name}: not finished")
+    for name, reason in df.attrs["failed"].items():
+        print(f"  FAILED {name}: {reason}")
+    if df.empty:
+        raise ConfigError(f"{args.sweep}: no member could be analysed")
+    table = aggregate(df, n_boot=args.bootstrap)
+    files = write_outputs(df, table, out)
+    if not any(target in m.split(" after ")[0].split("+") for m in df.mixture.unique()):
+        print(f"  no member trains {target}: no ablation drops (--target to choose another)")
+    shown = table.assign(
+        cell=lambda t: (
+            t["median"].map("{:.2f}".format)
+            + " ["
+            + t.ci_low.map("{:.2f}".format)
+            + ", "
+            + t.ci_high.map("{:.2f}".format)
+            + "]"
+        )
+    )
+    for metric, g in shown.groupby("metric", sort=False):
+        print(f"\n{metric} (median over seeds [95% bootstrap interval]):")
+        for r in g.sort_values(["mixture", "n_params"]).itertuples():
+            print(f"  {r.mixture:<24} {r.n_params:>9,} params  {r.cell}  ({r.seeds} seeds)")
+    print(
+        f"\nsaved {files['json']}, {files['csv']} and {len(files) - 2} figures in {out}/analysis/"
+    )
+    return 1 if df.attrs["failed"] else 0
+
+
 def _choices(text: str, known, what: str) -> list[str]:
     names = [x.strip() for x in text.split(",") if x.strip()]
     for name in names:
@@ -220,6 +274,28 @@ _LIMIT = bounded(int, 1, 10**6)  # examples per test set
 
 def add_parsers(sub) -> None:
     from mechlistops.analysis.ablation import COMPONENTS, MODES
+
+    w = sub.add_parser(
+        "analyse", help="geometry, probes, attribution and ablation over every member of a sweep"
+    )
+    w.add_argument("sweep", help="sweep directory")
+    w.add_argument("--analyses", help="some of geometry,probe,attribute,ablate (default: all)")
+    w.add_argument("--mixture", action="append", help="only this mixture (repeat for several)")
+    w.add_argument("--d-model", dest="d_model_list", type=numbers(int), help="only these sizes")
+    w.add_argument("--limit", type=_LIMIT, default=500, help="examples per test set")
+    w.add_argument("--target", default="SUM", help="operator whose accuracy the ablations read")
+    w.add_argument(
+        "--ablate-on",
+        choices=("test", "pool"),
+        default="test",
+        help="the target's test set, or its training pool (where a memoriser is accurate)",
+    )
+    w.add_argument("--bootstrap", type=bounded(int, 1, 100_000), default=1000)
+    w.add_argument("--workers", type=bounded(int, 0, 1024), default=0, help="0: one per core")
+    w.add_argument("--out", help="where the table and figures go (default: the sweep)")
+    w.add_argument("--no-progress", action="store_true")
+    add_device_option(w, threads=False)
+    w.set_defaults(func=cmd_analyse)
 
     a = sub.add_parser("ablate", help="accuracy with an MLP, attention layer or head ablated")
     a.add_argument("run", help="run directory, or RUN@STEP")

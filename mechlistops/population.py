@@ -1,0 +1,333 @@
+"""Analyses of a whole sweep: claims 4 and 5 as properties of populations, not of one run.
+
+For every member of a sweep (or those a filter keeps), `member_metrics` runs the chosen
+analyses on its final weights and reduces each to a few numbers (table below); the numbers are
+cached in RUN/analysis/population.json with the settings that produced them, so a rerun skips
+what is done. `aggregate` gives, per mixture x size and metric, the median over seeds and a 95%
+bootstrap interval (seeds resampled).
+
+- geometry (claim 4): W_E ordering, circularity and parity separability, trained, at random
+  init, and their difference;
+- probe (claim 4): the best parity-probe accuracy over sites and positions, minus its
+  random-init control;
+- attribute (claim 5): the attention / MLP usage ratio at the answer (output/input norm ratios,
+  mean over layers), and attention's share of the direct logit attribution to the answer
+  (|heads + b_O| over |heads + b_O| + |MLPs|, mean absolute contributions);
+- ablate (claim 5): the target operator's accuracy drop with every MLP mean-ablated, and with
+  every attention layer mean-ablated; on its test set, or (`ablate_on="pool"`) on its training
+  pool, where a model that memorised has accuracy to lose.
+
+The target operator (for the ablation drops) is the sweep's study operator, SUM by default;
+members whose mixture lacks it get no ablation numbers (a stated skip, not an error).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mechlistops import checkpoint as ckpt
+from mechlistops.atomic import write_json
+from mechlistops.errors import ConfigError
+
+ANALYSES = ("geometry", "probe", "attribute", "ablate")
+CACHE = "population.json"
+CACHE_VERSION = 1
+ABLATE_ON = ("test", "pool")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the numbers depend on besides the weights (part of the cache key)."""
+
+    limit: int = 500  # test examples per set
+    target: str = "SUM"
+    folds: int = 5
+    ablate_on: str = "test"  # "pool": the target's training pool (what a memoriser gets right)
+
+    def __post_init__(self) -> None:
+        if self.ablate_on not in ABLATE_ON:
+            raise ConfigError(f"ablate_on must be one of {ABLATE_ON}, got {self.ablate_on!r}")
+
+    def key(self, analysis: str) -> str:
+        settings = f"limit={self.limit}|target={self.target}|folds={self.folds}"
+        if analysis == "ablate":
+            settings += f"|on={self.ablate_on}"
+        return f"{analysis}|v{CACHE_VERSION}|{settings}"
+
+
+def _geometry(model, baseline, sets, modulus) -> dict[str, float]:
+    from mechlistops.analysis.geometry import geometry
+
+    geo = geometry(model, baseline, sets, modulus).metrics
+    out = {}
+    for r in geo[geo.representation == "W_E"].itertuples():
+        name = f"W_E {r.metric}"
+        out[name] = float(r.trained)
+        out[f"{name} (random init)"] = float(r.random_init)
+        out[f"{name} minus random init"] = float(r.trained - r.random_init)
+    return out
+
+
+def _probe(model, baseline, sets, vocab, folds) -> dict[str, float]:
+    from mechlistops.analysis.probes import TARGETS, probe
+
+    df = probe(
+        model,
+        baseline,
+        sets,
+        vocab,
+        {"parity": TARGETS["parity"]},
+        positions=("close", "answer"),
+        folds=folds,
+        n_jobs=1,  # population workers are processes already
+    )
+    best = df.loc[df.accuracy.idxmax()]
+    return {
+        "parity probe (best)": float(best.accuracy),
+        "parity probe minus control": float(best.accuracy - best.random_init),
+    }
+
+
+def _attribute(model, sets, modulus) -> dict[str, float]:
+    from mechlistops.analysis.attribution import direct_logit_attribution, usage_ratios
+
+    usage = usage_ratios(model, sets)
+    at = usage[usage["where"] == "answer"].groupby("sublayer")["ratio"].mean()
+    dla = direct_logit_attribution(model, sets, modulus)
+    size = dla.assign(size=dla.logit.abs()).groupby("component")["size"].mean()
+    attn = size[[c for c in size.index if " H" in c or "attn" in c]].sum()
+    mlp = size[[c for c in size.index if c.endswith(" mlp")]].sum()
+    return {
+        "attention / MLP usage at the answer": float(at["attn"] / at["mlp"]),
+        "attention share of the direct logit attribution": float(attn / (attn + mlp)),
+    }
+
+
+def _ablate(model, sets, pools, target, on, limit) -> dict[str, float]:
+    from mechlistops.analysis.ablation import Site, ablate
+
+    if target not in sets:
+        return {}  # the mixture has no such operator: nothing to ablate for it
+    if on == "pool":
+        if target not in pools:
+            raise ConfigError(f"ablation on the pool: the run has no {target} pool (--train-size)")
+        sets = {target: pools[target].subset(slice(0, limit))}
+    layers = tuple(range(model.cfg.n_layers))
+    sites = [Site("mlp", layers), Site("attn", layers)]
+    df = ablate(model, {target: sets[target]}, sites, mode="mean")
+    drop = df.set_index("site")["delta_acc"]
+    where = " on its pool" if on == "pool" else ""
+    return {
+        f"{target} accuracy drop{where}, {name} mean-ablated": float(-drop[site.label])
+        for name, site in (("MLPs", sites[0]), ("attention", sites[1]))
+    }
+
+
+def member_metrics(
+    run_dir: Path, analyses=ANALYSES, settings: Settings = Settings(), device: str = "cpu"
+) -> dict[str, float]:
+    """The numbers of every analysis in `analyses` for one finished run (cached)."""
+    from mechlistops.analysis.common import analysis_path, prepare, random_init
+
+    run_dir = Path(run_dir)
+    if not ckpt.is_finished(run_dir):
+        raise ConfigError(f"{run_dir}: not finished (no results.json); nothing to analyse")
+    cache_path = analysis_path(str(run_dir), CACHE.removesuffix(".json"), "json")
+    cache = _read_cache(cache_path)
+    todo = [a for a in analyses if settings.key(a) not in cache]
+    if todo:
+        inputs = prepare(str(run_dir), limit=settings.limit, device=device)
+        model, cfg, vocab = inputs.run
+        modulus = cfg.data.modulus
+        baseline = random_init(inputs.run, device) if {"geometry", "probe"} & set(todo) else None
+        compute = {
+            "geometry": lambda: _geometry(model, baseline, inputs.sets, modulus),
+            "probe": lambda: _probe(model, baseline, inputs.sets, vocab, settings.folds),
+            "attribute": lambda: _attribute(model, inputs.sets, modulus),
+            "ablate": lambda: _ablate(
+                model,
+                inputs.sets,
+                inputs.pools,
+                settings.target,
+                settings.ablate_on,
+                settings.limit,
+            ),
+        }
+        for a in todo:
+            cache[settings.key(a)] = compute[a]()
+        write_json(cache_path, cache)
+    return {k: v for a in analyses for k, v in cache[settings.key(a)].items()}
+
+
+def _read_cache(path: Path) -> dict:
+    try:
+        cache = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}  # none yet, or damaged: recompute
+    ok = isinstance(cache, dict) and all(
+        isinstance(v, dict) and all(isinstance(x, (int, float)) for x in v.values())
+        for v in cache.values()
+    )
+    return cache if ok else {}
+
+
+def _member_task(run_dir: str, analyses, settings: Settings, device: str) -> dict[str, float]:
+    return member_metrics(Path(run_dir), analyses, settings, device)
+
+
+def analyse_sweep(
+    sweep_dir: Path,
+    analyses=ANALYSES,
+    settings: Settings = Settings(),
+    mixtures: tuple[str, ...] | None = None,
+    d_models: tuple[int, ...] | None = None,
+    workers: int = 0,
+    device: str = "cpu",
+    progress: bool = True,
+) -> pd.DataFrame:
+    """One row per (member, metric): mixture, d_model, seed, n_params, metric, value. Members
+    are analysed in parallel single-thread workers; unfinished members are listed in
+    `df.attrs["skipped"]`, failed ones in `df.attrs["failed"]` (member -> reason)."""
+    from tqdm.auto import tqdm
+
+    from mechlistops.sweep import load_sweep, run_local
+
+    unknown = set(analyses) - set(ANALYSES)
+    if unknown or not analyses:
+        raise ConfigError(f"analyses must be some of {', '.join(ANALYSES)}")
+    sweep = load_sweep(sweep_dir)
+    members = []
+    for m in sweep.members():
+        name = "+".join(m.config.data.ops)
+        if mixtures and name not in mixtures:
+            continue
+        if d_models and m.config.model.d_model not in d_models:
+            continue
+        members.append(m)
+    if not members:
+        raise ConfigError(f"{sweep_dir}: no member matches the filter")
+    done = [m for m in members if ckpt.is_finished(Path(sweep_dir) / m.name)]
+    skipped = [m.name for m in members if m not in done]
+    calls = [(str(Path(sweep_dir) / m.name), tuple(analyses), settings, device) for m in done]
+    rows, failed = [], {}
+    bar = tqdm(total=len(calls), desc="members", disable=not progress)
+
+    def on_done(i: int, metrics: dict) -> None:
+        m = done[i]
+        label = "+".join(m.config.data.ops)
+        if m.config.train.pretrain_steps:
+            label += " after " + "+".join(m.config.train.pretrain_ops)
+        n_params = ckpt.read_n_params(Path(sweep_dir) / m.name)
+        for metric, value in metrics.items():
+            rows.append(
+                {
+                    "member": m.name,
+                    "mixture": label,
+                    "d_model": m.config.model.d_model,
+                    "seed": m.config.train.seed,
+                    "n_params": n_params,
+                    "metric": metric,
+                    "value": value,
+                }
+            )
+        bar.update()
+
+    def on_failed(i: int, reason: str) -> None:
+        failed[done[i].name] = reason
+        bar.update()
+
+    run_local(_member_task, calls, workers or os.cpu_count() or 1, on_done, on_failed)
+    bar.close()
+    df = pd.DataFrame(
+        rows, columns=["member", "mixture", "d_model", "seed", "n_params", "metric", "value"]
+    )
+    df.attrs.update(skipped=skipped, failed=failed)
+    return df
+
+
+def bootstrap_median(values: np.ndarray, n_boot: int = 1000, seed: int = 0) -> tuple:
+    """(median, 2.5th, 97.5th percentile of the bootstrap medians); one value: no interval."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        return (float("nan"),) * 3
+    median = float(np.median(values))
+    if len(values) == 1:
+        return median, float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    draws = np.median(rng.choice(values, size=(n_boot, len(values)), replace=True), axis=1)
+    return median, float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))
+
+
+def aggregate(df: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
+    """Per mixture x size x metric: seeds, median, ci_low, ci_high."""
+    out = []
+    for (mixture, n_params, d_model, metric), g in df.groupby(
+        ["mixture", "n_params", "d_model", "metric"], sort=True
+    ):
+        median, low, high = bootstrap_median(g["value"].to_numpy(), n_boot)
+        out.append(
+            {
+                "mixture": mixture,
+                "n_params": n_params,
+                "d_model": d_model,
+                "metric": metric,
+                "seeds": len(g),
+                "median": median,
+                "ci_low": low,
+                "ci_high": high,
+            }
+        )
+    return pd.DataFrame(out)
+
+
+def plot_metric(df: pd.DataFrame, table: pd.DataFrame, metric: str, out: Path) -> Path:
+    """One metric against parameters: a line per mixture (medians), seeds as points."""
+    from mechlistops.analysis.viz import _pyplot, _save
+
+    plt, sns = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    points = df[df.metric == metric]
+    lines = table[table.metric == metric]
+    mixtures = sorted(points.mixture.unique())
+    palette = dict(zip(mixtures, sns.color_palette("tab10")))
+    sns.scatterplot(
+        points,
+        x="n_params",
+        y="value",
+        hue="mixture",
+        palette=palette,
+        ax=ax,
+        alpha=0.6,
+        legend=False,
+    )
+    for mixture, g in lines.groupby("mixture"):
+        g = g.sort_values("n_params")
+        ax.plot(g.n_params, g["median"], marker="o", color=palette[mixture], label=mixture)
+        ax.fill_between(g.n_params, g.ci_low, g.ci_high, color=palette[mixture], alpha=0.15)
+    ax.set(xscale="log", xlabel="parameters", ylabel=metric, title=metric)
+    ax.title.set_fontsize(10)
+    ax.legend(fontsize=8, title="mixture (median, 95% interval)")
+    return _save(fig, out)
+
+
+def write_outputs(df: pd.DataFrame, table: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
+    """analysis.json/.csv (the aggregated table) and one figure per metric."""
+    from mechlistops.atomic import write_text
+
+    out_dir = Path(out_dir)
+    files = {"json": out_dir / "analysis.json", "csv": out_dir / "analysis.csv"}
+    write_json(files["json"], json.loads(table.to_json(orient="records")))
+    write_text(files["csv"], table.to_csv(index=False))
+    write_text(out_dir / "analysis_runs.csv", df.to_csv(index=False))
+    figures = out_dir / "analysis"
+    for metric in table.metric.unique():
+        slug = "".join(c if c.isalnum() else "_" for c in metric.lower()).strip("_")
+        files[metric] = plot_metric(df, table, metric, figures / f"{slug}.png")
+    return files

@@ -1,0 +1,135 @@
+"""Analyses of a whole sweep: aggregation with known medians and intervals, the cache, the
+filters, skips, and the command line."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mechlistops.cli import main
+from mechlistops.errors import ConfigError
+from mechlistops.population import (
+    Settings,
+    aggregate,
+    analyse_sweep,
+    bootstrap_median,
+    member_metrics,
+)
+from mechlistops.sweep import SweepConfig, run_sweep
+from tests.conftest import tiny_config
+
+
+def test_bootstrap_median_on_known_values():
+    median, low, high = bootstrap_median(np.array([1.0, 2.0, 3.0, 4.0, 100.0]), n_boot=2000)
+    assert median == 3.0
+    assert 1.0 <= low <= 3.0 <= high <= 100.0
+    assert bootstrap_median(np.array([0.5, 0.5, 0.5]))[1:] == (0.5, 0.5)  # no spread
+    m, lo, hi = bootstrap_median(np.array([0.7]))
+    assert m == 0.7 and np.isnan(lo) and np.isnan(hi)  # one seed: no interval
+    assert np.isnan(bootstrap_median(np.array([np.nan]))[0])
+
+
+def test_aggregate_fabricated_runs():
+    rows = []
+    for mixture, offset in (("SUM", 0.0), ("SUM+MAX+MED", 0.5)):
+        for n_params, d in ((1000, 8), (4000, 16)):
+            for seed, v in enumerate((0.1, 0.2, 0.3)):
+                rows.append(
+                    {
+                        "member": f"{mixture}{d}{seed}",
+                        "mixture": mixture,
+                        "d_model": d,
+                        "seed": seed,
+                        "n_params": n_params,
+                        "metric": "W_E ordering",
+                        "value": v + offset,
+                    }
+                )
+    table = aggregate(pd.DataFrame(rows), n_boot=500)
+    assert len(table) == 4 and set(table.seeds) == {3}
+    joint = table[(table.mixture == "SUM+MAX+MED") & (table.n_params == 1000)].iloc[0]
+    assert joint["median"] == pytest.approx(0.7)
+    assert 0.6 - 1e-9 <= joint.ci_low <= 0.7 <= joint.ci_high <= 0.8 + 1e-9
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory):
+    """Two mixtures x one size x 2 seeds of tiny runs, one member left unfinished."""
+    out = tmp_path_factory.mktemp("pop") / "sw"
+    base = tiny_config(data={"ops": ("MAX",)}, train={"steps": 60, "eval_interval": 60})
+    sweep = SweepConfig((("MAX",), ("MAX", "MIN")), (16,), 2, base)
+    run_sweep(sweep, out, workers=1, progress=False)
+    (out / "max+min_d16_s1" / "results.json").unlink()  # as if still training
+    return out
+
+
+def test_analyse_sweep_caches_filters_and_skips(sweep_dir):
+    df = analyse_sweep(sweep_dir, ("geometry", "ablate"), workers=1, progress=False)
+    assert df.attrs["skipped"] == ["max+min_d16_s1"] and not df.attrs["failed"]
+    assert set(df.member) == {"max_d16_s0", "max_d16_s1", "max+min_d16_s0"}
+    metrics = set(df.metric)
+    assert "W_E ordering minus random init" in metrics
+    assert not any("drop" in m for m in metrics)  # no SUM in these mixtures: a stated skip
+    cache = sweep_dir / "max_d16_s0" / "analysis" / "population.json"
+    stamp = cache.stat().st_mtime_ns
+    again = member_metrics(sweep_dir / "max_d16_s0", ("geometry",))
+    assert cache.stat().st_mtime_ns == stamp  # served from the cache
+    first = df[(df.member == "max_d16_s0")].set_index("metric")["value"]
+    assert all(first[k] == v for k, v in again.items())
+    only = analyse_sweep(sweep_dir, ("geometry",), mixtures=("MAX",), workers=1, progress=False)
+    assert set(only.mixture) == {"MAX"}
+    with pytest.raises(ConfigError, match="no member matches"):
+        analyse_sweep(sweep_dir, ("geometry",), d_models=(99,), progress=False)
+    with pytest.raises(ConfigError, match="analyses must be"):
+        analyse_sweep(sweep_dir, ("magic",), progress=False)
+
+
+def test_ablation_drops_for_the_target_operator(sweep_dir):
+    got = member_metrics(sweep_dir / "max_d16_s0", ("ablate",), Settings(target="MAX"))
+    assert set(got) == {
+        "MAX accuracy drop, MLPs mean-ablated",
+        "MAX accuracy drop, attention mean-ablated",
+    }
+    assert all(-1.0 <= v <= 1.0 for v in got.values())
+
+
+def test_analyse_cli(sweep_dir, tmp_path, capsys):
+    code = main(
+        [
+            "analyse",
+            str(sweep_dir),
+            "--analyses",
+            "geometry,attribute",
+            "--workers",
+            "1",
+            "--bootstrap",
+            "50",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0 and "skipped max+min_d16_s1" in out and "W_E ordering" in out
+    table = json.loads((tmp_path / "analysis.json").read_text())
+    assert {r["mixture"] for r in table} == {"MAX", "MAX+MIN"}
+    assert (tmp_path / "analysis.csv").is_file()
+    assert list((tmp_path / "analysis").glob("*.png"))
+    for argv, fragment in (
+        (["analyse", str(tmp_path)], "not a sweep directory"),
+        (["analyse", str(sweep_dir), "--analyses", "magic"], "unknown analysis 'magic'"),
+        (["analyse", str(sweep_dir), "--d-model", "99"], "no member matches"),
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert len(err.splitlines()) == 1 and fragment in err, err
+
+
+def test_ablation_on_the_pool_needs_a_pool(sweep_dir):
+    with pytest.raises(ConfigError, match="no MAX pool"):
+        member_metrics(
+            sweep_dir / "max_d16_s1", ("ablate",), Settings(target="MAX", ablate_on="pool")
+        )
+    with pytest.raises(ConfigError, match="ablate_on"):
+        Settings(ablate_on="train")
