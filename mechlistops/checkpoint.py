@@ -38,13 +38,13 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
-from transformer_lens import HookedTransformer
 
 from mechlistops.atomic import atomic_write, write_json, write_text
 from mechlistops.config import RunConfig
 from mechlistops.errors import CheckpointError, ConfigError, MechlistopsError
 from mechlistops.listops import Vocab
 from mechlistops.model import hooked_transformer_config_dict, make_hooked_transformer, tie_blocks
+from mechlistops.tl import HookedTransformer
 
 FORMAT = "mechlistops-run/2"
 READABLE_FORMATS = ("mechlistops-run/1", FORMAT)

@@ -19,12 +19,12 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
 from mechlistops.config import DataConfig, RunConfig
 from mechlistops.data import Examples, heldout_mask
 from mechlistops.forward import fast_logits
 from mechlistops.listops import Vocab
+from mechlistops.tl import HookedTransformer
 
 
 @dataclass

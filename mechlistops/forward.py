@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
-from transformer_lens import HookedTransformer
+
+from mechlistops.tl import HookedTransformer
 
 _ACT = {
     "relu": F.relu,

@@ -18,12 +18,12 @@ import warnings
 from typing import Any
 
 import torch
-from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from mechlistops.config import DataConfig, ModelConfig
 from mechlistops.data import seq_len
 from mechlistops.errors import ConfigError
 from mechlistops.listops import Vocab
+from mechlistops.tl import HookedTransformer, HookedTransformerConfig
 
 EMBEDDING_PARAMS = ("embed.W_E", "pos_embed.W_pos", "unembed.W_U", "unembed.b_U")
 

@@ -29,7 +29,6 @@ from typing import Protocol
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from transformer_lens import HookedTransformer
 
 from mechlistops import checkpoint as ckpt
 from mechlistops.config import OPERATORS, RunConfig, TrainConfig
@@ -43,6 +42,7 @@ from mechlistops.model import (
     resolve_device,
 )
 from mechlistops.pools import PoolStream, evaluation_data, pool_digest
+from mechlistops.tl import HookedTransformer
 
 log = logging.getLogger(__name__)
 

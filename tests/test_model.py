@@ -124,3 +124,26 @@ def test_sizes_that_do_not_divide_are_rejected():
     with pytest.raises(ConfigError, match="not divisible"):
         ModelConfig(d_model=30, n_heads=4)
     ModelConfig(d_model=30, n_heads=4, d_head=8)  # explicit d_head is fine
+
+
+def test_transformer_lens_is_imported_in_one_module():
+    """Moving to TransformerLens 4.x touches mechlistops/tl.py only."""
+    import ast
+    from pathlib import Path
+
+    import mechlistops
+
+    root = Path(mechlistops.__file__).parent
+    importers = set()
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            if any(n.split(".")[0] == "transformer_lens" for n in names):
+                importers.add(path.relative_to(root).as_posix())
+    assert importers == {"tl.py"}

@@ -27,13 +27,12 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from transformer_lens import HookedTransformer
-from transformer_lens.hook_points import HookPoint
 
 from mechlistops.analysis.common import position_mask, same_length_permutation
 from mechlistops.data import Examples
 from mechlistops.errors import ConfigError
 from mechlistops.evaluate import batches
+from mechlistops.tl import HookedTransformer, HookPoint
 
 COMPONENTS = ("mlp", "attn", "head")
 MODES = ("zero", "mean", "resample")

@@ -20,11 +20,11 @@ from __future__ import annotations
 import einops
 import pandas as pd
 import torch
-from transformer_lens import HookedTransformer
 
 from mechlistops.analysis.common import position_mask, same_length_permutation
 from mechlistops.data import Examples
 from mechlistops.evaluate import batches
+from mechlistops.tl import HookedTransformer
 
 
 def _resid_names(n_layers: int) -> list[str]:

@@ -24,11 +24,11 @@ import torch
 from scipy.stats import spearmanr
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
-from transformer_lens import HookedTransformer
 
 from mechlistops.analysis.common import position_mask
 from mechlistops.data import Examples
 from mechlistops.evaluate import batches
+from mechlistops.tl import HookedTransformer
 
 
 def pca(x: np.ndarray, k: int = 3) -> np.ndarray:

@@ -27,11 +27,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from transformer_lens import HookedTransformer
 
 from mechlistops.data import Examples
 from mechlistops.evaluate import batches
 from mechlistops.listops import Vocab
+from mechlistops.tl import HookedTransformer
 
 TARGETS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "parity": lambda v: v % 2,

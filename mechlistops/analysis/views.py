@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from circuitsvis.attention import attention_heads
-from transformer_lens import HookedTransformer
 
 from mechlistops.data import Examples
 from mechlistops.listops import Vocab
+from mechlistops.tl import HookedTransformer
 
 
 @dataclass

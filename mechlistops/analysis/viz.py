@@ -36,8 +36,10 @@ def plot_ablation(df: pd.DataFrame, out: Path, title: str = "") -> Path:
     delta = df.pivot(index="site", columns="set", values="delta_acc").loc[df.site.unique()]
     clean = df.drop_duplicates("set").set_index("set")["clean_acc"]
     acc.columns = [f"{c}\n(clean {clean[c]:.2f})" for c in acc.columns]
-    height = 1.2 + 0.45 * len(acc)
-    fig, axes = plt.subplots(1, 2, figsize=(3 + 2.2 * acc.shape[1], height))
+    # room for the title and the two-line column labels even with one or two sites (a
+    # one-layer model), where a height in proportion to the rows squashed the cells
+    height = max(3.4, 1.9 + 0.45 * len(acc))
+    fig, axes = plt.subplots(1, 2, figsize=(max(7.0, 3 + 2.2 * acc.shape[1]), height))
     sns.heatmap(acc, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", ax=axes[0])
     axes[0].set(title="accuracy when ablated", xlabel="", ylabel="")
     sns.heatmap(delta, annot=True, fmt="+.2f", vmin=-1, vmax=1, cmap="RdBu", center=0, ax=axes[1])
