@@ -41,11 +41,10 @@ ADAM_EPS = 1e-8  # torch.optim.AdamW's default, as `train.make_optimizer` uses i
 
 def ensemble_key(cfg: RunConfig) -> str | None:
     """Runs with equal keys can train as one ensemble; None: this run must train alone."""
-    if cfg.model.looped:  # shared blocks would come apart when stacked by name
-        return None
     t = cfg.train
     shape = {
         "model": hooked_transformer_config_dict(cfg.model, cfg.data),
+        "looped": cfg.model.looped,
         "steps": [t.pretrain_steps, t.steps],
         "batch_size": t.batch_size,
         "loss": [t.loss_on, cfg.data.chain_of_thought],
@@ -109,7 +108,13 @@ class _Stacked:
         self.clip = self._per_member([c.train.grad_clip or float("inf") for c in cfgs])
         self.lrs = [0.0] * len(runs)
 
+        # A looped model owns one block's Parameters (under block 0's names, as its AdamW sees
+        # them); every other block reads them under its own names, so gradients from every
+        # application add up on the one stacked tensor, as they do on the tied Parameters.
+        aliases = _shared_names(template) if cfgs[0].model.looped else {}
+
         def member_logits(p, tokens, pos):
+            p = {**p, **{alias: p[name] for alias, name in aliases.items()}}
             return logits_from_params(p, template.cfg, tokens, pos, fused_attention=False)
 
         self.forward = {  # scored positions given (the answer), or every position (None)
@@ -209,6 +214,18 @@ class _Stacked:
 
 
 _MOMENTS = ("exp_avg", "exp_avg_sq")
+
+
+def _shared_names(model) -> dict[str, str]:
+    """{name a tied Parameter also has: the name it is stacked under} (looped blocks)."""
+    first: dict[int, str] = {}
+    aliases = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        if id(p) in first:
+            aliases[name] = first[id(p)]
+        else:
+            first[id(p)] = name
+    return aliases
 
 
 def _moment(run: RunState, name: str, key: str) -> Tensor:

@@ -114,8 +114,28 @@ def test_interrupted_ensemble_resumes_alone_or_together(tmp_path, monkeypatch):
     assert_same_weights(reference[1].model.state_dict(), resumed.model.state_dict())
 
 
-def test_looped_and_mismatched_runs_do_not_share_an_ensemble():
-    assert ensemble_key(tiny_config(model={"looped": True, "n_layers": 2})) is None
+def test_looped_members_equal_training_alone(tmp_path):
+    """One single-head block applied twice (the paper's later architecture): the tied
+    Parameters stay tied and every member equals its run trained alone."""
+    cfgs = [
+        dataclasses.replace(
+            c, model=dataclasses.replace(c.model, looped=True, n_layers=2, n_heads=1)
+        )
+        for c in _members()[:2]
+    ]
+    assert len({ensemble_key(c) for c in cfgs}) == 1
+    together = train_ensemble([(c, tmp_path / f"e{k}") for k, c in enumerate(cfgs)], False)
+    for k, cfg in enumerate(cfgs):
+        alone = train(cfg, tmp_path / f"a{k}", progress=False)
+        assert_same_weights(alone.model.state_dict(), together[k].model.state_dict())
+        loaded = load_run(tmp_path / f"e{k}").model
+        assert loaded.blocks[1].attn.W_Q is loaded.blocks[0].attn.W_Q  # still one block
+        assert_same_weights(loaded.state_dict(), alone.model.state_dict())
+
+
+def test_mismatched_runs_do_not_share_an_ensemble():
+    looped = tiny_config(model={"looped": True, "n_layers": 2})
+    assert ensemble_key(looped) != ensemble_key(tiny_config(model={"n_layers": 2}))
     assert ensemble_key(tiny_config()) != ensemble_key(tiny_config(model={"d_model": 16}))
     with pytest.raises(ValueError, match="ensemble_key"):
         train_ensemble([(tiny_config(), "a"), (tiny_config(model={"d_model": 16}), "b")])
