@@ -21,6 +21,7 @@ Context / design:
 from __future__ import annotations
 
 import json
+import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,6 +38,10 @@ from mechlistops.model import hooked_transformer_config_dict
 from mechlistops.train import Phase, RunState, TrainResult, decay_groups, drive
 
 ADAM_EPS = 1e-8  # torch.optim.AdamW's default, as `train.make_optimizer` uses it
+# Seconds the training loop waited for the prefetch thread's batches, and steps taken, summed
+# over every ensemble in this process (benchmarks/gpu_suite.py reads them: waiting for data is
+# time the device sits idle).
+TIMINGS = {"data_wait_s": 0.0, "steps": 0}
 
 
 def ensemble_key(cfg: RunConfig) -> str | None:
@@ -148,7 +153,9 @@ class _Stacked:
 
     def _inputs(self):
         """This step's prefetched inputs, without the rows of members that have since left."""
+        waited = time.perf_counter()
         made_for, inputs = self.upcoming.result()
+        TIMINGS["data_wait_s"] += time.perf_counter() - waited
         if list(made_for) == self.runs:
             return inputs
         rows = torch.tensor([made_for.index(r) for r in self.runs], device=self.device)
@@ -161,6 +168,7 @@ class _Stacked:
         self.adam_step = 0
 
     def step(self, step: int, phase: Phase, lrs: list[float]) -> list[float]:
+        TIMINGS["steps"] += 1
         self.lrs = lrs
         tokens, pos, targets, mask = self._inputs()
         if step + 1 < self.total:

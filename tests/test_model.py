@@ -147,3 +147,25 @@ def test_transformer_lens_is_imported_in_one_module():
             if any(n.split(".")[0] == "transformer_lens" for n in names):
                 importers.add(path.relative_to(root).as_posix())
     assert importers == {"tl.py"}
+
+
+def test_runs_open_without_hugging_face_datasets(tiny_run):
+    """Where `datasets` (and pyarrow) are missing, as on the GPU machine, mechlistops still
+    imports TransformerLens and opens runs (mechlistops/tl.py stands in for `datasets`)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('datasets', 'pyarrow'):\n"
+        "            raise ImportError(name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from mechlistops.checkpoint import load_run\n"
+        f"run = load_run({str(tiny_run)!r})\n"
+        "print(type(run.model).__name__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert done.stdout.strip() == "HookedTransformer"

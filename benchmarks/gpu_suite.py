@@ -1,0 +1,398 @@
+"""The GPU suite: one command that checks, measures and runs a study inside a short window.
+
+GPU time comes in windows of about 15 minutes, machine start-up included, on a machine that
+starts bare, with no network. This script does all of it in one call and writes everything it
+measures into --out (suite.json: the figures; suite.log: what happened; study.md: the study's
+transition table):
+
+0. set-up: installs the wheels of benchmarks/fetch_wheels.py from --wheels when TransformerLens
+   is missing (before anything imports it);
+1. correctness on the device: an ensemble member against the same run trained alone (max
+   |weight difference|; fp32, TF32 off), and a run interrupted halfway and resumed against the
+   run never interrupted;
+2. throughput: model-steps/s of the ensemble engine against one model at a time, in this
+   process, at 3 sizes, and the fraction of ensemble time spent waiting for batches (the
+   device idle);
+3. the 120-run sweep (10 sizes x 3 seeds x 4 mixtures x 10,000 steps): a probe at a fraction
+   of the steps, extrapolated; the whole sweep, timed, when the extrapolation fits what is
+   left of the budget;
+4. with the time left, the paper-like study (pool of 3,000, exactly 3 operands, one
+   single-head block applied twice; SUM alone and SUM+MAX+MED, 3 seeds, constant learning
+   rate, read at two steps), one size at a time from the smallest, until the budget ends.
+
+    python benchmarks/gpu_suite.py --out OUT [--device cuda] [--budget-s 480]
+    python benchmarks/gpu_suite.py --out OUT --device cpu --tiny     # the same, in a minute
+
+Every stage is timed against the --budget-s deadline and skipped (and said so) when it would
+not fit, so the script always returns its figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+MIXTURES_120 = (("SUM",), ("MAX",), ("MED",), ("SUM", "MAX", "MED"))
+SIZES_120 = (12, 16, 24, 32, 40, 48, 64, 80, 96, 128)  # about 5k to 410k parameters
+
+
+class Suite:
+    """The output folder, the log and the deadline."""
+
+    def __init__(self, out: Path, budget_s: float):
+        self.out = out
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.start = time.perf_counter()
+        self.deadline = self.start + budget_s
+        self.figures: dict = {}
+        self.log_path = out / "suite.log"
+
+    def left(self) -> float:
+        return self.deadline - time.perf_counter()
+
+    def log(self, text: str) -> None:
+        line = f"[{time.perf_counter() - self.start:7.1f}s] {text}"
+        print(line, flush=True)
+        with open(self.log_path, "a") as f:
+            f.write(line + "\n")
+
+    def save(self) -> None:
+        self.figures["elapsed_s"] = round(time.perf_counter() - self.start, 1)
+        (self.out / "suite.json").write_text(json.dumps(self.figures, indent=2, default=str))
+
+
+def install_wheels(wheels: Path, suite: Suite) -> None:
+    """pip install the folder's wheels when TransformerLens is not importable."""
+    import importlib.util
+
+    if importlib.util.find_spec("transformer_lens") is not None:
+        suite.figures["setup"] = "transformer-lens already installed"
+        return
+    found = sorted(str(p) for p in wheels.glob("*.whl"))
+    if not found:
+        raise SystemExit(f"transformer-lens is missing and {wheels} has no wheels")
+    t = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "-q", *found],
+        check=True,
+    )
+    suite.figures["setup"] = f"installed {len(found)} wheels in {time.perf_counter() - t:.1f}s"
+    suite.log(suite.figures["setup"])
+
+
+def device_facts(device) -> dict:
+    import torch
+
+    facts = {"device": str(device), "torch": torch.__version__}
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        facts.update(name=props.name, memory_gib=round(props.total_memory / 2**30, 1))
+    else:
+        facts.update(name="cpu", threads=torch.get_num_threads())
+    return facts
+
+
+def _config(d_model: int, steps: int, seed: int = 0, ops=("SUM", "MAX", "MED"), **over):
+    from mechlistops.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+
+    data = {"ops": ops, "seed": seed, "test_size": 200, **over.pop("data", {})}
+    model = {"d_model": d_model, "n_layers": 2, "n_heads": 4 if d_model % 4 == 0 else 1}
+    model.update(over.pop("model", {}))
+    train = {
+        "steps": steps,
+        "seed": seed,
+        "eval_interval": steps,
+        "save_interval": steps,
+        "log_checkpoints": False,
+        "warmup_steps": min(100, steps // 4),
+    }
+    train.update(over.pop("train", {}))
+    return RunConfig(DataConfig(**data), ModelConfig(**model), TrainConfig(**train))
+
+
+def _max_diff(a, b) -> float:
+    """Largest |difference| over the weights (not buffers such as masks; not b_K, whose
+    gradient is exactly zero so AdamW turns float noise into updates: docs/sweeps.md)."""
+    return max(
+        float((a[k] - b[k]).abs().max())
+        for k in a
+        if a[k].is_floating_point() and not k.endswith("attn.b_K") and "IGNORE" not in k
+    )
+
+
+def correctness(suite: Suite, device, tiny: bool) -> None:
+    """Ensemble member vs alone, and resume vs uninterrupted, on the device."""
+    import tempfile
+
+    import torch
+
+    from mechlistops.ensemble import train_ensemble
+    from mechlistops.train import RunState, train
+
+    steps = 20 if tiny else 200
+    cfgs = [_config(16, steps, seed=s) for s in range(3)]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        t = time.perf_counter()
+        together = train_ensemble(
+            [(c, tmp / f"e{k}") for k, c in enumerate(cfgs)], progress=False, device=str(device)
+        )
+        alone = [
+            train(c, tmp / f"a{k}", progress=False, device=str(device)) for k, c in enumerate(cfgs)
+        ]
+        diff = max(
+            _max_diff(a.model.state_dict(), e.model.state_dict()) for a, e in zip(alone, together)
+        )
+
+        class Stop(Exception):
+            pass
+
+        record = RunState.record
+
+        def stop_halfway(self, step, *args):
+            record(self, step, *args)
+            if step == steps // 2:
+                raise Stop
+
+        cfg = _config(16, steps, seed=5, train={"save_interval": steps // 4})
+        reference = train(cfg, tmp / "ref", progress=False, device=str(device))
+        RunState.record = stop_halfway
+        try:
+            train(cfg, tmp / "cut", progress=False, device=str(device))
+        except Stop:
+            pass
+        finally:
+            RunState.record = record
+        resumed = train(cfg, tmp / "cut", resume=True, progress=False, device=str(device))
+        resume_diff = _max_diff(reference.model.state_dict(), resumed.model.state_dict())
+    tolerance = 1e-4
+    suite.figures["correctness"] = {
+        "ensemble_vs_alone_max_abs_weight_diff": diff,
+        "resume_vs_uninterrupted_max_abs_weight_diff": resume_diff,
+        "tolerance": tolerance,
+        "steps": steps,
+        "passed": diff <= tolerance and resume_diff <= tolerance,
+        "seconds": round(time.perf_counter() - t, 1),
+    }
+    torch.cuda.empty_cache() if device.type == "cuda" else None
+    suite.log(f"correctness: {suite.figures['correctness']}")
+
+
+def throughput(suite: Suite, device, tiny: bool) -> None:
+    """Model-steps/s: K members as one ensemble against one run at a time, at 3 sizes."""
+    import tempfile
+
+    from mechlistops import ensemble
+    from mechlistops.ensemble import train_ensemble
+    from mechlistops.train import train
+
+    sizes = (8, 16) if tiny else (16, 64, 128)
+    k = 3 if tiny else 24
+    steps = 20 if tiny else 300
+    rows = []
+    for d in sizes:
+        cfgs = [_config(d, steps, seed=s) for s in range(k)]
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            before = dict(ensemble.TIMINGS)
+            t = time.perf_counter()
+            train_ensemble([(c, tmp / f"e{i}") for i, c in enumerate(cfgs)], False, str(device))
+            ens_s = time.perf_counter() - t
+            waited = ensemble.TIMINGS["data_wait_s"] - before["data_wait_s"]
+            t = time.perf_counter()
+            train(cfgs[0], tmp / "alone", progress=False, device=str(device))
+            alone_s = time.perf_counter() - t
+        row = {
+            "d_model": d,
+            "members": k,
+            "steps": steps,
+            "ensemble_model_steps_per_s": k * steps / ens_s,
+            "alone_model_steps_per_s": steps / alone_s,
+            "ratio": (k * steps / ens_s) / (steps / alone_s),
+            "ensemble_data_wait_fraction": waited / ens_s,
+        }
+        rows.append(row)
+        suite.log(f"throughput: {row}")
+    suite.figures["throughput"] = rows
+
+
+def sweep_120(suite: Suite, device, tiny: bool) -> None:
+    """The 120-run sweep: a probe at a fraction of the steps, extrapolated; in full when the
+    extrapolation fits the time left."""
+    import tempfile
+
+    from mechlistops import ensemble
+    from mechlistops.sweep import SweepConfig, run_sweep
+
+    sizes = (8, 12) if tiny else SIZES_120
+    seeds = 1 if tiny else 3
+    full_steps = 40 if tiny else 10_000
+    probe_steps = 10 if tiny else 200
+
+    def run(steps: int) -> tuple[float, float]:
+        base = _config(16, steps)
+        sweep = SweepConfig(MIXTURES_120, sizes, seeds, base)
+        before = ensemble.TIMINGS["data_wait_s"]
+        with tempfile.TemporaryDirectory() as tmp:
+            t = time.perf_counter()
+            run_sweep(
+                sweep,
+                Path(tmp) / "sw",
+                workers=1,
+                progress=False,
+                engine="ensemble",
+                device=str(device),
+            )
+            seconds = time.perf_counter() - t
+        return seconds, (ensemble.TIMINGS["data_wait_s"] - before) / seconds
+
+    runs = len(MIXTURES_120) * len(sizes) * seeds
+    probe_s, probe_wait = run(probe_steps)
+    estimate = probe_s * full_steps / probe_steps
+    result = {
+        "runs": runs,
+        "steps": full_steps,
+        "probe_steps": probe_steps,
+        "probe_seconds": round(probe_s, 1),
+        "extrapolated_seconds": round(estimate, 1),
+        "probe_data_wait_fraction": probe_wait,
+    }
+    suite.log(f"120-run sweep: probe {result}")
+    if estimate < suite.left() - 60:
+        seconds, wait = run(full_steps)
+        result.update(measured_seconds=round(seconds, 1), data_wait_fraction=wait)
+        suite.log(f"120-run sweep: whole sweep in {seconds:.1f}s")
+    else:
+        result["measured_seconds"] = None
+        result["why_not_measured"] = (
+            f"extrapolation {estimate:.0f}s > time left {suite.left():.0f}s"
+        )
+    suite.figures["sweep_120"] = result
+
+
+def study(suite: Suite, device, tiny: bool) -> None:
+    """The paper-like size sweep, smallest size first, while the budget lasts."""
+    import pandas as pd
+
+    from mechlistops.sweep import SweepConfig, run_sweep
+    from mechlistops.transition import accuracies_at
+
+    sizes = (8, 12) if tiny else (8, 12, 16, 24, 32, 48, 64, 96)
+    steps = 60 if tiny else 18_000
+    reads = (steps // 3, steps)
+    base = _config(
+        16,
+        steps,
+        data={
+            "tree": "single",
+            "train_size": 300 if tiny else 3000,
+            "min_args": 3,
+            "test_size": 200 if tiny else 1000,
+        },
+        model={"looped": True, "n_heads": 1},
+        train={
+            "schedule": "constant",
+            "eval_interval": reads[0] if tiny else 500,
+            "save_interval": reads[0] if tiny else 2000,
+        },
+    )
+    out = suite.out / "study"
+    done, per_size = [], None
+    for d in sizes:
+        sweep = SweepConfig((("SUM",), ("SUM", "MAX", "MED")), (d,), 3, base)
+        if per_size is not None and per_size > suite.left() - 20:
+            suite.log(
+                f"study: stopping before d_model {d} ({per_size:.0f}s per size, "
+                f"{suite.left():.0f}s left)"
+            )
+            break
+        t = time.perf_counter()
+        run_sweep(
+            sweep, out / f"d{d}", workers=1, progress=False, engine="ensemble", device=str(device)
+        )
+        per_size = time.perf_counter() - t
+        done.append(d)
+        suite.log(f"study: d_model {d} in {per_size:.1f}s")
+    rows = []
+    for d in done:
+        for step in reads:
+            df = accuracies_at(out / f"d{d}", step=step)
+            df = df[df.op == "SUM"]
+            rows += [dict(r._asdict(), read=step) for r in df.itertuples(index=False)]
+    table = pd.DataFrame(rows)
+    lines = [
+        f"# Paper-like study on {suite.figures['device']['name']}",
+        "",
+        "SUM held-out accuracy (median of 3 seeds; per seed) by size, SUM alone and in "
+        f"SUM+MAX+MED, read at steps {reads[0]:,} and {reads[1]:,}; pool of "
+        f"{base.data.train_size:,} per operator, exactly 3 operands, one single-head block "
+        "applied twice, constant learning rate.",
+        "",
+        "| parameters | trained as | " + " | ".join(f"@{r:,}" for r in reads) + " |",
+        "|---|---|" + "---|" * len(reads),
+    ]
+    if not table.empty:
+        for (n, mixture), g in table.groupby(["n_params", "mixture"]):
+            cells = []
+            for r in reads:
+                v = g[g.read == r].sort_values("seed").accuracy_heldout
+                cells.append(f"{v.median():.2f} ({' / '.join(f'{x:.2f}' for x in v)})")
+            lines.append(f"| {n:,} | {mixture} | " + " | ".join(cells) + " |")
+    (suite.out / "study.md").write_text("\n".join(lines) + "\n")
+    suite.figures["study"] = {"sizes_done": done, "steps": steps, "table": "study.md"}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--budget-s", type=float, default=480.0, help="stop starting work after this")
+    p.add_argument("--tiny", action="store_true", help="tiny sizes and steps (a CPU check)")
+    p.add_argument("--wheels", type=Path, default=ROOT / "wheels")
+    p.add_argument("--skip", default="", help="stages to skip: correctness,throughput,sweep,study")
+    args = p.parse_args()
+    suite = Suite(args.out, args.budget_s)
+    install_wheels(args.wheels, suite)
+    sys.path.insert(0, str(ROOT))  # the working tree, installed or not
+
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False  # fp32 throughout, as on CPU
+    torch.backends.cudnn.allow_tf32 = False
+    from mechlistops.model import resolve_device
+
+    device = resolve_device(args.device)
+    suite.figures["device"] = device_facts(device)
+    suite.log(f"device: {suite.figures['device']}")
+    skip = set(filter(None, args.skip.split(",")))
+    stages = {
+        "correctness": correctness,
+        "throughput": throughput,
+        "sweep": sweep_120,
+        "study": study,
+    }
+    for name, stage in stages.items():
+        if name in skip:
+            continue
+        if suite.left() < 10:
+            suite.figures.setdefault("skipped", []).append(name)
+            suite.log(f"{name}: skipped, the budget is spent")
+            continue
+        try:
+            stage(suite, device, args.tiny)
+        except Exception as exc:  # keep the other stages' figures
+            suite.figures[f"{name}_error"] = f"{type(exc).__name__}: {exc}"
+            suite.log(f"{name}: FAILED {type(exc).__name__}: {exc}")
+        suite.save()
+    suite.save()
+    suite.log(f"wrote {args.out / 'suite.json'}")
+
+
+if __name__ == "__main__":
+    main()
