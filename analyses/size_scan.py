@@ -7,8 +7,8 @@
 # = N*(alone) / N*(joint)):
 #   equal SUM examples: alone @S1 against joint @S2;
 #   equal steps: alone @S1 against joint @S1, and alone @S2 against joint @S2.
-# Run: `python analyses/size_scan.py SCAN_DIR [--s1 6000] [--s2 18000]`; writes
-# SCAN_DIR/scan.md and SCAN_DIR/scan.png.
+# Run: `python analyses/size_scan.py SCAN_DIR [SCAN_DIR ...] [--s1 6000] [--s2 18000]
+# [--out DIR]`; writes scan.md and scan.png into --out (default: the first SCAN_DIR).
 
 # %%
 import argparse
@@ -22,9 +22,10 @@ from mechlistops.transition import accuracies_at, transitions
 THRESHOLDS = (0.5, 0.9)
 
 
-def reads(scan: Path, s1: int, s2: int) -> dict[str, pd.DataFrame]:
-    """SUM's held-out accuracy per run, for each comparison (alone and joint rows)."""
-    at = {s: accuracies_at(scan, step=s) for s in (s1, s2)}
+def reads(scans: list[Path], s1: int, s2: int) -> dict[str, pd.DataFrame]:
+    """SUM's held-out accuracy per run of every scan (sweeps of the same regime over different
+    sizes), for each comparison (alone and joint rows)."""
+    at = {s: pd.concat([accuracies_at(d, step=s) for d in scans]) for s in (s1, s2)}
     for s, df in at.items():
         at[s] = df[df.op == "SUM"].assign(accuracy=lambda d: d["accuracy_heldout"])
 
@@ -79,13 +80,15 @@ def summary(name: str, df: pd.DataFrame, n_boot: int) -> list[str]:
 # %%
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
-    p.add_argument("scan")
+    p.add_argument("scan", nargs="+", type=Path)
+    p.add_argument("--out", type=Path)
     p.add_argument("--s1", type=int, default=6000)
     p.add_argument("--s2", type=int, default=18000)
     p.add_argument("--bootstrap", type=int, default=500)
     args = p.parse_args()
-    scan = Path(args.scan)
-    comparisons = reads(scan, args.s1, args.s2)
+    scan = args.out or args.scan[0]
+    scan.mkdir(parents=True, exist_ok=True)
+    comparisons = reads(args.scan, args.s1, args.s2)
     text = []
     for name, df in comparisons.items():
         text += summary(name, df, args.bootstrap)
