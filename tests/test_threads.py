@@ -43,15 +43,17 @@ def test_parse_threads():
             threads.parse_threads(bad)
 
 
-def test_the_command_line_sets_a_passive_wait_policy_before_torch_loads():
+def test_the_command_line_caps_spinning_before_torch_loads():
     code = (
         "import sys, os; import mechlistops; assert 'torch' not in sys.modules; "
-        "import mechlistops.cli; print(os.environ['OMP_WAIT_POLICY'])"
+        "import mechlistops.cli; print(os.environ.get('GOMP_SPINCOUNT'))"
     )
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "PASSIVE"
-    env["OMP_WAIT_POLICY"] = "ACTIVE"  # the user's own setting stays
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert out.stdout.strip() == "ACTIVE"
+    assert out.stdout.strip() == threads.WAIT_ENV["GOMP_SPINCOUNT"]
+    for users in ({"GOMP_SPINCOUNT": "7"}, {"OMP_WAIT_POLICY": "ACTIVE"}):  # the user's choice
+        out = subprocess.run(
+            [sys.executable, "-c", code], env={**env, **users}, capture_output=True, text=True
+        )
+        assert out.stdout.strip() == users.get("GOMP_SPINCOUNT", "None")

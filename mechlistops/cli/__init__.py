@@ -17,11 +17,11 @@ import logging
 import os
 import sys
 
-# Before anything loads torch: idle OpenMP threads sleep instead of spinning, so a run sharing
-# its cores with another process slows down in proportion instead of stalling (threads.py).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from mechlistops import __version__, threads  # noqa: E402
 
-from mechlistops import __version__  # noqa: E402
+# Before anything loads torch: idle OpenMP threads spin only briefly, so a run sharing its
+# cores with another process is not stalled by a descheduled thread (threads.py).
+threads.set_wait_policy()
 from mechlistops.cli import analysis, data, sweep, train  # noqa: E402
 from mechlistops.cli.options import EXIT_ERROR, Parser  # noqa: E402
 from mechlistops.errors import MechlistopsError  # noqa: E402
@@ -80,8 +80,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _set_threads(args) -> None:
-    from mechlistops import threads
-
     # `train` prints the choice in its header; stderr stays for errors (one line each)
     args.thread_choice = threads.apply(threads.choose(threads.parse_threads(args.threads)))
 
