@@ -112,12 +112,8 @@ def slurm_array(
         try:
             reason = job.result()
         except Exception as exc:  # killed: time limit, out of memory, node failure
-            lines = str(exc).strip().splitlines()
-            reason = f"SLURM job {job.job_id} did not finish ({lines[0] if lines else exc})"
-        if reason is None:
-            on_done(i, None)
-        else:
-            on_failed(i, reason)
+            reason = f"SLURM job {job.job_id} did not finish ({_first_line(exc)})"
+        _report(i, reason, on_done, on_failed)
 
 
 def ray_tasks(tasks: list, address: str | None, device: str, on_done, on_failed) -> None:
@@ -143,9 +139,18 @@ def ray_tasks(tasks: list, address: str | None, device: str, on_done, on_failed)
             try:
                 reason = ray.get(ref)
             except ray.exceptions.RayError as exc:  # the worker died
-                lines = str(exc).strip().splitlines()
-                reason = f"Ray task did not finish ({lines[0] if lines else type(exc).__name__})"
-            if reason is None:
-                on_done(i, None)
-            else:
-                on_failed(i, reason)
+                reason = f"Ray task did not finish ({_first_line(exc)})"
+            _report(i, reason, on_done, on_failed)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _report(i: int, reason: str | None, on_done, on_failed) -> None:
+    """A task's outcome to the launcher's caller: None is success, text a failure's reason."""
+    if reason is None:
+        on_done(i, None)
+    else:
+        on_failed(i, reason)
