@@ -15,3 +15,9 @@ class ParseError(MechlistopsError):
 
 class CheckpointError(MechlistopsError):
     """A missing, truncated, foreign or mismatched run directory or weights file."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message as one line (its first), or its type's name when it has none."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

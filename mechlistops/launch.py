@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mechlistops.errors import ConfigError
+from mechlistops.errors import ConfigError, first_line
 
 SLURM_EXECUTORS = ("slurm", "local")
 SLURM_LOGS = "slurm"  # under the sweep directory: submitit's pickles and each task's logs
@@ -112,7 +112,7 @@ def slurm_array(
         try:
             reason = job.result()
         except Exception as exc:  # killed: time limit, out of memory, node failure
-            reason = f"SLURM job {job.job_id} did not finish ({_first_line(exc)})"
+            reason = f"SLURM job {job.job_id} did not finish ({first_line(exc)})"
         _report(i, reason, on_done, on_failed)
 
 
@@ -139,13 +139,8 @@ def ray_tasks(tasks: list, address: str | None, device: str, on_done, on_failed)
             try:
                 reason = ray.get(ref)
             except ray.exceptions.RayError as exc:  # the worker died
-                reason = f"Ray task did not finish ({_first_line(exc)})"
+                reason = f"Ray task did not finish ({first_line(exc)})"
             _report(i, reason, on_done, on_failed)
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 def _report(i: int, reason: str | None, on_done, on_failed) -> None:

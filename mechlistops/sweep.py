@@ -33,7 +33,7 @@ from mechlistops import checkpoint as ckpt
 from mechlistops import launch
 from mechlistops.atomic import check_writable_dir, write_json
 from mechlistops.config import RunConfig, parse_ops
-from mechlistops.errors import ConfigError, MechlistopsError
+from mechlistops.errors import ConfigError, MechlistopsError, first_line
 from mechlistops.launch import SlurmOptions
 
 SWEEP_FILE = "sweep.json"
@@ -209,13 +209,19 @@ def run_sweep(
         calls = [(task, progress and alone, device) for task in tasks]
         run_local(train_task, calls, workers, on_done, on_failed)
     bar.close()
-    record_failures(out, failed)
     diverged = {}
     for m in sweep.members():
-        if m.name not in failed and (results := ckpt.read_results(out / m.name)):
-            reason = (results.get("stopped") or {}).get("reason", "")
-            if str(reason).startswith("diverged"):
-                diverged[m.name] = reason
+        if m.name in failed:
+            continue
+        try:
+            results = ckpt.read_results(out / m.name)
+        except MechlistopsError as exc:  # a damaged results.json: say so, do not stop here
+            failed[m.name] = first_line(exc)
+            continue
+        reason = str(((results or {}).get("stopped") or {}).get("reason", ""))
+        if reason.startswith("diverged"):
+            diverged[m.name] = reason
+    record_failures(out, failed)
     return SweepOutcome(out, failed, diverged)
 
 
@@ -251,8 +257,7 @@ def failure_reason(exc: BaseException) -> str:
     """One line for a member that failed: our own errors say it all, others name their type."""
     if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
         return "out of memory"
-    lines = str(exc).strip().splitlines()
-    text = lines[0] if lines else ""
+    text = first_line(exc)
     return text if isinstance(exc, MechlistopsError) else f"{type(exc).__name__}: {text}"
 
 

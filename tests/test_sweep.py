@@ -265,6 +265,11 @@ def test_a_failing_member_does_not_stop_the_sweep(tmp_path, capsys):
     assert (out / "max_d8_s0" / "results.json").is_file() and not (out / "failures.json").exists()
     assert (out / "max_d16_s0" / "model.safetensors").stat().st_mtime_ns == done  # not retrained
 
+    (out / "max_d16_s0" / "results.json").write_text("{ damaged")  # listed, not a crash
+    assert main(argv) == 1
+    assert "max_d16_s0: " in capsys.readouterr().out
+    assert "corrupted JSON" in json.loads((out / "failures.json").read_text())["max_d16_s0"]
+
 
 def test_a_diverging_member_is_reported_and_the_sweep_goes_on(tmp_path):
     sweep = _sweep(

@@ -24,7 +24,7 @@ from mechlistops import __version__, threads  # noqa: E402
 threads.set_wait_policy()
 from mechlistops.cli import analysis, data, sweep, train  # noqa: E402
 from mechlistops.cli.options import EXIT_ERROR, Parser  # noqa: E402
-from mechlistops.errors import MechlistopsError  # noqa: E402
+from mechlistops.errors import MechlistopsError, first_line  # noqa: E402
 
 TRACEBACK_VAR = "MECHLISTOPS_TRACEBACK"
 EXIT_INTERNAL = 70  # sysexits' EX_SOFTWARE
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             _set_threads(args)
         return args.func(args)
     except MechlistopsError as exc:
-        print(f"mechlistops: error: {_first_line(exc)}", file=sys.stderr)
+        print(f"mechlistops: error: {first_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("mechlistops: interrupted", file=sys.stderr)
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get(TRACEBACK_VAR):
             raise
         print(
-            f"mechlistops: internal error: {type(exc).__name__}: {_first_line(exc)} "
+            f"mechlistops: internal error: {type(exc).__name__}: {first_line(exc)} "
             f"(please report it; {TRACEBACK_VAR}=1 shows the traceback)",
             file=sys.stderr,
         )
@@ -82,11 +82,6 @@ def main(argv: list[str] | None = None) -> int:
 def _set_threads(args) -> None:
     # `train` prints the choice in its header; stderr stays for errors (one line each)
     args.thread_choice = threads.apply(threads.choose(threads.parse_threads(args.threads)))
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 if __name__ == "__main__":
