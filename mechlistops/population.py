@@ -75,18 +75,10 @@ def _geometry(model, baseline, sets, modulus) -> dict[str, float]:
 
 
 def _probe(model, baseline, sets, vocab, folds) -> dict[str, float]:
-    from mechlistops.analysis.probes import TARGETS, probe
+    from mechlistops.analysis.probes import parity_probes
 
-    df = probe(
-        model,
-        baseline,
-        sets,
-        vocab,
-        {"parity": TARGETS["parity"]},
-        positions=("close", "answer"),
-        folds=folds,
-        n_jobs=1,  # population workers are processes already
-    )
+    # one thread of probes per worker: the population's workers are processes already
+    df = parity_probes(model, baseline, sets, vocab, folds=folds, n_jobs=1)
     best = df.loc[df.accuracy.idxmax()]
     return {
         "parity probe (best)": float(best.accuracy),

@@ -26,7 +26,7 @@ from mechlistops.analysis.attribution import (
 )
 from mechlistops.analysis.common import analysis_path, prepare, random_init
 from mechlistops.analysis.geometry import geometry
-from mechlistops.analysis.probes import TARGETS, probe
+from mechlistops.analysis.probes import parity_probes
 from mechlistops.analysis.views import attention_view, views_page_fragment
 from mechlistops.analysis.viz import plot_ablation, plot_attribution, plot_geometry, plot_probes
 from mechlistops.atomic import check_writable_file, write_text
@@ -80,15 +80,7 @@ def summarise_run(
     dla = direct_logit_attribution(model, sets, modulus)
     patching = attribution_patching(model, sets, modulus)
     baseline = random_init(run, device)
-    probes = probe(
-        model,
-        baseline,
-        sets,
-        vocab,
-        {"parity": TARGETS["parity"]},
-        positions=("close", "answer"),
-        folds=5,
-    )
+    probes = parity_probes(model, baseline, sets, vocab, folds=5)
     geo = geometry(model, baseline, sets, modulus)
     figures = {
         "ablation (mean)": plot_ablation(abl, analysis_path(spec, "report_ablation", "png"), spec),

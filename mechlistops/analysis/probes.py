@@ -200,3 +200,25 @@ def probe(
                     }
                 )
     return pd.DataFrame(rows)
+
+
+def parity_probes(
+    model: HookedTransformer,
+    baseline: HookedTransformer,
+    sets: dict[str, Examples],
+    vocab: Vocab,
+    folds: int = 5,
+    n_jobs: int = -1,
+) -> pd.DataFrame:
+    """The parity probes the report and the sweep analyses read (claim 4): parity of node
+    values at closing brackets and at the answer, every site, with their controls."""
+    return probe(
+        model,
+        baseline,
+        sets,
+        vocab,
+        {"parity": TARGETS["parity"]},
+        positions=("close", "answer"),
+        folds=folds,
+        n_jobs=n_jobs,
+    )
