@@ -45,7 +45,7 @@ def cell_runs(cell: Path, s1: int, s2: int) -> pd.DataFrame:
         key = ("+".join(m.config.data.ops), m.config.train.seed)
         if key in rows and (cell / m.name / "model.safetensors").is_file():
             run = load_run(cell / m.name)
-            w_e = run.model.W_E[: run.config.data.modulus].detach().numpy()
+            w_e = run.model.W_E[: run.config.data.n_values].detach().numpy()
             rows[key]["W_E_ordering"] = ordering(pca(w_e))
     out = pd.DataFrame(rows.values())
     out.insert(0, "cell", cell.name)

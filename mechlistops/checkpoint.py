@@ -121,7 +121,7 @@ def _save_config(run_dir: Path, cfg: RunConfig, ht_cfg: dict, extra: dict | None
         "provenance": provenance(),
     }
     write_json(Path(run_dir) / CONFIG, body)
-    write_json(Path(run_dir) / VOCAB, Vocab(cfg.data.modulus).to_dict())
+    write_json(Path(run_dir) / VOCAB, Vocab.of(cfg.data).to_dict())
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:
@@ -265,7 +265,7 @@ def load_run(path: str | Path, step: int | None = None, device: str | torch.devi
     if cfg.model.looped:
         tie_blocks(model)
     model.eval()
-    return LoadedRun(model, cfg, Vocab(cfg.data.modulus), step, run_dir)
+    return LoadedRun(model, cfg, Vocab.of(cfg.data), step, run_dir)
 
 
 # ----------------------------------------------------------------------------- training side

@@ -24,7 +24,17 @@ from typing import Any
 
 from mechlistops.errors import ConfigError
 
-OPERATORS: tuple[str, ...] = ("MAX", "MIN", "MED", "SUM", "PROD", "NADD", "SSUM")
+LISTOPS_OPERATORS: tuple[str, ...] = ("MAX", "MIN", "MED", "SUM", "PROD", "NADD", "SSUM")
+# The permutation family's operators (mechlistops.groups.PERM_OPS, listed here so that this
+# module stays stdlib only; a test holds the two lists equal).
+PERM_OPERATORS: tuple[str, ...] = ("PRD", "SGN", "PNT", "CYC", "BLK", "SPRD")
+# Every operator, each family's in order: an operator's index here keys its RNG streams and
+# its int8 code in the data arrays, so new operators are appended, never inserted.
+OPERATORS: tuple[str, ...] = LISTOPS_OPERATORS + PERM_OPERATORS
+FAMILIES = {"listops": LISTOPS_OPERATORS, "perm": PERM_OPERATORS}
+DEFAULT_OPS = {"listops": ("SUM", "MAX", "MED"), "perm": ("PRD", "SGN", "PNT")}
+SUBGROUP_OPERATORS = ("CYC", "BLK")  # operands from a subgroup: single-operator trees only
+GROUP_K = (3, 5)  # S_3 .. S_5
 MEDIAN_RULES = ("listops", "lower")
 TREE_KINDS = ("mixed", "single")
 ACT_FNS = ("relu", "gelu", "gelu_new", "silu")
@@ -43,6 +53,11 @@ def knob(default: Any, help: str, **meta: Any) -> Any:
     return field(default=default, metadata={"help": help, **meta})
 
 
+def family_of(op: str) -> str:
+    """The task family an operator belongs to."""
+    return next(family for family, ops in FAMILIES.items() if op in ops)
+
+
 def parse_ops(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """'SUM,MAX,MED' -> ('SUM', 'MAX', 'MED'), checking every name."""
     names = text.split(",") if isinstance(text, str) else list(text)
@@ -59,9 +74,20 @@ def parse_ops(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """The ListOps task: which operators, how trees are drawn, and how the split is made."""
+    """The task: which family and operators, how trees are drawn, and how the split is made."""
 
-    ops: tuple[str, ...] = knob(("SUM", "MAX", "MED"), "operators, e.g. SUM,MAX,MED")
+    ops: tuple[str, ...] | None = knob(
+        None,
+        "operators, e.g. SUM,MAX,MED (perm family: PRD,SGN,...)",
+        none="default",
+        shown="SUM,MAX,MED; perm: PRD,SGN,PNT",
+    )
+    family: str = knob(
+        "listops",
+        "listops: values mod n; perm: products of permutations in S_k",
+        choices=tuple(FAMILIES),
+    )
+    group_k: int = knob(3, "perm family: the elements of S_k, k in 3..5 (6, 24, 120 tokens)")
     weights: tuple[float, ...] | None = knob(
         None, "mixture weights, one per op", none="equal", metavar="W1,W2,..."
     )
@@ -104,7 +130,10 @@ class DataConfig:
     )
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "ops", parse_ops(self.ops))
+        if self.family not in FAMILIES:
+            raise ConfigError(f"family must be one of {tuple(FAMILIES)}, got {self.family!r}")
+        ops = DEFAULT_OPS[self.family] if self.ops is None else self.ops
+        object.__setattr__(self, "ops", parse_ops(ops))
         if self.weights is not None:
             weights = tuple(float(w) for w in self.weights)
             object.__setattr__(self, "weights", weights)
@@ -112,6 +141,26 @@ class DataConfig:
                 raise ConfigError(f"{len(weights)} weights given for {len(self.ops)} operators")
             if any(w < 0 or not math.isfinite(w) for w in weights) or sum(weights) <= 0:
                 raise ConfigError("mixture weights must be non-negative with a positive sum")
+        foreign = [op for op in self.ops if op not in FAMILIES[self.family]]
+        if foreign:
+            raise ConfigError(
+                f"{','.join(foreign)} not in the {self.family} family; its operators: "
+                f"{', '.join(FAMILIES[self.family])}"
+            )
+        if not GROUP_K[0] <= self.group_k <= GROUP_K[1]:
+            raise ConfigError(
+                f"group_k must be in {GROUP_K[0]}..{GROUP_K[1]} (S_k), got {self.group_k}"
+            )
+        if self.family == "perm" and self.modulus != 10:
+            raise ConfigError("modulus belongs to the listops family; perm uses group_k")
+        if self.family == "listops" and self.group_k != 3:
+            raise ConfigError("group_k belongs to the perm family; listops uses modulus")
+        subgroup = [op for op in self.ops if op in SUBGROUP_OPERATORS]
+        if subgroup and self.tree != "single":
+            raise ConfigError(
+                f"{','.join(subgroup)} take operands from a subgroup: they need single-operator "
+                "trees (tree 'single')"
+            )
         if self.tree not in TREE_KINDS:
             raise ConfigError(f"tree must be one of {TREE_KINDS}, got {self.tree!r}")
         if not MODULI[0] <= self.modulus <= MODULI[1]:
@@ -147,18 +196,31 @@ class DataConfig:
                 "train_size (a pool per operator) needs single-operator trees (tree 'single')"
             )
         if self.train_size:
-            limit = self.distinct_per_op
-            if self.train_size > limit:
+            op = min(self.ops, key=self.distinct)
+            if self.train_size > self.distinct(op):
                 raise ConfigError(
-                    f"train_size {self.train_size:,} is more than the {limit:,} distinct "
-                    "expressions per operator these tree settings allow"
+                    f"train_size {self.train_size:,} is more than the {self.distinct(op):,} "
+                    f"distinct {op} expressions these tree settings allow"
                 )
 
     @property
-    def distinct_per_op(self) -> int:
-        """How many distinct expressions of one operator these tree settings can produce
-        (capped at 10**18)."""
-        cap, n, bp = 10**18, self.modulus, self.branch_prob
+    def n_values(self) -> int:
+        """Value tokens: the residues mod n (listops) or the k! elements of S_k (perm)."""
+        return self.modulus if self.family == "listops" else math.factorial(self.group_k)
+
+    def leaf_values(self, op: str) -> int:
+        """How many values `op`'s operands take: a subgroup operator's are its subgroup's
+        (the cyclic subgroup has k elements, the stabiliser of a point (k-1)!)."""
+        if op == "CYC":
+            return self.group_k
+        if op == "BLK":
+            return math.factorial(self.group_k - 1)
+        return self.n_values
+
+    def distinct(self, op: str) -> int:
+        """How many distinct expressions of `op` these tree settings can produce (capped at
+        10**18)."""
+        cap, n, bp = 10**18, self.leaf_values(op), self.branch_prob
         arities = range(self.min_args, self.max_args + 1)
         count = min(cap, sum(n**k for k in arities))  # the deepest level: leaves only
         for _ in range(self.max_depth - 1):

@@ -20,6 +20,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from mechlistops import groups
 from mechlistops.config import OPERATORS, DataConfig, TrainConfig
 from mechlistops.listops import Vocab, ssum_permutation
 
@@ -115,7 +116,9 @@ def _apply_ops(
     for k in np.unique(op):
         name, sel = OPERATORS[k], op == k
         a, v = args[sel], valid[sel]
-        if name == "MAX":
+        if name in groups.PERM_OPS:
+            r = groups.apply_ids(name, a, v, groups.symmetric_group(cfg.group_k), perm)
+        elif name == "MAX":
             r = np.where(v, a, -1).max(1)
         elif name == "MIN":
             r = np.where(v, a, n).min(1)
@@ -168,8 +171,8 @@ def sample_examples(
 
 
 def _sample_chunk(cfg, n, rng, ops, weights, tree) -> Examples:
-    A, D, vocab = cfg.max_args, cfg.max_depth, Vocab(cfg.modulus)
-    perm = ssum_permutation(cfg.modulus, cfg.seed)
+    A, D, vocab = cfg.max_args, cfg.max_depth, Vocab.of(cfg)
+    perm = ssum_permutation(cfg.n_values, cfg.seed)
     op_index = np.array([OPERATORS.index(o) for o in ops])
     weights = weights / weights.sum()
     cum = np.cumsum(weights)[:-1]
@@ -191,7 +194,7 @@ def _sample_chunk(cfg, n, rng, ops, weights, tree) -> Examples:
         valid = exists[d][:, :, None] & (np.arange(A)[None, None, :] < arity[d][:, :, None])
         sub = valid & (rng.random((n, slots, A)) < cfg.branch_prob) if d < D else valid & False
         is_sub.append(sub)
-        leaf.append(rng.integers(0, cfg.modulus, size=(n, slots, A)))
+        leaf.append(_leaves(cfg, rng.integers(0, cfg.n_values, size=(n, slots, A)), node_op[d]))
         exists.append(sub.reshape(n, slots * A))
 
     # Values bottom-up.
@@ -247,6 +250,20 @@ def _sample_chunk(cfg, n, rng, ops, weights, tree) -> Examples:
         depths=depth,
         n_leaves=n_leaves,
     )
+
+
+def _leaves(cfg: DataConfig, draw: np.ndarray, node_op: np.ndarray) -> np.ndarray:
+    """Operand values from uniform draws over every value: a subgroup operator's operands are
+    mapped onto its subgroup (its size divides k!, so they stay uniform there)."""
+    if cfg.family != "perm":
+        return draw
+    group = groups.symmetric_group(cfg.group_k)
+    for name in cfg.ops:
+        dom = groups.domain(group, name)
+        if len(dom) < len(group):
+            here = (node_op == OPERATORS.index(name))[:, :, None]
+            draw = np.where(here, dom[draw % len(dom)], draw)
+    return draw
 
 
 def _constant_segment(n, token, value, present=None):

@@ -65,7 +65,7 @@ def loss_inputs(batch: Examples, cfg: RunConfig, device, width: int | None = Non
     if cfg.train.loss_on == "answer" and not cfg.data.chain_of_thought:
         pos = torch.as_tensor(batch.answer_pos, device=device)[:, None]
         return tokens, pos, torch.as_tensor(batch.answers, device=device)[:, None], None
-    pad = torch.full_like(tokens[:, :1], Vocab(cfg.data.modulus).pad)
+    pad = torch.full_like(tokens[:, :1], Vocab.of(cfg.data).pad)
     targets = torch.cat([tokens[:, 1:], pad], dim=1)  # position p predicts token p + 1
     pos = torch.arange(T, device=device)[None, :]
     lengths = torch.as_tensor(batch.lengths, device=device)[:, None]
@@ -174,7 +174,7 @@ def generate_answers(
             buf[rows[live], cur[live]] = nxt[live]
             cur = torch.where(live, cur + 1, cur)
             done |= cur >= width
-        answer = torch.where(answer < vocab.modulus, answer, torch.full_like(answer, -1))
+        answer = torch.where(answer < vocab.n_values, answer, torch.full_like(answer, -1))
         out.append(answer.cpu().numpy())
     return np.concatenate(out)
 
@@ -185,7 +185,7 @@ def _correct(model: HookedTransformer, ex: Examples, cfg: DataConfig, batch_size
     model.eval()
     preds, losses = predict(model, ex, batch_size)
     if cfg.chain_of_thought:
-        preds = generate_answers(model, ex, Vocab(cfg.modulus))
+        preds = generate_answers(model, ex, Vocab.of(cfg))
     model.train(was_training)
     return preds == ex.answers, losses
 

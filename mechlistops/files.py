@@ -5,7 +5,8 @@ Accepted line formats (tab-separated):
 - `answer<TAB>expression` (Nangia & Bowman's original ListOps files), also with SPINN-style
   parentheses `( ( [MAX 2 ) 9 ) ] )` and `[SM` for sum mod 10;
 - a bare expression per line (no label: the file is labelled instead of checked).
-A first line without brackets (a `Source<TAB>Target` header) is skipped.
+A first line without brackets (a `Source<TAB>Target` header) is skipped. With a group (S_k),
+values and answers are elements in one-line notation and operators the perm family's.
 """
 
 from __future__ import annotations
@@ -15,42 +16,65 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mechlistops.errors import ParseError
+from mechlistops.groups import symmetric_group
 from mechlistops.listops import evaluate, parse, ssum_permutation, to_text
 
 _INT = re.compile(r"\s*-?[0-9]{1,18}\s*")  # ASCII digits: int() also reads "٣"
+_WORD = re.compile(r"\s*[^\s\[\]()]{1,40}\s*")  # one value token: a label
 
 
 @dataclass
 class FileReport:
     n: int = 0  # labelled examples checked
-    disagreements: list[tuple[int, str, int, int]] = field(default_factory=list)
-    unlabelled: list[tuple[str, int]] = field(default_factory=list)
+    disagreements: list[tuple[int, str, str, str]] = field(default_factory=list)
+    unlabelled: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _split(line: str) -> tuple[str, str | None]:
-    """(expression, label or None) from one line."""
+def _split(line: str, group=None) -> tuple[str, str | None]:
+    """(expression, label or None) from one line: a label is a number, or with a group an
+    element token."""
     fields = line.split("\t")
     if len(fields) == 1:
         return fields[0], None
     if len(fields) != 2:
         raise ParseError(f"expected 1 or 2 tab-separated fields, got {len(fields)}")
     a, b = fields
-    if "[" in a and _INT.fullmatch(b):
+    label = _INT if group is None else _WORD
+    if "[" in a and label.fullmatch(b):
         return a, b
-    if "[" in b and _INT.fullmatch(a):
+    if "[" in b and label.fullmatch(a):
         return b, a
     raise ParseError("expected expression<TAB>answer or answer<TAB>expression")
 
 
-def check_file(path: Path, modulus: int = 10, median: str = "listops", seed: int = 0) -> FileReport:
-    """Evaluate every line; ParseError names the line and the problem."""
+def _label(word: str, modulus: int, group) -> int:
+    word = word.strip()
+    if group is not None:
+        return group.element(word)
+    value = int(word)  # _split only passes ASCII digits
+    if not 0 <= value < modulus:
+        raise ParseError(f"answer {value} is outside the modulus {modulus}")
+    return value
+
+
+def check_file(
+    path: Path,
+    modulus: int = 10,
+    median: str = "listops",
+    seed: int = 0,
+    group_k: int | None = None,
+) -> FileReport:
+    """Evaluate every line; ParseError names the line and the problem. `group_k`: the file
+    holds permutation products over S_k."""
     if not path.is_file():
         raise ParseError(f"{path}: no such file")
     try:
         lines = path.read_text().splitlines()
     except UnicodeDecodeError:
         raise ParseError(f"{path}: not a text file") from None
-    perm = ssum_permutation(modulus, seed)
+    group = symmetric_group(group_k) if group_k else None
+    perm = ssum_permutation(len(group) if group else modulus, seed)
+    name = group.names.__getitem__ if group else str
     report, labelled = FileReport(), None
     for i, raw in enumerate(lines, start=1):
         line = raw.rstrip("\r\n")
@@ -59,13 +83,11 @@ def check_file(path: Path, modulus: int = 10, median: str = "listops", seed: int
         if i == 1 and "[" not in line:
             continue  # header
         try:
-            text, label = _split(line)
-            tree = parse(text, modulus)
-            value = evaluate(tree, modulus, median, perm)
+            text, label = _split(line, group)
+            tree = parse(text, modulus, group)
+            value = evaluate(tree, modulus, median, perm, group)
             if label is not None:
-                label_value = int(label)
-                if not 0 <= label_value < modulus:
-                    raise ParseError(f"answer {label_value} is outside the modulus {modulus}")
+                label_value = _label(label, modulus, group)
         except ParseError as exc:
             raise ParseError(f"{path}:{i}: {exc}") from None
         if labelled is None:
@@ -73,11 +95,11 @@ def check_file(path: Path, modulus: int = 10, median: str = "listops", seed: int
         elif labelled != (label is not None):
             raise ParseError(f"{path}:{i}: mixes labelled and unlabelled lines")
         if label is None:
-            report.unlabelled.append((to_text(tree), value))
+            report.unlabelled.append((to_text(tree, group), name(value)))
             continue
         report.n += 1
         if label_value != value:
-            report.disagreements.append((i, to_text(tree), label_value, value))
+            report.disagreements.append((i, to_text(tree, group), name(label_value), name(value)))
     if report.n == 0 and not report.unlabelled:
         raise ParseError(f"{path}: no expressions found")
     return report

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mechlistops.config import MEDIAN_RULES, OPERATORS
+from mechlistops import groups
+from mechlistops.config import LISTOPS_OPERATORS, MEDIAN_RULES, OPERATORS, DataConfig
 from mechlistops.errors import ParseError
 
 # The original ListOps spells sum mod 10 as `[SM`.
@@ -31,24 +32,34 @@ _VALUE = re.compile(r"-?[0-9]{1,18}")  # ASCII digits only: str.isdigit accepts 
 
 
 class Vocab:
-    """Word-level vocabulary: value v has id v, then `]`, `=`, one `[OP` per operator, specials.
+    """Word-level vocabulary: value v has id v, then `]`, `=`, one `[OP` per operator of the
+    family, specials.
 
-    Every operator has a token whatever the mixture, so runs on different mixtures share one
-    vocabulary (needed to transfer weights between them).
+    ListOps values are the residues `0`..`n-1`; the perm family's are the elements of S_k in
+    one-line notation (`group`). Every operator of the family has a token whatever the
+    mixture, so runs on different mixtures share one vocabulary (needed to transfer weights).
     """
 
-    def __init__(self, modulus: int):
-        self.modulus = modulus
+    def __init__(self, modulus: int = 10, group: groups.SymmetricGroup | None = None):
+        self.group = group
+        values = group.names if group else [str(v) for v in range(modulus)]
+        self.family_ops = groups.PERM_OPERATORS if group else LISTOPS_OPERATORS
+        self.n_values = len(values)
+        self.modulus = modulus  # the listops modulus (unused by the perm family)
         self.tokens: list[str] = (
-            [str(v) for v in range(modulus)]
-            + ["]", "="]
-            + ["[" + op for op in OPERATORS]
-            + list(SPECIALS)
+            values + ["]", "="] + ["[" + op for op in self.family_ops] + list(SPECIALS)
         )
         self.ids = {tok: i for i, tok in enumerate(self.tokens)}
         self.close = self.ids["]"]
         self.equals = self.ids["="]
         self.bos, self.eos, self.pad = (self.ids[s] for s in SPECIALS)
+
+    @classmethod
+    def of(cls, cfg: DataConfig) -> Vocab:
+        """The vocabulary of a run's data config."""
+        if cfg.family == "perm":
+            return cls(group=groups.symmetric_group(cfg.group_k))
+        return cls(cfg.modulus)
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -58,16 +69,20 @@ class Vocab:
 
     @property
     def op_ids(self) -> list[int]:
-        """Token id of each operator, in OPERATORS order."""
-        return [self.op_id(op) for op in OPERATORS]
+        """Token id of each operator, in OPERATORS order (`<pad>` for another family's)."""
+        return [self.op_id(op) if op in self.family_ops else self.pad for op in OPERATORS]
+
+    def parity(self, values: np.ndarray) -> np.ndarray:
+        """The two-class structure probes and geometry look for: a residue's parity, or an
+        element's sign (0 even, 1 odd)."""
+        values = np.asarray(values)
+        return self.group.sign[values] if self.group else values % 2
 
     def encode(self, text: str) -> list[int]:
         out = []
         for word in text.split():
             if word not in self.ids:
-                raise ParseError(
-                    f"token {word!r} is not in the vocabulary (modulus {self.modulus})"
-                )
+                raise ParseError(f"token {word!r} is not in the vocabulary ({self.describe()})")
             out.append(self.ids[word])
         return out
 
@@ -75,17 +90,36 @@ class Vocab:
         words = [self.tokens[int(i)] for i in ids if not (skip_pad and int(i) == self.pad)]
         return " ".join(words)
 
+    def describe(self) -> str:
+        return f"S_{self.group.k}" if self.group else f"modulus {self.modulus}"
+
     def to_dict(self) -> dict:
+        if self.group:
+            return {"family": "perm", "group_k": self.group.k, "tokens": self.tokens}
         return {"modulus": self.modulus, "tokens": self.tokens}
 
 
-def ssum_permutation(modulus: int, seed: int) -> np.ndarray:
-    """The fixed relabelling p of residues behind SSUM, drawn from the data seed."""
-    return np.random.default_rng([seed, _SSUM_STREAM]).permutation(modulus)
+def ssum_permutation(n_values: int, seed: int) -> np.ndarray:
+    """The fixed relabelling p of the values behind the shuffled-table controls (SSUM over the
+    residues, SPRD over the elements of S_k), drawn from the data seed."""
+    return np.random.default_rng([seed, _SSUM_STREAM]).permutation(n_values)
 
 
-def apply_op(op: str, args: list[int], modulus: int, median: str = "listops", perm=None) -> int:
-    """Value of one operator node over its argument values (all residues mod `modulus`)."""
+def apply_op(
+    op: str,
+    args: list[int],
+    modulus: int,
+    median: str = "listops",
+    perm=None,
+    group: groups.SymmetricGroup | None = None,
+) -> int:
+    """Value of one operator node over its argument values (residues mod `modulus`, or element
+    ids of `group` for the perm family's operators)."""
+    if op in groups.PERM_OPS:
+        if group is None:
+            raise ParseError(f"[{op} is a permutation operator: it needs a group (S_k)")
+        relabel = perm if perm is not None else np.arange(len(group))
+        return groups.apply(op, args, group, np.asarray(relabel))
     if op == "MAX":
         return max(args)
     if op == "MIN":
@@ -125,8 +159,10 @@ def tokenize_text(text: str) -> list[str]:
     return text.split()
 
 
-def parse(text: str, modulus: int = 10) -> Node:
-    """Parse one bracketed expression; raises ParseError naming the problem."""
+def parse(text: str, modulus: int = 10, group: groups.SymmetricGroup | None = None) -> Node:
+    """Parse one bracketed expression; raises ParseError naming the problem. With a `group`,
+    values are elements of S_k in one-line notation and operators the perm family's."""
+    family_ops = groups.PERM_OPERATORS if group else LISTOPS_OPERATORS
     words = tokenize_text(text)
     if not words:
         raise ParseError("empty expression")
@@ -138,8 +174,9 @@ def parse(text: str, modulus: int = 10) -> Node:
         if word.startswith("["):
             name = word[1:].upper()
             name = OP_ALIASES.get(name, name)
-            if name not in OPERATORS:
-                raise ParseError(f"unknown operator {word!r} (word {i + 1})")
+            if name not in family_ops:
+                known = f"; S_{group.k} has {', '.join(family_ops)}" if group else ""
+                raise ParseError(f"unknown operator {word!r} (word {i + 1}){known}")
             if len(stack) == MAX_NESTING:
                 raise ParseError(f"nesting deeper than {MAX_NESTING} levels (word {i + 1})")
             stack.append(Node(name, []))
@@ -153,6 +190,13 @@ def parse(text: str, modulus: int = 10) -> Node:
                 stack[-1].args.append(node)
             else:
                 root = node
+        elif group is not None:
+            if not stack:
+                raise ParseError(f"value {word} outside any operator (word {i + 1})")
+            try:
+                stack[-1].args.append(group.element(word))
+            except ParseError as exc:
+                raise ParseError(f"{exc} (word {i + 1})") from None
         else:
             if not _VALUE.fullmatch(word):
                 if re.fullmatch(r"-?\d+", word):  # too long, or digits of another script
@@ -172,21 +216,27 @@ def parse(text: str, modulus: int = 10) -> Node:
     return root
 
 
-def evaluate(tree: Node | int, modulus: int = 10, median: str = "listops", perm=None) -> int:
+def evaluate(
+    tree: Node | int,
+    modulus: int = 10,
+    median: str = "listops",
+    perm=None,
+    group: groups.SymmetricGroup | None = None,
+) -> int:
     """Recursive value of a parsed expression."""
     if median not in MEDIAN_RULES:
         raise ParseError(f"median rule must be one of {MEDIAN_RULES}, got {median!r}")
     if isinstance(tree, int):
         return tree
-    args = [evaluate(a, modulus, median, perm) for a in tree.args]
-    return apply_op(tree.op, args, modulus, median, perm)
+    args = [evaluate(a, modulus, median, perm, group) for a in tree.args]
+    return apply_op(tree.op, args, modulus, median, perm, group)
 
 
-def to_text(tree: Node | int) -> str:
-    """Canonical bracket form: `[SUM 3 [MAX 4 9 ] 2 ]`."""
+def to_text(tree: Node | int, group: groups.SymmetricGroup | None = None) -> str:
+    """Canonical bracket form: `[SUM 3 [MAX 4 9 ] 2 ]` (element names with a `group`)."""
     if isinstance(tree, int):
-        return str(tree)
-    return "[" + tree.op + " " + " ".join(to_text(a) for a in tree.args) + " ]"
+        return group.names[tree] if group else str(tree)
+    return "[" + tree.op + " " + " ".join(to_text(a, group) for a in tree.args) + " ]"
 
 
 def count_leaves(tree: Node | int) -> int:

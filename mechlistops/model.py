@@ -39,8 +39,8 @@ def hooked_transformer_config_dict(model: ModelConfig, data: DataConfig) -> dict
         "act_fn": model.act_fn,
         "normalization_type": model.normalization,
         "n_ctx": seq_len(data),
-        "d_vocab": len(Vocab(data.modulus)),
-        "d_vocab_out": len(Vocab(data.modulus)),
+        "d_vocab": len(Vocab.of(data)),
+        "d_vocab_out": len(Vocab.of(data)),
         "positional_embedding_type": "standard",
         "default_prepend_bos": False,  # sequences carry their own <bos>
         "original_architecture": "mechlistops",

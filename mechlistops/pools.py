@@ -60,7 +60,7 @@ def make_pool(cfg: DataConfig, op: str, test_set: Examples) -> Examples:
             return kept[0] if len(kept) == 1 else Examples.concat(kept)
     raise ConfigError(
         f"train_size {n:,}: found only {len(have):,} distinct {op} expressions outside its test "
-        f"set under these tree settings (at most {cfg.distinct_per_op:,} exist); "
+        f"set under these tree settings (at most {cfg.distinct(op):,} exist); "
         "choose a smaller --train-size"
     )
 

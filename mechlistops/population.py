@@ -61,10 +61,10 @@ class Settings:
         return f"{analysis}|v{CACHE_VERSION}|{settings}"
 
 
-def _geometry(model, baseline, sets, modulus) -> dict[str, float]:
+def _geometry(model, baseline, sets, vocab) -> dict[str, float]:
     from mechlistops.analysis.geometry import geometry
 
-    geo = geometry(model, baseline, sets, modulus).metrics
+    geo = geometry(model, baseline, sets, vocab).metrics
     out = {}
     for r in geo[geo.representation == "W_E"].itertuples():
         name = f"W_E {r.metric}"
@@ -136,10 +136,10 @@ def member_metrics(
     if todo:
         inputs = prepare(str(run_dir), limit=settings.limit, device=device)
         model, cfg, vocab = inputs.run
-        modulus = cfg.data.modulus
+        modulus = cfg.data.n_values
         baseline = random_init(inputs.run, device) if {"geometry", "probe"} & set(todo) else None
         compute = {
-            "geometry": lambda: _geometry(model, baseline, inputs.sets, modulus),
+            "geometry": lambda: _geometry(model, baseline, inputs.sets, vocab),
             "probe": lambda: _probe(model, baseline, inputs.sets, vocab, settings.folds),
             "attribute": lambda: _attribute(model, inputs.sets, modulus),
             "ablate": lambda: _ablate(

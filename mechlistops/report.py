@@ -55,7 +55,7 @@ def summarise_run(
     """Run every analysis on one run; figures are written under RUN/analysis/."""
     inputs = prepare(spec, limit=limit, device=device)
     run, sets = inputs.run, inputs.sets
-    model, vocab, modulus = run.model, run.vocab, run.config.data.modulus
+    model, vocab, modulus = run.model, run.vocab, run.config.data.n_values
     run_dir = run.run_dir
     results = evaluate_sets(model, sets, run.config.data, pools=inputs.pools)
     accuracy = pd.DataFrame(
@@ -81,7 +81,7 @@ def summarise_run(
     patching = attribution_patching(model, sets, modulus)
     baseline = random_init(run, device)
     probes = parity_probes(model, baseline, sets, vocab, folds=5)
-    geo = geometry(model, baseline, sets, modulus)
+    geo = geometry(model, baseline, sets, vocab)
     figures = {
         "ablation (mean)": plot_ablation(abl, analysis_path(spec, "report_ablation", "png"), spec),
         "usage and attribution": plot_attribution(

@@ -43,7 +43,7 @@ def _datasets_stand_in() -> None:
 
 _datasets_stand_in()
 
-from transformer_lens import HookedTransformer, HookedTransformerConfig  # noqa: E402
+from transformer_lens import HookedTransformer, HookedTransformerConfig, patching  # noqa: E402
 from transformer_lens.hook_points import HookPoint  # noqa: E402
 
-__all__ = ["HookedTransformer", "HookedTransformerConfig", "HookPoint"]
+__all__ = ["HookedTransformer", "HookedTransformerConfig", "HookPoint", "patching"]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mechlistops.config import OPERATORS, DataConfig, TrainConfig
+from mechlistops.config import LISTOPS_OPERATORS, OPERATORS, DataConfig, TrainConfig
 from mechlistops.data import (
     TrainStream,
     excluded_hashes,
@@ -31,8 +31,8 @@ def _reference(cfg, ex):
 @pytest.mark.parametrize(
     "cfg",
     [
-        DataConfig(ops=OPERATORS),
-        DataConfig(ops=OPERATORS, tree="single", median="lower", seed=5),
+        DataConfig(ops=LISTOPS_OPERATORS),
+        DataConfig(ops=LISTOPS_OPERATORS, tree="single", median="lower", seed=5),
         DataConfig(ops=("SUM", "MED", "NADD"), modulus=7, max_args=5, min_args=1, max_depth=4),
         DataConfig(ops=("SSUM", "PROD", "MIN"), modulus=36, branch_prob=0.6),
         DataConfig(ops=("MAX", "MED"), modulus=2, max_depth=1, max_args=4),
@@ -66,7 +66,7 @@ def test_single_operator_trees_and_weights():
 
 
 def test_token_round_trip_and_sequence_layout():
-    cfg = DataConfig(ops=OPERATORS)
+    cfg = DataConfig(ops=LISTOPS_OPERATORS)
     vocab = Vocab(cfg.modulus)
     ex = sample_examples(cfg, 500, np.random.default_rng(2))
     for row, n, a, pos in zip(ex.tokens, ex.lengths, ex.answers, ex.answer_pos):
@@ -80,7 +80,7 @@ def test_token_round_trip_and_sequence_layout():
 def test_node_values_label_every_subtree():
     """At a `]` the recorded value is the value of the subtree it closes; at a value token,
     the value itself; at `=` the answer."""
-    cfg = DataConfig(ops=OPERATORS)
+    cfg = DataConfig(ops=LISTOPS_OPERATORS)
     vocab, perm = Vocab(10), ssum_permutation(10, 0)
     ex = sample_examples(cfg, 300, np.random.default_rng(3))
     for row, vals, ops, n in zip(ex.tokens, ex.node_values, ex.node_ops, ex.lengths):
@@ -102,7 +102,7 @@ def test_node_values_label_every_subtree():
 
 
 def test_chain_of_thought_rewrites_one_level_at_a_time():
-    cfg = DataConfig(chain_of_thought=True, ops=OPERATORS)
+    cfg = DataConfig(chain_of_thought=True, ops=LISTOPS_OPERATORS)
     vocab, perm = Vocab(10), ssum_permutation(10, 0)
     ex = sample_examples(cfg, 500, np.random.default_rng(4))
     for row, n, depth, a in zip(ex.tokens, ex.lengths, ex.depths, ex.answers):

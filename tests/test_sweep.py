@@ -130,6 +130,14 @@ def test_sweep_and_transition_cli(tmp_path, capsys):
     assert (out / "transitions.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["transition", str(out), "--bootstrap", "10", "--heldout", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["n_runs"] == 8
+    args = ["transition", str(out), "--bootstrap", "10", "--threshold", "0.01"]
+    assert main([*args, "--complexity", "smallest_0.9"]) == 2  # a threshold not asked for
+    assert "smallest_0.9" in capsys.readouterr().err
+    assert main([*args, "--complexity"]) == 0  # N* at the first threshold
+    stdout = capsys.readouterr().out
+    assert "MAX in MAX+MIN: proxy" in stdout and "fit: N* ~" in stdout
+    saved = json.loads((out / "transitions_complexity.json").read_text())
+    assert {p["task"] for p in saved["points"]} == {"MAX", "MAX+MIN"} and saved["fit"]["n"] == 3
     code = main(["transition", str(tmp_path)])
     assert code == 2
 

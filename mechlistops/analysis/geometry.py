@@ -12,6 +12,12 @@ step-0 checkpoint, a random model of the same config):
   one odd value left out at a time).
 Computed on the value rows of W_E, and on the residual stream at value tokens (the mean vector
 of each value at each layer's `resid_post`).
+
+The perm family's elements have no order; the group's own questions replace the three numbers:
+do the element embeddings separate by sign (the cosets of the alternating group), by the left
+cosets of the stabiliser of the last point (which point g sends there: g(k-1)), or by the left
+cosets of the cyclic subgroup <r>? Each is the held-out accuracy of a linear classifier of that
+labelling, leaving out one row at a time (sign: one even and one odd, as for parity).
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from sklearn.linear_model import LogisticRegression
 from mechlistops.analysis.common import position_mask
 from mechlistops.data import Examples
 from mechlistops.evaluate import batches
+from mechlistops.groups import SymmetricGroup
+from mechlistops.listops import Vocab
 from mechlistops.tl import HookedTransformer
 
 
@@ -69,9 +77,40 @@ def parity_separability(x: np.ndarray, values: np.ndarray | None = None) -> floa
     return float(np.mean(correct))
 
 
-def geometry_metrics(x: np.ndarray) -> dict[str, float]:
-    """The three numbers for an (n values, d) matrix whose row v represents value v."""
+def class_separability(x: np.ndarray, labels: np.ndarray) -> float:
+    """Held-out accuracy of a linear classifier of `labels`, leaving out one row at a time;
+    chance is about 1 / (number of classes)."""
+    correct = []
+    for i in range(len(x)):
+        train = np.setdiff1d(np.arange(len(x)), [i])
+        clf = LogisticRegression(C=1.0, max_iter=2000).fit(x[train], labels[train])
+        correct.append(clf.predict(x[[i]])[0] == labels[i])
+    return float(np.mean(correct))
+
+
+def coset_labels(group: SymmetricGroup) -> dict[str, np.ndarray]:
+    """Per element: its sign, its left coset of the last point's stabiliser (g(k-1)) and its
+    left coset of the cyclic subgroup <r>."""
+    last = np.array([p[-1] for p in group.elements])
+    cyclic = set(int(c) for c in group.cyclic)
+    coset_of, cyc = {}, np.zeros(len(group), dtype=int)
+    for g in range(len(group)):
+        members = frozenset(int(group.table[g, c]) for c in cyclic)
+        cyc[g] = coset_of.setdefault(members, len(coset_of))
+    return {"sign": group.sign, "last point": last, "cyclic coset": cyc}
+
+
+def geometry_metrics(x: np.ndarray, group: SymmetricGroup | None = None) -> dict[str, float]:
+    """The numbers for an (n values, d) matrix whose row v represents value v: ordering,
+    circularity, parity for residues; sign and coset separability for a group's elements."""
     x = x - x.mean(0)
+    if group is not None:
+        labels = coset_labels(group)
+        return {
+            "sign": parity_separability(x, labels["sign"]),
+            "last point": class_separability(x, labels["last point"]),
+            "cyclic coset": class_separability(x, labels["cyclic coset"]),
+        }
     coords = pca(x, 2)
     return {
         "ordering": ordering(coords),
@@ -105,13 +144,16 @@ class Geometry:
     embeddings: np.ndarray  # (modulus, d_model) value rows of W_E, trained model
     coords: np.ndarray  # (modulus, 3) PCA of the embeddings
     cosine: np.ndarray  # (modulus, modulus)
+    names: list[str]  # the value tokens, in row order
+    parity: np.ndarray  # (modulus,) parity of a residue, sign of an element
 
 
 def geometry(
-    model: HookedTransformer, baseline: HookedTransformer, sets: dict[str, Examples], modulus: int
+    model: HookedTransformer, baseline: HookedTransformer, sets: dict[str, Examples], vocab: Vocab
 ) -> Geometry:
     """Metrics for W_E and each layer's residual stream at value tokens, trained vs `baseline`
     (a random initialisation of the same config)."""
+    modulus = vocab.n_values
     reps = {}
     for label, m in (("trained", model), ("random_init", baseline)):
         reps[label] = {
@@ -120,8 +162,8 @@ def geometry(
         }
     rows = []
     for rep in reps["trained"]:
-        trained = geometry_metrics(reps["trained"][rep])
-        random = geometry_metrics(reps["random_init"][rep])
+        trained = geometry_metrics(reps["trained"][rep], vocab.group)
+        random = geometry_metrics(reps["random_init"][rep], vocab.group)
         for metric in trained:
             rows.append(
                 {
@@ -133,4 +175,12 @@ def geometry(
             )
     emb = reps["trained"]["W_E"]
     unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
-    return Geometry(pd.DataFrame(rows), emb, pca(emb - emb.mean(0), 3), unit @ unit.T)
+    values = np.arange(modulus)
+    return Geometry(
+        pd.DataFrame(rows),
+        emb,
+        pca(emb - emb.mean(0), 3),
+        unit @ unit.T,
+        vocab.tokens[:modulus],
+        vocab.parity(values),
+    )

@@ -38,6 +38,17 @@ TARGETS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "value": lambda v: v,
     "mod3": lambda v: v % 3,
 }
+
+
+def targets_for(vocab: Vocab) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    """The probe targets of a vocabulary: TARGETS for residues; for the elements of S_k,
+    parity is the sign, and `last point` the coset of the last point's stabiliser (g(k-1))."""
+    if vocab.group is None:
+        return TARGETS
+    last = np.array([p[-1] for p in vocab.group.elements])
+    return {"parity": vocab.parity, "value": TARGETS["value"], "last point": lambda v: last[v]}
+
+
 POSITIONS = ("value", "close", "answer")
 
 
@@ -54,7 +65,7 @@ def _position_masks(ex: Examples, vocab: Vocab) -> dict[str, np.ndarray]:
     cols = np.arange(ex.tokens.shape[1])[None, :]
     in_expr = (cols >= 1) & (cols < (ex.prompt_len - 1)[:, None])
     return {
-        "value": in_expr & (ex.tokens < vocab.modulus),
+        "value": in_expr & (ex.tokens < vocab.n_values),
         "close": in_expr & (ex.tokens == vocab.close),
         "answer": cols == ex.answer_pos[:, None],
     }
@@ -146,7 +157,7 @@ def probe(
     random = collect_activations(baseline, ex, vocab, sites, max_items, seed)
     rng = np.random.default_rng(seed)
     rows = []
-    values = np.arange(vocab.modulus)
+    values = np.arange(vocab.n_values)
     for name, fn in targets.items():
         y = np.asarray(fn(values))
         if len(np.unique(y)) == 2:
@@ -156,17 +167,17 @@ def probe(
                     "position": "embedding",
                     "target": name,
                     "accuracy": heldout_pair_accuracy(
-                        model.W_E[: vocab.modulus].detach().cpu().numpy(), y
+                        model.W_E[: vocab.n_values].detach().cpu().numpy(), y
                     ),
                     "std": float("nan"),
                     "random_init": heldout_pair_accuracy(
-                        baseline.W_E[: vocab.modulus].detach().cpu().numpy(), y
+                        baseline.W_E[: vocab.n_values].detach().cpu().numpy(), y
                     ),
                     "shuffled": heldout_pair_accuracy(
-                        model.W_E[: vocab.modulus].detach().cpu().numpy(), rng.permutation(y)
+                        model.W_E[: vocab.n_values].detach().cpu().numpy(), rng.permutation(y)
                     ),
                     "chance": float(np.bincount(y).max() / len(y)),
-                    "n": vocab.modulus,
+                    "n": vocab.n_values,
                 }
             )
         for kind in positions:
@@ -211,13 +222,14 @@ def parity_probes(
     n_jobs: int = -1,
 ) -> pd.DataFrame:
     """The parity probes the report and the sweep analyses read (claim 4): parity of node
-    values at closing brackets and at the answer, every site, with their controls."""
+    values (an element's sign, for S_k) at closing brackets and at the answer, every site,
+    with their controls."""
     return probe(
         model,
         baseline,
         sets,
         vocab,
-        {"parity": TARGETS["parity"]},
+        {"parity": vocab.parity},
         positions=("close", "answer"),
         folds=folds,
         n_jobs=n_jobs,

@@ -94,12 +94,13 @@ def plot_attribution(
 
 
 def plot_geometry(geo, out: Path, title: str = "") -> Path:
-    """PC1-PC2 and PC2-PC3 of the value embeddings (labelled by value, coloured by parity),
+    """PC1-PC2 and PC2-PC3 of the value embeddings (labelled by value, coloured by parity, or
+    by sign for the elements of S_k),
     their cosine-similarity matrix, and the metrics beside a random initialisation."""
     plt, sns = _pyplot()
     n = len(geo.coords)
     fig, axes = plt.subplots(1, 4, figsize=(19, 4.3))
-    colours = ["tab:blue" if v % 2 == 0 else "tab:orange" for v in range(n)]
+    colours = ["tab:blue" if p == 0 else "tab:orange" for p in geo.parity]
     for ax, (i, j) in zip(axes[:2], ((0, 1), (1, 2))):
         if geo.coords.shape[1] <= j:
             ax.set_axis_off()
@@ -107,7 +108,7 @@ def plot_geometry(geo, out: Path, title: str = "") -> Path:
         ax.scatter(geo.coords[:, i], geo.coords[:, j], c=colours, s=60)
         for v in range(n):
             ax.annotate(
-                str(v),
+                geo.names[v],
                 (geo.coords[v, i], geo.coords[v, j]),
                 fontsize=11,
                 xytext=(4, 4),

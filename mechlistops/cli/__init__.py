@@ -6,7 +6,7 @@ traceback. `main(argv)` returns the exit code, so tests call it directly.
 
     options.py   the options every command builds from the config dataclasses
     train.py     train, eval
-    data.py      data sample, data evaluate
+    data.py      data sample, data evaluate, complexity
     analysis.py  ablate, attribute, probe, geometry, report
     sweep.py     sweep, transition, reproduce
 """

@@ -61,7 +61,10 @@ def cmd_ablate(args) -> int:
 
 
 def cmd_attribute(args) -> int:
+    import numpy as np
+
     from mechlistops.analysis.attribution import (
+        activation_patching,
         attribution_patching,
         direct_logit_attribution,
         usage_ratios,
@@ -72,10 +75,13 @@ def cmd_attribute(args) -> int:
     from mechlistops.model import resolve_device
 
     inputs = prepare(args.run, args.ops, args.limit, device=resolve_device(args.device))
-    model, modulus = inputs.run.model, inputs.run.config.data.modulus
+    model, modulus = inputs.run.model, inputs.run.config.data.n_values
     usage = usage_ratios(model, inputs.sets)
     dla = direct_logit_attribution(model, inputs.sets, modulus)
     patching = attribution_patching(model, inputs.sets, modulus, seed=args.seed)
+    if args.exact:  # the quantity attribution patching estimates, one forward pass per site
+        exact = activation_patching(model, inputs.sets, modulus, seed=args.seed)
+        patching = patching.merge(exact, on=["set", "site"])
     json_path = analysis_path(args.run, "attribution", "json")
     records = {
         "usage": usage.to_dict(orient="records"),
@@ -108,8 +114,21 @@ def cmd_attribute(args) -> int:
     )
     for set_name, g in patching.groupby("set", sort=False):
         top = g.reindex(g["score"].abs().sort_values(ascending=False).index).head(args.top)
-        cells = ", ".join(f"{r.site} {r.score:+.2f}" for r in top.itertuples())
-        print(f"  {set_name} ({g.clean_metric.iloc[0]:.2f}): {cells}")
+        if args.exact:
+            cells = ", ".join(
+                f"{r.site} {r.score:+.2f} [{r.effect:+.2f}]" for r in top.itertuples()
+            )
+            r_ = np.corrcoef(g.score, g.effect)[0, 1] if g.score.std() and g.effect.std() else None
+            corr = f"; Pearson r = {r_:.2f} over {len(g)} sites" if r_ is not None else ""
+            print(f"  {set_name} ({g.clean_metric.iloc[0]:.2f}): {cells}{corr}")
+        else:
+            cells = ", ".join(f"{r.site} {r.score:+.2f}" for r in top.itertuples())
+            print(f"  {set_name} ({g.clean_metric.iloc[0]:.2f}): {cells}")
+    if args.exact:
+        print(
+            "  [exact effect of the same patch, transformer_lens.patching, noising: clean input, "
+            "one site from the corrupted run]"
+        )
     print(f"\nsaved {json_path} and {figure}")
     return 0
 
@@ -124,7 +143,7 @@ def cmd_geometry(args) -> int:
     device = resolve_device(args.device)
     inputs = prepare(args.run, args.ops, args.limit, device=device)
     run = inputs.run
-    geo = geometry(run.model, random_init(run, device), inputs.sets, run.config.data.modulus)
+    geo = geometry(run.model, random_init(run, device), inputs.sets, run.vocab)
     json_path = analysis_path(args.run, "geometry", "json")
     records = {
         "metrics": geo.metrics.to_dict(orient="records"),
@@ -140,14 +159,20 @@ def cmd_geometry(args) -> int:
         index="representation", columns="metric", values=["trained", "random_init"]
     )
     table = table.loc[geo.metrics.representation.unique()]
-    print(
-        "value geometry: trained (random init); ordering = |Spearman(PC1, value)|, "
-        "circularity = fit of the PC1-PC2 angle to 2*pi*v/n, parity = held-out linear accuracy"
-    )
+    if run.vocab.group is None:
+        print(
+            "value geometry: trained (random init); ordering = |Spearman(PC1, value)|, "
+            "circularity = fit of the PC1-PC2 angle to 2*pi*v/n, parity = held-out linear accuracy"
+        )
+    else:
+        print(
+            "element geometry: trained (random init); held-out linear accuracy of each element's "
+            "sign, its coset of the last point's stabiliser, its coset of <r>"
+        )
     for rep, row in table.iterrows():
         cells = "  ".join(
             f"{m} {row[('trained', m)]:.2f} ({row[('random_init', m)]:.2f})"
-            for m in ("ordering", "circularity", "parity")
+            for m in geo.metrics.metric.unique()
         )
         print(f"  {rep:<26} {cells}")
     print(f"\nsaved {json_path} and {figure}")
@@ -156,16 +181,17 @@ def cmd_geometry(args) -> int:
 
 def cmd_probe(args) -> int:
     from mechlistops.analysis.common import prepare, random_init
-    from mechlistops.analysis.probes import POSITIONS, TARGETS, probe
+    from mechlistops.analysis.probes import POSITIONS, probe, targets_for
     from mechlistops.analysis.viz import plot_probes
     from mechlistops.checkpoint import write_json
     from mechlistops.model import resolve_device
 
-    targets = {t: TARGETS[t] for t in _choices(args.targets, TARGETS, "target")}
     positions = tuple(_choices(args.positions, POSITIONS, "position"))
     device = resolve_device(args.device)
     inputs = prepare(args.run, args.ops, args.limit, device=device)
     run = inputs.run
+    known = targets_for(run.vocab)
+    targets = {t: known[t] for t in _choices(args.targets or ",".join(known), known, "target")}
     df = probe(
         run.model,
         random_init(run, device),
@@ -320,6 +346,12 @@ def add_parsers(sub) -> None:
         "--top", type=bounded(int, 1, 1000), default=6, help="components to print per test set"
     )
     t.add_argument("--seed", type=_SEED, default=0, help="corruption permutation seed (patching)")
+    t.add_argument(
+        "--exact",
+        action="store_true",
+        help="also run exact activation patching of every site (transformer_lens.patching) "
+        "and print it beside the attribution estimate, with their correlation",
+    )
     add_device_option(t)
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_attribute)
@@ -334,7 +366,12 @@ def add_parsers(sub) -> None:
 
     p = sub.add_parser("probe", help="linear probes of node values on the residual stream")
     p.add_argument("run", help="run directory, or RUN@STEP")
-    p.add_argument("--targets", default="parity,value,mod3", help="parity, value, mod3")
+    p.add_argument(
+        "--targets",
+        default=None,
+        help="parity, value, mod3 (default: all); for S_k runs: parity (the sign), value, "
+        "last point",
+    )
     p.add_argument("--positions", default="value,close,answer", help="value, close, answer")
     p.add_argument("--ops", help="test sets to pool (default: all of the run's)")
     p.add_argument("--limit", type=_LIMIT, help="examples per test set (default: all)")

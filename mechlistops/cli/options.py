@@ -157,5 +157,9 @@ def given_flags(args: argparse.Namespace) -> list[str]:
 
 
 def config_from_args(args: argparse.Namespace, section: str, base: Any) -> Any:
-    """`base` with the options of `section` the user gave (validated by the dataclass)."""
-    return dataclasses.replace(base, **given(args, section))
+    """`base` with the options of `section` the user gave (validated by the dataclass).
+    Another task family brings its own default operators unless --ops is given."""
+    changes = given(args, section)
+    if "family" in changes and changes["family"] != getattr(base, "family", None):
+        changes.setdefault("ops", None)
+    return dataclasses.replace(base, **changes)

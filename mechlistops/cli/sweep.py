@@ -134,6 +134,9 @@ def cmd_transition(args) -> int:
             f"read at the first evaluation with >= {args.at_examples[1]:,} "
             f"{args.at_examples[0]} examples: {seen.min():,} to {seen.max():,} seen"
         )
+    if args.complexity:
+        key = f"smallest_{args.threshold[0]}" if args.complexity == "first" else args.complexity
+        _print_complexity(Path(args.sweep), fits, key, stem)
     pooled = df.dropna(subset=["memorisation_gap"])
     for (op, mixture), g in pooled.groupby(["op", "mixture"], sort=False):
         gaps = g.groupby("n_params")["memorisation_gap"].median()
@@ -239,6 +242,29 @@ def _add_engine_options(s) -> None:
     add_device_option(s, threads=False)
 
 
+def _print_complexity(sweep: Path, fits, key: str, stem: str) -> None:
+    """N* against the complexity proxy over this sweep's tasks, and the power-law fit."""
+    from mechlistops.atomic import write_json
+    from mechlistops.complexity import fit_power_law, transition_points
+
+    points = transition_points(sweep, fits, key)
+    print(f"\nN* ({key}) against the complexity proxy (gzip bytes of a minimal solver):")
+    for r in points.itertuples():
+        n_star = "none" if r.n_star != r.n_star else f"{r.n_star:,.0f}"
+        print(f"  {r.op} in {r.task}: proxy {r.proxy}, N* {n_star}")
+    usable = points.dropna(subset=["n_star"])
+    record = {"key": key, "points": points.to_dict(orient="records"), "fit": None}
+    try:
+        law = fit_power_law(usable["proxy"], usable["n_star"])
+        record["fit"] = {"a": law.a, "b": law.b, "b_ci": law.b_ci, "n": law.n}
+        print(f"  fit: {law.describe()}")
+        if law.n < 5:
+            print(f"  ({law.n} points carry this fit: read the exponent as a rough indication)")
+    except ConfigError as exc:
+        print(f"  no fit: {exc}")
+    write_json(sweep / f"{stem}_complexity.json", record)
+
+
 def _step(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive step, got {text!r}")
@@ -328,6 +354,14 @@ def add_parsers(sub) -> None:
         "--pool",
         action="store_true",
         help="use accuracy on the operators' training pools (runs with --train-size)",
+    )
+    t.add_argument(
+        "--complexity",
+        nargs="?",
+        const="first",
+        metavar="KEY",
+        help="also fit log N* against log complexity proxy over the sweep's tasks; KEY: which "
+        "N* (midpoint, or smallest_T for a --threshold T; default: the first threshold's)",
     )
     t.add_argument(
         "--at-step",
