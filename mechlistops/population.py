@@ -37,7 +37,7 @@ from mechlistops.errors import ConfigError
 
 ANALYSES = ("geometry", "probe", "attribute", "ablate")
 CACHE = "population.json"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: mean ablation averages over a reference batch apart from the test set
 ABLATE_ON = ("test", "pool")
 
 
@@ -101,7 +101,7 @@ def _attribute(model, sets, modulus) -> dict[str, float]:
     }
 
 
-def _ablate(model, sets, pools, target, on, limit) -> dict[str, float]:
+def _ablate(model, sets, pools, reference, target, on, limit) -> dict[str, float]:
     from mechlistops.analysis.ablation import Site, ablate
 
     if target not in sets:
@@ -112,7 +112,7 @@ def _ablate(model, sets, pools, target, on, limit) -> dict[str, float]:
         sets = {target: pools[target].subset(slice(0, limit))}
     layers = tuple(range(model.cfg.n_layers))
     sites = [Site("mlp", layers), Site("attn", layers)]
-    df = ablate(model, {target: sets[target]}, sites, mode="mean")
+    df = ablate(model, {target: sets[target]}, sites, mode="mean", reference=reference)
     drop = df.set_index("site")["delta_acc"]
     where = " on its pool" if on == "pool" else ""
     return {
@@ -146,6 +146,7 @@ def member_metrics(
                 model,
                 inputs.sets,
                 inputs.pools,
+                inputs.reference,
                 settings.target,
                 settings.ablate_on,
                 settings.limit,

@@ -74,7 +74,10 @@ def summarise_run(
         }
     ).T
     abl = pd.concat(
-        [ablate(model, sets, sites_for(model, c), mode="mean") for c in ("mlp", "attn")]
+        [
+            ablate(model, sets, sites_for(model, c), mode="mean", reference=inputs.reference)
+            for c in ("mlp", "attn")
+        ]
     )
     usage = usage_ratios(model, sets)
     dla = direct_logit_attribution(model, sets, modulus)

@@ -6,8 +6,10 @@ the answer degrade measures how much the model relies on that component (the pap
 SUM-only models lean on their MLPs, jointly trained models on attention). What counts as
 "uninformative" matters, so three modes:
 - zero: the output is set to 0 (for a head, its `z`, so the head adds nothing but `b_O`'s share);
-- mean: the output is replaced by its mean over every real position of every analysed example
-  (one vector per site; it keeps the average offset the rest of the model expects);
+- mean: the output is replaced by its mean over every real position of a reference batch (one
+  vector per site; it keeps the average offset the rest of the model expects). The reference is
+  a separate batch of the training mixture (`common.reference_batch`), none of it among the
+  evaluated examples, so the mean carries nothing about the examples it is scored on;
 - resample: the output is replaced by the same site's output on another example of the same
   length, at the same position (a random permutation within each length group of a batch; an
   example whose length is unique in its batch keeps its own output).
@@ -138,17 +140,21 @@ def ablate(
     sites: list[Site],
     mode: str = "zero",
     seed: int = 0,
+    reference: Examples | None = None,
 ) -> pd.DataFrame:
-    """Accuracy and loss per test set and site, clean and ablated.
+    """Accuracy and loss per test set and site, clean and ablated. Mean mode averages each
+    site over `reference` (a batch apart from `sets`, e.g. `AnalysisInputs.reference`).
 
     Columns: set, site, mode, n, clean_acc, ablated_acc, delta_acc, clean_loss, ablated_loss,
     delta_loss.
     """
     if mode not in MODES:
         raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode == "mean" and reference is None:
+        raise ConfigError("mean ablation needs a reference batch to average over")
     device = model.W_E.device
     names = sorted({n for s in sites for n in s.hook_names()})
-    means = site_means(model, sets, names) if mode == "mean" else {}
+    means = site_means(model, {"reference": reference}, names) if mode == "mean" else {}
     gen = torch.Generator().manual_seed(seed)
     rows = []
     for set_name, ex in sets.items():

@@ -9,12 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from mechlistops.atomic import check_writable_dir
 from mechlistops.checkpoint import LoadedRun, load_run, parse_run_spec
 from mechlistops.config import parse_ops
-from mechlistops.data import Examples
+from mechlistops.data import Examples, row_hashes, sample_examples
 from mechlistops.errors import CheckpointError, ConfigError
 from mechlistops.pools import evaluation_data
 
@@ -24,6 +25,11 @@ class AnalysisInputs:
     run: LoadedRun
     sets: dict[str, Examples]  # test sets to analyse, by name (operators, maybe "mixture")
     pools: dict[str, Examples]  # the operators' training pools (empty with a fresh stream)
+    reference: Examples  # a batch of the training mixture, none of it in `sets`: ablation means
+
+
+_REFERENCE_STREAM = 0xAB1A7E  # the reference batch's own RNG stream
+REFERENCE_SIZE = 1000
 
 
 def prepare(
@@ -45,7 +51,18 @@ def prepare(
         sets = {op: sets[op] for op in wanted}
     if limit is not None:
         sets = {k: v.subset(slice(0, limit)) for k, v in sets.items()}
-    return AnalysisInputs(run, sets, pools)
+    return AnalysisInputs(run, sets, pools, reference_batch(cfg.data, sets))
+
+
+def reference_batch(data, sets: dict[str, Examples], n: int = REFERENCE_SIZE) -> Examples:
+    """Examples of the run's training mixture drawn from their own seeded stream, none of them
+    an expression of `sets`: what mean ablation averages over, so the replacement value does
+    not carry information about the very examples it is scored on."""
+    rng = np.random.default_rng([data.seed, _REFERENCE_STREAM])
+    ex = sample_examples(data, 2 * n, rng)
+    banned = np.concatenate([row_hashes(s.tokens) for s in sets.values()])
+    ex = ex.subset(~np.isin(row_hashes(ex.tokens), banned))
+    return ex.subset(slice(0, n))
 
 
 def analysis_path(spec: str, stem: str, suffix: str) -> Path:

@@ -42,7 +42,7 @@ def cmd_ablate(args) -> int:
     inputs = prepare(args.run, args.ops, args.limit, device=resolve_device(args.device))
     model = inputs.run.model
     sites = sites_for(model, args.component, args.layer, args.head)
-    df = ablate(model, inputs.sets, sites, mode=args.mode, seed=args.seed)
+    df = ablate(model, inputs.sets, sites, args.mode, args.seed, inputs.reference)
     stem = f"ablation_{args.component}_{args.mode}"
     json_path = analysis_path(args.run, stem, "json")
     write_json(json_path, df.to_dict(orient="records"))
@@ -186,12 +186,14 @@ def cmd_probe(args) -> int:
     from mechlistops.checkpoint import write_json
     from mechlistops.model import resolve_device
 
-    positions = tuple(_choices(args.positions, POSITIONS, "position"))
+    positions = tuple(_choices(args.positions or ",".join(POSITIONS), POSITIONS, "position"))
     device = resolve_device(args.device)
     inputs = prepare(args.run, args.ops, args.limit, device=device)
     run = inputs.run
     known = targets_for(run.vocab)
     targets = {t: known[t] for t in _choices(args.targets or ",".join(known), known, "target")}
+    if args.erase:
+        return _erase(args, inputs, positions[0] if args.positions else "answer", targets)
     df = probe(
         run.model,
         random_init(run, device),
@@ -219,6 +221,40 @@ def cmd_probe(args) -> int:
                 f"({r.random_init:.3f} / {r.shuffled:.3f} / {r.chance:.3f})"
             )
     print(f"\nsaved {json_path} and {figure}")
+    return 0
+
+
+def _erase(args, inputs, position: str, targets: dict) -> int:
+    """`probe --erase SITE`: project the probe direction out at SITE, measure accuracy."""
+    from mechlistops.analysis.probes import erase_direction
+    from mechlistops.checkpoint import write_json
+
+    target = next(iter(targets)) if args.targets else "parity"
+    run = inputs.run
+    df = erase_direction(
+        run.model, inputs.sets, run.vocab, args.erase, position, target, args.max_items, args.seed
+    )
+    a = df.attrs
+    json_path = analysis_path(args.run, f"probe_erase_{args.erase}_{position}_{target}", "json")
+    write_json(json_path, {**a, "sets": df.to_dict(orient="records")})
+    if args.json:
+        print(json.dumps({**a, "sets": df.to_dict(orient="records")}, indent=2))
+        return 0
+    print(
+        f"{target} probe at {position} positions of {a['site']}: held-out accuracy "
+        f"{a['probe_before']:.3f} before, {a['probe_after']:.3f} after erasing "
+        f"{a['directions']} direction(s) (chance {a['chance']:.3f})"
+    )
+    print(
+        "accuracy with those directions projected out at every position (as many random "
+        "directions):"
+    )
+    for r in df.itertuples():
+        print(
+            f"  {r.set:<8} clean {r.clean_acc:.3f}  erased {r.erased_acc:.3f} "
+            f"({r.delta_acc:+.3f})  random {r.random_acc:.3f} ({r.delta_random:+.3f})"
+        )
+    print(f"\nsaved {json_path}")
     return 0
 
 
@@ -372,7 +408,18 @@ def add_parsers(sub) -> None:
         help="parity, value, mod3 (default: all); for S_k runs: parity (the sign), value, "
         "last point",
     )
-    p.add_argument("--positions", default="value,close,answer", help="value, close, answer")
+    p.add_argument(
+        "--positions",
+        default=None,
+        help="value, close, answer (default: all; with --erase: answer)",
+    )
+    p.add_argument(
+        "--erase",
+        metavar="SITE",
+        help="instead of the table: project the first target's probe direction (default "
+        "parity) out of SITE (e.g. blocks.1.hook_resid_pre) at every position and measure "
+        "accuracy, beside a random direction",
+    )
     p.add_argument("--ops", help="test sets to pool (default: all of the run's)")
     p.add_argument("--limit", type=_LIMIT, help="examples per test set (default: all)")
     p.add_argument(

@@ -144,3 +144,32 @@ def test_same_length_permutation_keeps_lengths():
     assert torch.equal(lengths[perm], lengths)
     assert sorted(perm.tolist()) == list(range(7))
     assert perm[3] == 3  # the only length-9 example maps to itself
+
+
+def test_mean_ablation_averages_over_a_reference_batch_apart_from_the_evaluated_one(setup):
+    from mechlistops.analysis.common import reference_batch
+    from mechlistops.data import row_hashes
+
+    model, _ = setup
+    data = DataConfig(test_size=80)
+    sets = {k: v for k, v in make_test_sets(data).items() if k != "mixture"}
+    reference = reference_batch(data, sets, n=300)
+    assert len(reference) == 300
+    evaluated = np.concatenate([row_hashes(s.tokens) for s in sets.values()])
+    assert not np.isin(row_hashes(reference.tokens), evaluated).any()
+    site = sites_for(model, "mlp", layer=1)
+    with pytest.raises(ConfigError, match="reference batch"):
+        ablate(model, sets, site, mode="mean")
+    got = ablate(model, sets, site, mode="mean", reference=reference)
+    # the same as replacing the site by the reference batch's mean by hand
+    mean = site_means(model, {"r": reference}, ["blocks.1.hook_mlp_out"])["blocks.1.hook_mlp_out"]
+    ex = sets["MAX"]
+    tokens = torch.as_tensor(ex.tokens[:, : ex.lengths.max()].astype(np.int64))
+    hook = ("blocks.1.hook_mlp_out", lambda act, hook: mean.expand_as(act))
+    with torch.no_grad(), model.hooks(fwd_hooks=[hook]):
+        logits = model(tokens)
+    acc = (logits[np.arange(len(ex)), ex.answer_pos].argmax(-1).numpy() == ex.answers).mean()
+    row = got[(got.set == "MAX") & (got.site == "mlp L1")].iloc[0]
+    assert row.ablated_acc == pytest.approx(acc)
+    on_itself = ablate(model, sets, site, mode="mean", reference=sets["MAX"])
+    assert not np.allclose(on_itself.ablated_loss, got.ablated_loss)  # the batch matters

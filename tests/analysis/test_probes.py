@@ -87,3 +87,25 @@ def test_probe_table_has_controls(small):
         max_items=300,
     )
     assert set(custom.target) == {"big"} and len(custom) == 1 + 3
+
+
+def test_erasing_the_parity_directions_brings_the_probe_to_chance(tiny_run, capsys):
+    from mechlistops.analysis.common import prepare
+    from mechlistops.analysis.probes import erase_direction
+    from mechlistops.cli import main
+
+    inputs = prepare(str(tiny_run), limit=300)
+    run = inputs.run
+    df = erase_direction(run.model, inputs.sets, run.vocab, "blocks.0.hook_resid_pre", "value")
+    a = df.attrs
+    assert a["probe_before"] > 0.9  # the token's parity is linearly readable at the embedding
+    assert a["probe_after"] <= a["chance"] + 0.05 and 1 <= a["directions"] <= 10
+    assert list(df.set) == list(inputs.sets)
+    assert np.allclose(df.delta_acc, df.erased_acc - df.clean_acc)
+    assert np.allclose(df.delta_random, df.random_acc - df.clean_acc)
+    assert (df.clean_acc - df.erased_acc).abs().max() > 0  # the projection reaches the model
+    site = ["probe", str(tiny_run), "--erase", "blocks.0.hook_resid_pre", "--limit", "200"]
+    assert main([*site, "--positions", "value"]) == 0
+    assert "after erasing" in capsys.readouterr().out
+    assert main(["probe", str(tiny_run), "--erase", "blocks.7.hook_resid_pre"]) == 2
+    assert "no hook point" in capsys.readouterr().err
