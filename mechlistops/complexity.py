@@ -22,6 +22,7 @@ from __future__ import annotations
 import gzip
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -150,8 +151,9 @@ def fit_power_law(proxies, n_stars) -> PowerLaw:
     return PowerLaw(float(math.exp(fit.intercept)), float(fit.slope), ci, len(x))
 
 
-def transition_points(sweep_dir, fits, key: str = "smallest_0.9"):
-    """The tasks of a sweep's transitions table with the proxy of what each trained on.
+def transition_points(sweeps, fits, key: str = "smallest_0.9"):
+    """The tasks of a transitions table (of one sweep, or of several sweeps read together)
+    with the proxy of what each trained on.
 
     One row per (op, mixture) of `fits` (transition.transitions), curricula left out: task
     (the mixture), op, proxy (of the mixture: the task the model learned), n_star (`key`:
@@ -168,9 +170,10 @@ def transition_points(sweep_dir, fits, key: str = "smallest_0.9"):
         )
         raise ConfigError(f"no N* called {key!r} in these transitions; known: {known}")
     configs = {}
-    for m in load_sweep(sweep_dir).members():
-        if not m.config.train.pretrain_steps:
-            configs.setdefault("+".join(m.config.data.ops), m.config.data)
+    for sweep in [sweeps] if isinstance(sweeps, (str, Path)) else sweeps:
+        for m in load_sweep(sweep).members():
+            if not m.config.train.pretrain_steps:
+                configs.setdefault("+".join(m.config.data.ops), m.config.data)
     rows = []
     for r in fits.to_dict(orient="records"):
         cfg = configs.get(r["mixture"])

@@ -312,6 +312,11 @@ class TrainConfig:
     eval_batch_size: int = knob(1000, "test examples per forward pass when evaluating")
     save_interval: int = knob(500, "resume state and a checkpoint every this many steps")
     log_checkpoints: bool = knob(True, "also keep weights at log-spaced steps (1, 2, 4, ...)")
+    log_snapshots: int = knob(
+        0,
+        "also keep weights at about N steps spaced evenly in log(step) from 1 to the end, "
+        "dense early, as progress-measure studies use (0 = off)",
+    )
     # Curriculum: pretrain on another mixture first (fresh optimizer for the main phase).
     pretrain_ops: tuple[str, ...] = knob(
         (), "curriculum: pretrain on these operators first", none="none"
@@ -371,6 +376,8 @@ class TrainConfig:
             )
         if not 0.0 <= self.stop_accuracy <= 1.0:
             raise ConfigError(f"stop_accuracy must be in [0, 1], got {self.stop_accuracy}")
+        if not 0 <= self.log_snapshots <= 10_000:
+            raise ConfigError(f"log_snapshots must be in 0..10,000, got {self.log_snapshots}")
         if self.stop_patience < 0:
             raise ConfigError(f"stop_patience must be non-negative, got {self.stop_patience}")
         if not (self.stop_delta >= 0 and math.isfinite(self.stop_delta)):

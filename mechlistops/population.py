@@ -122,19 +122,20 @@ def _ablate(model, sets, pools, reference, target, on, limit) -> dict[str, float
 
 
 def member_metrics(
-    run_dir: Path, analyses=ANALYSES, settings: Settings = Settings(), device: str = "cpu"
+    run: Path | str, analyses=ANALYSES, settings: Settings = Settings(), device: str = "cpu"
 ) -> dict[str, float]:
-    """The numbers of every analysis in `analyses` for one finished run (cached)."""
+    """The numbers of every analysis in `analyses` for one finished run, or for one saved step
+    of a run (`RUN@STEP`), cached in RUN/analysis/population[_stepN].json."""
     from mechlistops.analysis.common import analysis_path, prepare, random_init
 
-    run_dir = Path(run_dir)
-    if not ckpt.is_finished(run_dir):
+    run_dir, step = ckpt.parse_run_spec(str(run))
+    if step is None and not ckpt.is_finished(run_dir):
         raise ConfigError(f"{run_dir}: not finished (no results.json); nothing to analyse")
-    cache_path = analysis_path(str(run_dir), CACHE.removesuffix(".json"), "json")
+    cache_path = analysis_path(str(run), CACHE.removesuffix(".json"), "json")
     cache = _read_cache(cache_path)
     todo = [a for a in analyses if settings.key(a) not in cache]
     if todo:
-        inputs = prepare(str(run_dir), limit=settings.limit, device=device)
+        inputs = prepare(str(run), limit=settings.limit, device=device)
         model, cfg, vocab = inputs.run
         modulus = cfg.data.n_values
         baseline = random_init(inputs.run, device) if {"geometry", "probe"} & set(todo) else None
@@ -170,8 +171,97 @@ def _read_cache(path: Path) -> dict:
     return cache if ok else {}
 
 
-def _member_task(run_dir: str, analyses, settings: Settings, device: str) -> dict[str, float]:
-    return member_metrics(Path(run_dir), analyses, settings, device)
+def _member_task(run: str, analyses, settings: Settings, device: str) -> dict[str, float]:
+    return member_metrics(run, analyses, settings, device)
+
+
+def analyse_steps(
+    run_dir: Path,
+    steps: list[int] | None = None,
+    analyses=ANALYSES,
+    settings: Settings = Settings(),
+    workers: int = 0,
+    device: str = "cpu",
+    progress: bool = True,
+) -> pd.DataFrame:
+    """The same numbers at every saved step of one run (or at `steps`): when does structure
+    appear, relative to the accuracy jump? One row per (step, metric): step, metric, value.
+    Steps are analysed in parallel single-thread workers and cached per step; failed steps are
+    in `df.attrs["failed"]` (step -> reason)."""
+    from tqdm.auto import tqdm
+
+    from mechlistops.sweep import run_local
+
+    run_dir = Path(run_dir)
+    ckpt.read_config(run_dir)  # a run directory, or a one-line error
+    saved = ckpt.saved_steps(run_dir)
+    if not saved:
+        raise ConfigError(f"{run_dir}: no saved steps to analyse (steps/ is empty)")
+    steps = saved if steps is None else sorted(set(steps))
+    missing = [s for s in steps if s not in saved]
+    if missing:
+        shown = ", ".join(map(str, missing[:5]))
+        raise ConfigError(f"{run_dir}: no snapshot at step {shown} (saved: {len(saved)} steps)")
+    calls = [(f"{run_dir}@{s}", tuple(analyses), settings, device) for s in steps]
+    rows, failed = [], {}
+    bar = tqdm(total=len(calls), desc="steps", disable=not progress)
+
+    def on_done(i: int, metrics: dict) -> None:
+        rows.extend({"step": steps[i], "metric": k, "value": v} for k, v in metrics.items())
+        bar.update()
+
+    def on_failed(i: int, reason: str) -> None:
+        failed[steps[i]] = reason
+        bar.update()
+
+    run_local(_member_task, calls, workers or os.cpu_count() or 1, on_done, on_failed)
+    bar.close()
+    df = pd.DataFrame(rows, columns=["step", "metric", "value"]).sort_values(["metric", "step"])
+    df.attrs["failed"] = failed
+    return df.reset_index(drop=True)
+
+
+def plot_steps(df: pd.DataFrame, run_dir: Path, out: Path) -> Path:
+    """Test accuracy (solid) and held-out accuracy (dashed) per test set over training, then
+    every metric over the same steps (black), with its random-init value where it has one
+    (grey, dashed); a symmetric-log step axis shows the early steps."""
+    from mechlistops.analysis.viz import _pyplot, _save
+    from mechlistops.plots import metrics_frame
+
+    plt, sns = _pyplot()
+    names = list(dict.fromkeys(df.metric))
+    bases = [m for m in names if not m.endswith(("(random init)", "minus random init"))]
+    cols = 3
+    rows = (1 + len(bases) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.2 * rows), squeeze=False)
+    flat = [ax for row in axes for ax in row]
+    acc = metrics_frame(run_dir)
+    palette = dict(zip(acc["set"].unique(), sns.color_palette("tab10")))
+    top = flat[0]
+    for name, g in acc.groupby("set", sort=False):
+        top.plot(g.step, g.accuracy, color=palette[name], marker=".", label=name)
+        top.plot(g.step, g.accuracy_heldout, color=palette[name], linestyle="--")
+    top.set(ylim=(0, 1.02), title="test accuracy (solid), held-out part (dashed)")
+    top.legend(fontsize=7)
+    for ax, metric in zip(flat[1:], bases):
+        g = df[df.metric == metric]
+        ax.plot(g.step, g.value, marker=".", color="k", label="trained")
+        control = df[df.metric == f"{metric} (random init)"]
+        if len(control):
+            ax.plot(control.step, control.value, color="grey", ls="--", label="random init")
+            ax.legend(fontsize=7)
+        ax.set_title(metric)
+    last = max(int(df.step.max()), int(acc.step.max()) if len(acc) else 0)
+    for ax in flat[: 1 + len(bases)]:
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlim(0, last * 1.1)
+        ax.set_xlabel("step")
+        ax.title.set_fontsize(8)
+    for ax in flat[1 + len(bases) :]:
+        ax.set_axis_off()
+    fig.suptitle(f"{Path(run_dir).name}: analyses across training", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, out)
 
 
 def analyse_sweep(

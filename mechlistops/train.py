@@ -79,11 +79,15 @@ def lr_at(t: TrainConfig, step: int, total: int) -> float:
 
 
 def snapshot_steps(t: TrainConfig) -> set[int]:
-    """Steps whose weights are kept: 0, log-spaced (1, 2, 4, ...), every save_interval, last."""
+    """Steps whose weights are kept: 0, powers of two, about `log_snapshots` steps evenly
+    spaced in log(step), every save_interval, the last."""
     total = t.total_steps
     steps = {0, total, *range(t.save_interval, total + 1, t.save_interval)}
     if t.log_checkpoints:
         steps |= {2**k for k in range(int(math.log2(max(total, 1))) + 1)}
+    if t.log_snapshots and total:
+        n = t.log_snapshots
+        steps |= {round(total ** (i / max(n - 1, 1))) for i in range(n)}
     if t.pretrain_steps:
         steps.add(t.pretrain_steps)
     return steps

@@ -72,6 +72,7 @@ def accuracies_at(
                     "accuracy": r["accuracy"],
                     "accuracy_heldout": r["accuracy_heldout"],
                     "accuracy_pool": r.get("accuracy_pool"),
+                    "baseline": r.get("baseline"),  # majority-class accuracy of the test set
                     "memorisation_gap": r.get("memorisation_gap"),
                     "step": record["step"],
                     **({"examples_seen": record["examples"][examples[0]]} if examples else {}),

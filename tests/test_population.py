@@ -133,3 +133,48 @@ def test_ablation_on_the_pool_needs_a_pool(sweep_dir):
         )
     with pytest.raises(ConfigError, match="ablate_on"):
         Settings(ablate_on="train")
+
+
+def test_analyses_across_training_at_every_saved_step(tiny_run, tmp_path, capsys):
+    from mechlistops.checkpoint import saved_steps
+    from mechlistops.population import analyse_steps
+
+    steps = saved_steps(tiny_run)
+    assert steps[:4] == [0, 1, 2, 4] and steps[-1] == 300
+    df = analyse_steps(tiny_run, [0, 100, 300], ("attribute",), Settings(limit=60), workers=1)
+    assert sorted(df.step.unique()) == [0, 100, 300] and not df.attrs["failed"]
+    ratio = df[df.metric == "attention / MLP usage at the answer"].set_index("step").value
+    # the same number as the analysis of that step alone, read from its own cache
+    alone = member_metrics(f"{tiny_run}@100", ("attribute",), Settings(limit=60))
+    assert ratio[100] == alone["attention / MLP usage at the answer"]
+    assert ratio[0] != ratio[300]  # training changes it
+    assert (tiny_run / "analysis" / "population_step100.json").is_file()
+    with pytest.raises(ConfigError, match="no snapshot at step 7"):
+        analyse_steps(tiny_run, [7], ("attribute",), workers=1)
+    args = ["steps", str(tiny_run), "--steps", "0,300", "--analyses", "attribute"]
+    assert main([*args, "--limit", "60", "--workers", "1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "attention / MLP usage at the answer" in out and "0: " in out
+    assert (tiny_run / "analysis" / "steps.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["steps", f"{tiny_run}@100"]) == 2
+    assert main(["steps", str(tiny_run), "--steps", "x"]) == 2
+    empty = tmp_path / "nosteps"
+    import shutil
+
+    shutil.copytree(tiny_run, empty)
+    shutil.rmtree(empty / "steps")
+    assert main(["steps", str(empty), "--no-progress"]) == 2
+    assert "no saved steps" in capsys.readouterr().err
+
+
+def test_log_spaced_snapshots():
+    from mechlistops.config import TrainConfig
+    from mechlistops.train import snapshot_steps
+
+    t = TrainConfig(steps=6000, save_interval=6000, log_checkpoints=False, log_snapshots=40)
+    steps = sorted(snapshot_steps(t))
+    assert 30 <= len(steps) <= 41 and steps[:3] == [0, 1, 2] and steps[-1] == 6000
+    gaps = np.diff(np.log(steps[1:]))
+    assert gaps.max() < 3 * gaps.mean()  # evenly spaced in log(step), up to rounding
+    with pytest.raises(ConfigError, match="log_snapshots"):
+        TrainConfig(log_snapshots=-1)

@@ -323,6 +323,52 @@ def cmd_analyse(args) -> int:
     return 1 if df.attrs["failed"] else 0
 
 
+def cmd_steps(args) -> int:
+    from mechlistops.analysis.common import analysis_path
+    from mechlistops.atomic import write_text
+    from mechlistops.checkpoint import load_run_config, parse_run_spec
+    from mechlistops.model import resolve_device
+    from mechlistops.population import ANALYSES, Settings, analyse_steps, plot_steps
+
+    run_dir, step = parse_run_spec(args.run)
+    if step is not None:
+        raise ConfigError(f"{args.run}: give the run directory; --steps picks the steps")
+    analyses = _choices(args.analyses, ANALYSES, "analysis") if args.analyses else ANALYSES
+    steps = None if args.steps == "all" else _steps(args.steps)
+    target = parse_ops(args.target)[0] if args.target else load_run_config(run_dir).data.ops[0]
+    df = analyse_steps(
+        run_dir,
+        steps,
+        tuple(analyses),
+        Settings(limit=args.limit, target=target),
+        workers=args.workers,
+        device=str(resolve_device(args.device)),
+        progress=not args.no_progress,
+    )
+    for s, reason in df.attrs["failed"].items():
+        print(f"  FAILED step {s}: {reason}")
+    if df.empty:
+        raise ConfigError(f"{args.run}: no step could be analysed")
+    table = df.pivot(index="step", columns="metric", values="value")
+    csv_path = analysis_path(str(run_dir), "steps", "csv")
+    write_text(csv_path, table.to_csv())
+    figure = plot_steps(df, run_dir, csv_path.with_suffix(".png"))
+    for metric in table.columns:
+        if metric.endswith("(random init)"):
+            continue
+        cells = "  ".join(f"{s}: {v:.2f}" for s, v in table[metric].items())
+        print(f"{metric}\n  {cells}")
+    print(f"\nsaved {csv_path} ({len(table.columns)} metrics x {len(table)} steps) and {figure}")
+    return 1 if df.attrs["failed"] else 0
+
+
+def _steps(text: str) -> list[int]:
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts or not all(p.isdigit() for p in parts):
+        raise ConfigError(f"--steps must be 'all' or steps like 0,100,1000; got {text!r}")
+    return [int(p) for p in parts]
+
+
 def _choices(text: str, known, what: str) -> list[str]:
     names = [x.strip() for x in text.split(",") if x.strip()]
     for name in names:
@@ -358,6 +404,19 @@ def add_parsers(sub) -> None:
     w.add_argument("--no-progress", action="store_true")
     add_device_option(w, threads=False)
     w.set_defaults(func=cmd_analyse)
+
+    g = sub.add_parser(
+        "steps", help="the analyse numbers at every saved step of one run, beside its accuracy"
+    )
+    g.add_argument("run", help="run directory")
+    g.add_argument("--steps", default="all", help="all (every saved step) or e.g. 0,100,1000")
+    g.add_argument("--analyses", help="some of geometry,probe,attribute,ablate (default: all)")
+    g.add_argument("--limit", type=_LIMIT, default=500, help="examples per test set")
+    g.add_argument("--target", help="operator the ablations read (default: the run's first)")
+    g.add_argument("--workers", type=bounded(int, 0, 1024), default=0, help="0: one per core")
+    g.add_argument("--no-progress", action="store_true")
+    add_device_option(g, threads=False)
+    g.set_defaults(func=cmd_steps)
 
     a = sub.add_parser("ablate", help="accuracy with an MLP, attention layer or head ablated")
     a.add_argument("run", help="run directory, or RUN@STEP")
