@@ -30,6 +30,7 @@ def arm_runs(sweep: Path, examples: int) -> pd.DataFrame:
         own = g[g.op == first].iloc[0]
         row["heldout_end"] = own.accuracy_heldout
         row["pool_end"] = own.accuracy_pool
+        row["chance"] = own.baseline  # majority-class accuracy of its test set
         partners = g[g.op != first]
         row["partners_end"] = ", ".join(
             f"{r.op} {r.accuracy_heldout:.2f}" for r in partners.itertuples()
@@ -89,7 +90,18 @@ def plot(runs: pd.DataFrame, out: Path, examples: int) -> Path:
         linestyles="none",
         ax=ax,
     )
-    ax.axhline(0.1, color="grey", ls=":", lw=1)
+    chances = data.groupby("op")["chance"].median().round(2)
+    for chance, ops in chances.groupby(chances):  # one line per level, naming its operators
+        ax.axhline(chance, color="grey", ls=":", lw=1)
+        ax.annotate(
+            f"chance ({', '.join(ops.index)})",
+            (0, chance),
+            fontsize=7,
+            color="grey",
+            xytext=(2, 2),
+            textcoords="offset points",
+            xycoords=("axes fraction", "data"),
+        )
     ax.set(
         ylim=(0, 1),
         xlabel="",

@@ -51,20 +51,22 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     pts.to_csv(args.out / "complexity_fit.csv", index=False)
     plt, sns = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 5))
+    fig, ax = plt.subplots(figsize=(9.5, 5.2))
     top = usable["n_star"].max() * 2.5 if len(usable) else 1e5
     shown = pts.assign(
         reached=np.where(pts.n_star.notna(), "reached", "not reached"), y=pts.n_star.fillna(top)
     )
     sns.scatterplot(shown, x="proxy", y="y", hue="family", style="reached", s=70, ax=ax)
-    for r in shown.itertuples():
+    # one label per point position: tasks that land on the same spot share it
+    for (proxy, y), g in shown.groupby(["proxy", "y"]):
+        text = "\n".join(f"{r.op} in {r.task}" for r in g.itertuples())
         ax.annotate(
-            f"{r.op} in {r.task}",
-            (r.proxy, r.y),
+            text,
+            (proxy, y),
             fontsize=6,
-            rotation=30,
-            xytext=(3, 3),
+            xytext=(4, 2),
             textcoords="offset points",
+            rotation=35 if y == top else 0,  # the line of tasks never reached is crowded
         )
     if law is not None:
         x = np.linspace(usable["proxy"].min(), usable["proxy"].max(), 50)
@@ -73,12 +75,17 @@ def main() -> None:
     ax.set(
         xscale="log",
         yscale="log",
+        ylim=(shown.y.min() / 1.6, top * 2.2),
         xlabel="complexity proxy (gzip bytes of a minimal solver of the task trained on)",
         ylabel=f"N* (parameters; median accuracy >= {bar})",
     )
     ax.axhline(top, color="grey", lw=0.5)
-    ax.legend(fontsize=7, loc="lower right")
-    ax.set_title("grey line: never reached at the sizes run", fontsize=8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.suptitle(
+        "N* against the complexity proxy; grey line: never reached at the sizes run; "
+        "points at the smallest size run are at most that size",
+        fontsize=8,
+    )
     fig.tight_layout()
     fig.savefig(args.out / "complexity_fit.png", dpi=130)
 
