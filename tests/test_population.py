@@ -2,6 +2,7 @@
 filters, skips, and the command line."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -136,8 +137,14 @@ def test_ablation_on_the_pool_needs_a_pool(sweep_dir):
 
 
 def test_analyses_across_training_at_every_saved_step(tiny_run, tmp_path, capsys):
+    import shutil
+
     from mechlistops.checkpoint import saved_steps
     from mechlistops.population import analyse_steps
+
+    tiny_run = Path(
+        shutil.copytree(tiny_run, tmp_path / "run")
+    )  # outputs stay out of the shared run
 
     steps = saved_steps(tiny_run)
     assert steps[:4] == [0, 1, 2, 4] and steps[-1] == 300
@@ -159,8 +166,6 @@ def test_analyses_across_training_at_every_saved_step(tiny_run, tmp_path, capsys
     assert main(["steps", f"{tiny_run}@100"]) == 2
     assert main(["steps", str(tiny_run), "--steps", "x"]) == 2
     empty = tmp_path / "nosteps"
-    import shutil
-
     shutil.copytree(tiny_run, empty)
     shutil.rmtree(empty / "steps")
     assert main(["steps", str(empty), "--no-progress"]) == 2
