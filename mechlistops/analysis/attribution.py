@@ -27,6 +27,14 @@ from mechlistops.evaluate import batches
 from mechlistops.tl import HookedTransformer, patching
 
 
+def runner_up(final: torch.Tensor, answers: torch.Tensor, modulus: int) -> torch.Tensor:
+    """The highest-scoring wrong value token of each example, from its (batch, vocab) logits at
+    the answer position: the other side of every logit difference here."""
+    wrong = final[:, :modulus].detach().clone()
+    wrong[torch.arange(len(answers), device=answers.device), answers] = -torch.inf
+    return wrong.argmax(-1)
+
+
 def _resid_names(n_layers: int) -> list[str]:
     names = ["hook_embed", "hook_pos_embed", "ln_final.hook_scale"]
     for layer in range(n_layers):
@@ -120,9 +128,7 @@ def direct_logit_attribution(
                 comps = comps - comps.mean(-1, keepdim=True)
             if norm in ("LN", "RMS"):
                 comps = comps / cache["ln_final.hook_scale"][r, pos][None]  # frozen scale
-            wrong = logits[r, pos, :modulus].clone()
-            wrong[r, answers] = -torch.inf
-            runner = wrong.argmax(-1)
+            runner = runner_up(logits[r, pos], answers, modulus)
             u_ans, u_run = model.W_U[:, answers].T, model.W_U[:, runner].T  # (batch, d_model)
             terms = torch.cat(
                 [
@@ -194,9 +200,7 @@ def attribution_patching(
                 logits = model(tokens)
             r = torch.arange(len(pos), device=pos.device)
             final = logits[r, pos]
-            wrong = final[:, :modulus].detach().clone()
-            wrong[r, answers] = -torch.inf
-            runner = wrong.argmax(-1)
+            runner = runner_up(final, answers, modulus)
             metric = final[r, answers] - final[r, runner]  # (batch,)
             metric.sum().backward()
             perm = same_length_permutation(lengths, gen)
@@ -254,9 +258,7 @@ def activation_patching(
         for tokens, pos, answers, lengths in batches(ex, batch_size, device=model.W_E.device):
             r = torch.arange(len(pos), device=pos.device)
             logits = model(tokens)
-            wrong = logits[r, pos, :modulus].clone()
-            wrong[r, answers] = -torch.inf
-            runner = wrong.argmax(-1)
+            runner = runner_up(logits[r, pos], answers, modulus)
             clean = (logits[r, pos, answers] - logits[r, pos, runner]).sum()
 
             def metric(patched, r=r, pos=pos, answers=answers, runner=runner, clean=clean):
