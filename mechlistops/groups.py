@@ -15,7 +15,10 @@ Composition. Functions compose right to left: (a b)(x) = a(b(x)). The product of
 
 Operators. Each is `post(product of pre(a_i))` for element maps `pre` and `post`, with operands
 drawn from a `domain` (all of S_k, or a subgroup). A new companion is one more `PermOp` entry
-in `PERM_OPS`: the sampler, the evaluator, the vocabulary and the CLI pick it up.
+in `PERM_OPS` and its name in `config.PERM_OPERATORS` (config is stdlib only, so it also
+lists the operators with a subgroup and their subgroup's size in `DataConfig.leaf_values`;
+tests/test_groups.py holds those lists to this one): the sampler, the evaluator, the vocabulary
+and the CLI pick it up.
 
 - PRD  the product (the hard task);
 - SGN  the sign of the product, as an element: the identity if even, the transposition `102`
@@ -69,6 +72,7 @@ class SymmetricGroup:
         self.elements: list[Perm] = list(itertools.permutations(range(k)))
         self.index = {p: i for i, p in enumerate(self.elements)}
         self.names = ["".join(str(x) for x in p) for p in self.elements]
+        self.ids = {name: i for i, name in enumerate(self.names)}
         n = len(self.elements)
         self.table = np.array(
             [[self.index[compose(a, b)] for b in self.elements] for a in self.elements],
@@ -85,8 +89,10 @@ class SymmetricGroup:
             powers.append(compose(self.elements[self.rotation], powers[-1]))
         self.rotation_power = np.array([self.index[p] for p in powers])
         self.cyclic = np.sort(self.rotation_power)
-        self.stabiliser = np.array([i for i, p in enumerate(self.elements) if p[-1] == k - 1])
         self.image0 = np.array([p[0] for p in self.elements])
+        # where each element sends the last point: its left coset of the stabiliser
+        self.image_last = np.array([p[-1] for p in self.elements])
+        self.stabiliser = np.flatnonzero(self.image_last == k - 1)
         assert n == math.factorial(k)
 
     def __len__(self) -> int:
@@ -94,13 +100,12 @@ class SymmetricGroup:
 
     def element(self, word: str) -> int:
         """Id of an element token; ParseError naming the problem otherwise."""
-        try:
-            return self.names.index(word)
-        except ValueError:
+        if word not in self.ids:
             raise ParseError(
                 f"{word!r} is not an element of S_{self.k} "
                 f"(one-line notation, e.g. {self.names[-1]})"
-            ) from None
+            )
+        return self.ids[word]
 
 
 @lru_cache(maxsize=8)

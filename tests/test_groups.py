@@ -344,3 +344,16 @@ def test_a_permutation_run_trains_and_opens_in_the_analyses(tmp_path, capsys):
     assert main(["probe", str(run_dir), "--limit", "100", "--folds", "2"]) == 0
     assert "last point" in capsys.readouterr().out
     assert main(["probe", str(run_dir), "--targets", "mod3"]) == 2  # not a target of S_k
+
+
+def test_config_knows_each_subgroup_operator_and_its_size():
+    """config (stdlib only) repeats which operators draw operands from a subgroup, and how
+    large it is; this holds those copies to groups.PERM_OPS."""
+    from mechlistops.config import SUBGROUP_OPERATORS
+
+    with_domain = tuple(op for op, spec in groups.PERM_OPS.items() if spec.domain is not None)
+    assert with_domain == SUBGROUP_OPERATORS
+    for k in (3, 4, 5):
+        cfg = DataConfig(family="perm", group_k=k, ops=PERM_OPERATORS, tree="single")
+        for op in PERM_OPERATORS:
+            assert cfg.leaf_values(op) == len(groups.domain(groups.symmetric_group(k), op))

@@ -91,13 +91,12 @@ def class_separability(x: np.ndarray, labels: np.ndarray) -> float:
 def coset_labels(group: SymmetricGroup) -> dict[str, np.ndarray]:
     """Per element: its sign, its left coset of the last point's stabiliser (g(k-1)) and its
     left coset of the cyclic subgroup <r>."""
-    last = np.array([p[-1] for p in group.elements])
     cyclic = set(int(c) for c in group.cyclic)
     coset_of, cyc = {}, np.zeros(len(group), dtype=int)
     for g in range(len(group)):
         members = frozenset(int(group.table[g, c]) for c in cyclic)
         cyc[g] = coset_of.setdefault(members, len(coset_of))
-    return {"sign": group.sign, "last point": last, "cyclic coset": cyc}
+    return {"sign": group.sign, "last point": group.image_last, "cyclic coset": cyc}
 
 
 def geometry_metrics(x: np.ndarray, group: SymmetricGroup | None = None) -> dict[str, float]:

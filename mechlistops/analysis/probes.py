@@ -46,7 +46,7 @@ def targets_for(vocab: Vocab) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     parity is the sign, and `last point` the coset of the last point's stabiliser (g(k-1))."""
     if vocab.group is None:
         return TARGETS
-    last = np.array([p[-1] for p in vocab.group.elements])
+    last = vocab.group.image_last
     return {"parity": vocab.parity, "value": TARGETS["value"], "last point": lambda v: last[v]}
 
 

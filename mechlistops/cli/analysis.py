@@ -324,7 +324,6 @@ def cmd_analyse(args) -> int:
 
 
 def cmd_steps(args) -> int:
-    from mechlistops.analysis.common import analysis_path
     from mechlistops.atomic import write_text
     from mechlistops.checkpoint import load_run_config, parse_run_spec
     from mechlistops.model import resolve_device
