@@ -1,8 +1,11 @@
 """ListOps generation + tokenisation speed: the vectorised sampler against a one-at-a-time
 Python baseline (recursive sampling, evaluation and tokenisation, as one would first write it),
-in one process.
+in one process; then an ensemble's feed: the batches of 12 training streams (4 mixtures x 3
+seeds, as one size of the 120-run sweep), step by step, made in this process against made
+ahead by `data.ChunkWorkers` processes.
 
     python benchmarks/data_throughput.py [--n 1000000] [--baseline-n 50000]
+        [--feed-steps 1024] [--feed-workers 2]
 """
 
 from __future__ import annotations
@@ -60,10 +63,40 @@ def python_baseline(cfg: DataConfig, n: int, seed: int = 0) -> list[list[int]]:
     return rows
 
 
+def feed_rate(steps: int, workers: int) -> float:
+    """Ensemble steps/s of 12 streams' batches (every stream's batch for a step, then the
+    next step), in this process (workers 0) or from `workers` ChunkWorkers processes."""
+    from mechlistops.config import TrainConfig
+    from mechlistops.data import ChunkWorkers, TrainStream
+
+    mixtures = (("SUM",), ("MAX",), ("MED",), ("SUM", "MAX", "MED"))
+    train = TrainConfig()
+    streams = [
+        TrainStream(DataConfig(ops=ops, seed=seed), train, np.array([], np.uint64), ops)
+        for ops in mixtures
+        for seed in range(3)
+    ]
+    pool = ChunkWorkers(workers) if workers else None
+    if pool:
+        streams = [pool.parallel(s) for s in streams]
+        for s in streams:  # start-up (spawning the processes) is not the rate
+            s.batch(0)
+    t0 = time.perf_counter()
+    for step in range(1 if pool else 0, steps):
+        for s in streams:
+            s.batch(step)
+    rate = (steps - (1 if pool else 0)) / (time.perf_counter() - t0)
+    if pool:
+        pool.close()
+    return rate
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=1_000_000)
     p.add_argument("--baseline-n", type=int, default=50_000)
+    p.add_argument("--feed-steps", type=int, default=1024)
+    p.add_argument("--feed-workers", type=int, default=2)
     args = p.parse_args()
     cfg = DataConfig()
     t0 = time.perf_counter()
@@ -80,6 +113,13 @@ def main() -> None:
         f"(tokens, answers and per-position node values)"
     )
     print(f"ratio: {fast / base:.1f}x")
+    alone = feed_rate(args.feed_steps, 0)
+    fed = feed_rate(args.feed_steps, args.feed_workers)
+    print(f"ensemble feed, 12 streams, {args.feed_steps} steps:")
+    print(f"  made in this process:        {alone:,.1f} steps/s")
+    print(
+        f"  made by {args.feed_workers} worker processes:  {fed:,.1f} steps/s, {fed / alone:.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ transition table):
    run never interrupted;
 2. throughput: model-steps/s of the ensemble engine against one model at a time, in this
    process, at 3 sizes, and the fraction of ensemble time spent waiting for batches (the
-   device idle);
+   device idle), with batches made in the ensemble's thread and by --data-workers processes
+   (the sweep and the study below use the processes);
 3. the 120-run sweep (10 sizes x 3 seeds x 4 mixtures x 10,000 steps): a probe at a fraction
    of the steps, extrapolated; the whole sweep, timed, when the extrapolation fits what is
    left of the budget;
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -52,6 +54,7 @@ class Suite:
         self.deadline = self.start + budget_s
         self.figures: dict = {}
         self.log_path = out / "suite.log"
+        self.data_workers = 0  # processes making each ensemble's batches (main sets it)
 
     def left(self) -> float:
         return self.deadline - time.perf_counter()
@@ -184,12 +187,24 @@ def correctness(suite: Suite, device, tiny: bool) -> None:
     suite.log(f"correctness: {suite.figures['correctness']}")
 
 
+def _timed_ensemble(cfgs, folder: Path, device, data_workers: int) -> tuple[float, float]:
+    """Seconds to train `cfgs` as one ensemble, and the fraction of them spent waiting for
+    batches."""
+    from mechlistops import ensemble
+    from mechlistops.ensemble import train_ensemble
+
+    before = ensemble.TIMINGS["data_wait_s"]
+    t = time.perf_counter()
+    members = [(c, folder / f"m{i}") for i, c in enumerate(cfgs)]
+    train_ensemble(members, False, str(device), data_workers=data_workers)
+    seconds = time.perf_counter() - t
+    return seconds, (ensemble.TIMINGS["data_wait_s"] - before) / seconds
+
+
 def throughput(suite: Suite, device, tiny: bool) -> None:
     """Model-steps/s: K members as one ensemble against one run at a time, at 3 sizes."""
     import tempfile
 
-    from mechlistops import ensemble
-    from mechlistops.ensemble import train_ensemble
     from mechlistops.train import train
 
     sizes = (8, 16) if tiny else (16, 64, 128)
@@ -200,11 +215,8 @@ def throughput(suite: Suite, device, tiny: bool) -> None:
         cfgs = [_config(d, steps, seed=s) for s in range(k)]
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
-            before = dict(ensemble.TIMINGS)
-            t = time.perf_counter()
-            train_ensemble([(c, tmp / f"e{i}") for i, c in enumerate(cfgs)], False, str(device))
-            ens_s = time.perf_counter() - t
-            waited = ensemble.TIMINGS["data_wait_s"] - before["data_wait_s"]
+            ens_s, wait = _timed_ensemble(cfgs, tmp / "e", device, 0)
+            fed_s, fed_wait = _timed_ensemble(cfgs, tmp / "f", device, suite.data_workers)
             t = time.perf_counter()
             train(cfgs[0], tmp / "alone", progress=False, device=str(device))
             alone_s = time.perf_counter() - t
@@ -215,7 +227,12 @@ def throughput(suite: Suite, device, tiny: bool) -> None:
             "ensemble_model_steps_per_s": k * steps / ens_s,
             "alone_model_steps_per_s": steps / alone_s,
             "ratio": (k * steps / ens_s) / (steps / alone_s),
-            "ensemble_data_wait_fraction": waited / ens_s,
+            "ensemble_data_wait_fraction": wait,
+            # the same ensemble, its batches made by worker processes (--data-workers)
+            "data_workers": suite.data_workers,
+            "fed_model_steps_per_s": k * steps / fed_s,
+            "fed_ratio": (k * steps / fed_s) / (steps / alone_s),
+            "fed_data_wait_fraction": fed_wait,
         }
         rows.append(row)
         suite.log(f"throughput: {row}")
@@ -248,6 +265,7 @@ def sweep_120(suite: Suite, device, tiny: bool) -> None:
                 progress=False,
                 engine="ensemble",
                 device=str(device),
+                data_workers=suite.data_workers,
             )
             seconds = time.perf_counter() - t
         return seconds, (ensemble.TIMINGS["data_wait_s"] - before) / seconds
@@ -314,7 +332,13 @@ def study(suite: Suite, device, tiny: bool) -> None:
             break
         t = time.perf_counter()
         run_sweep(
-            sweep, out / f"d{d}", workers=1, progress=False, engine="ensemble", device=str(device)
+            sweep,
+            out / f"d{d}",
+            workers=1,
+            progress=False,
+            engine="ensemble",
+            device=str(device),
+            data_workers=suite.data_workers,
         )
         per_size = time.perf_counter() - t
         done.append(d)
@@ -355,9 +379,23 @@ def main() -> None:
     p.add_argument("--budget-s", type=float, default=480.0, help="stop starting work after this")
     p.add_argument("--tiny", action="store_true", help="tiny sizes and steps (a CPU check)")
     p.add_argument("--wheels", type=Path, default=ROOT / "wheels")
+    p.add_argument(
+        "--data-workers",
+        type=int,
+        default=None,
+        help="processes making each ensemble's batches (default: all cores but 2, at most 12; "
+        "1 with --tiny)",
+    )
     p.add_argument("--skip", default="", help="stages to skip: correctness,throughput,sweep,study")
     args = p.parse_args()
     suite = Suite(args.out, args.budget_s)
+    cores = os.cpu_count() or 1
+    suite.data_workers = (
+        args.data_workers
+        if args.data_workers is not None
+        else (1 if args.tiny else max(1, min(12, cores - 2)))
+    )
+    suite.figures["data_workers"] = suite.data_workers
     install_wheels(args.wheels, suite)
     sys.path.insert(0, str(ROOT))  # the working tree, installed or not
 

@@ -62,9 +62,11 @@ def atomic_write(path: Path, write) -> None:
     except OSError as exc:
         raise OutputError(f"{path}: cannot write it ({exc.strerror})") from None
     os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; run files are meant to be shared
     try:
         write(tmp)
+        # mkstemp makes 0600 files, and some writers (safetensors) make their own; run files
+        # are meant to be shared
+        os.chmod(tmp, 0o644)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -403,6 +403,15 @@ def _bad_state_fields(meta: dict) -> list[str]:
         "loss_sum": _number,
         "loss_count": lambda v: isinstance(v, int) and v >= 0,
         "elapsed_s": _number,
+        "curve": lambda v: (
+            isinstance(v, list)
+            and all(
+                isinstance(p, list) and len(p) == 2 and isinstance(p[0], int) and _number(p[1])
+                for p in v
+            )
+        ),
+        "curve_sum": _number,
+        "curve_count": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
         "examples": lambda v: (
             isinstance(v, dict)
             and all(isinstance(k, str) and isinstance(n, int) and n >= 0 for k, n in v.items())

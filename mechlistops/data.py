@@ -22,6 +22,7 @@ import numpy as np
 
 from mechlistops import groups
 from mechlistops.config import OPERATORS, DataConfig, TrainConfig
+from mechlistops.errors import ConfigError
 from mechlistops.listops import Vocab, ssum_permutation
 
 _TEST_STREAM, _TRAIN_STREAM, _MIXTURE_KEY = 1, 2, 100
@@ -420,6 +421,87 @@ class TrainStream:
         if t.length_buckets > 1:
             out = out.subset(bucket_order(out.lengths, self.batch_size, t.length_buckets, rng))
         return out
+
+
+def _chunk_of(
+    data: DataConfig,
+    train: TrainConfig,
+    exclude: np.ndarray,
+    ops: tuple[str, ...] | None,
+    phase: int,
+    chunk_id: int,
+) -> Examples:
+    """One TrainStream chunk, made anywhere (in a worker process)."""
+    return TrainStream(data, train, exclude, ops, phase)._make_chunk(chunk_id)
+
+
+def _chunk_worker_init(parent: int) -> None:
+    from mechlistops.threads import die_with_parent
+
+    die_with_parent(parent)
+
+
+class ChunkWorkers:
+    """Worker processes that make training-stream chunks ahead of use (`parallel`).
+
+    One process's numpy makes about 220,000 expressions/s; an ensemble on a GPU steps faster
+    than that feeds it. Each chunk is a pure function of its stream and index, so chunks made
+    in any process, in any order, are the chunks the stream itself would make: the batches,
+    and the trained weights, are unchanged.
+    """
+
+    def __init__(self, workers: int, ahead: int = 2):
+        import multiprocessing
+        import os
+        from concurrent.futures import ProcessPoolExecutor
+
+        if workers < 1:
+            raise ConfigError(f"data workers must be at least 1, got {workers}")
+        # spawn, not fork: forking a process whose torch thread pool runs can deadlock
+        self.pool = ProcessPoolExecutor(
+            workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_chunk_worker_init,
+            initargs=(os.getpid(),),
+        )
+        self.ahead = ahead  # chunks requested beyond the one in use, per stream
+
+    def parallel(self, stream):
+        """`stream` with its chunks made here; a stream of another kind (a finite pool's,
+        which only indexes) is returned as it is."""
+        return _ParallelStream(stream, self) if isinstance(stream, TrainStream) else stream
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _ParallelStream:
+    """A TrainStream whose chunks come from `ChunkWorkers`, requested `ahead` chunks early."""
+
+    def __init__(self, stream: TrainStream, workers: ChunkWorkers):
+        self.stream, self.workers = stream, workers
+        self._pending: dict = {}  # chunk id -> Future
+        self._chunk_id: int | None = None
+        self._chunk: Examples | None = None
+
+    def _request(self, chunk_id: int) -> None:
+        s = self.stream
+        if chunk_id not in self._pending:
+            self._pending[chunk_id] = self.workers.pool.submit(
+                _chunk_of, s.cfg, s.train, s.exclude, s.ops, s.phase, chunk_id
+            )
+
+    def batch(self, step: int) -> Examples:
+        s = self.stream
+        chunk_id, offset = divmod(step, s.train.stream_chunk_steps)
+        if chunk_id != self._chunk_id:
+            for c in range(chunk_id, chunk_id + self.workers.ahead + 1):
+                self._request(c)
+            for c in [c for c in self._pending if c < chunk_id]:  # skipped (a resume)
+                self._pending.pop(c).cancel()
+            self._chunk, self._chunk_id = self._pending.pop(chunk_id).result(), chunk_id
+        b = s.batch_size
+        return self._chunk.subset(slice(offset * b, (offset + 1) * b))
 
 
 def bucket_order(

@@ -32,6 +32,7 @@ from torch.func import vmap
 
 from mechlistops import checkpoint as ckpt
 from mechlistops.config import RunConfig
+from mechlistops.data import ChunkWorkers
 from mechlistops.evaluate import loss_from_logits, loss_inputs
 from mechlistops.forward import logits_from_params
 from mechlistops.model import hooked_transformer_config_dict
@@ -58,10 +59,14 @@ def ensemble_key(cfg: RunConfig) -> str | None:
 
 
 def train_ensemble(
-    members: list[tuple[RunConfig, str | Path]], progress: bool = True, device: str = "auto"
+    members: list[tuple[RunConfig, str | Path]],
+    progress: bool = True,
+    device: str = "auto",
+    data_workers: int = 0,
 ) -> list[TrainResult]:
     """Train (or resume) every (config, run_dir) together on `device`; results in the order
-    given.
+    given. `data_workers` > 0: the members' training streams are made ahead in that many
+    worker processes (`data.ChunkWorkers`; the same batches), else in one thread.
 
     All configs must share one `ensemble_key`. Run directories holding a run resume; members
     resumed at different steps train as separate ensembles.
@@ -74,9 +79,17 @@ def train_ensemble(
     for run in runs:
         by_step[run.step].append(run)
     done = {}
-    for group in by_step.values():
-        for run, result in zip(group, drive(group, _Stacked(group), progress)):
-            done[id(run)] = result
+    workers = ChunkWorkers(data_workers) if data_workers else None
+    try:
+        for group in by_step.values():
+            if workers:
+                for run in group:
+                    run.streams = {k: workers.parallel(s) for k, s in run.streams.items()}
+            for run, result in zip(group, drive(group, _Stacked(group), progress)):
+                done[id(run)] = result
+    finally:
+        if workers:
+            workers.close()
     return [done[id(run)] for run in runs]
 
 

@@ -2,7 +2,8 @@
 
 `plot_training(run_dir)` reads `metrics.jsonl` and writes `training.png` beside it: held-out
 accuracy per test set against step (solid: whole set, dashed: the part guaranteed absent from
-training), each set's majority-class baseline dotted, and the training loss.
+training), each set's majority-class baseline dotted, and the training loss (every point of
+`train_curve`, about 250 per run, where the metrics have it; else one per evaluation).
 """
 
 from __future__ import annotations
@@ -32,6 +33,25 @@ def metrics_frame(run_dir: Path) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows)
+
+
+def loss_curve(run_dir: Path) -> pd.DataFrame:
+    """The training loss, step by step as finely as the metrics record it: `train_curve`'s
+    points, or one point per evaluation (`train_loss`) for lines that lack it."""
+    rows = []
+    for rec in read_metrics(run_dir):
+        curve = rec.get("train_curve")
+        if isinstance(curve, list) and curve:
+            rows += [
+                {"step": p[0], "train_loss": p[1]}
+                for p in curve  # a hand-edited point that is not [step, loss] is skipped
+                if isinstance(p, list)
+                and len(p) == 2
+                and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in p)
+            ]
+        else:
+            rows.append({"step": rec["step"], "train_loss": rec.get("train_loss", np.nan)})
+    return pd.DataFrame(rows, columns=["step", "train_loss"])
 
 
 def plot_training(run_dir: Path, out: Path | None = None) -> Path:
@@ -68,9 +88,9 @@ def plot_training(run_dir: Path, out: Path | None = None) -> Path:
         title="accuracy (solid), held-out part (dashed), majority baseline (dotted)",
     )
     ax_acc.title.set_fontsize(9)
-    losses = df.drop_duplicates("step")
-    sns.lineplot(losses, x="step", y="train_loss", ax=ax_loss, color="k", label="train")
-    sns.lineplot(df, x="step", y="loss", hue="set", palette=palette, ax=ax_loss)
+    losses = loss_curve(run_dir)
+    ax_loss.plot(losses.step, losses.train_loss, color="k", lw=1, label="train")
+    sns.lineplot(df, x="step", y="loss", hue="set", palette=palette, marker="o", ax=ax_loss)
     ax_loss.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     shown = pd.concat([losses["train_loss"], df["loss"]])
     positive = shown[np.isfinite(shown) & (shown > 0)]  # a diverged run has none

@@ -1,9 +1,12 @@
-"""One self-contained HTML page comparing runs side by side.
+"""One self-contained HTML page comparing runs side by side, and sweeps as populations.
 
 Runs every analysis on each run (saving its numbers and figures under `RUN/analysis/` as the
 single commands do) and lays the results out in columns, one per run: per-operator accuracy,
 ablation, usage ratios, direct logit attribution, probes, geometry, and circuitsvis attention
-views on a few examples. Figures are embedded as data URIs and the circuitsvis bundle is
+views on a few examples. A sweep directory given in place of a run becomes a population
+section: `mechlistops analyse` over its members (cached per run, so what `analyse` already
+computed is reused), its table of medians and 95% intervals over seeds, and its figure per
+metric. Figures are embedded as data URIs and the circuitsvis bundle is
 inlined once, so the page loads nothing from anywhere: it can be mailed, archived, or opened
 offline.
 """
@@ -15,6 +18,7 @@ import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
@@ -31,8 +35,34 @@ from mechlistops.analysis.views import attention_view, views_page_fragment
 from mechlistops.analysis.viz import plot_ablation, plot_attribution, plot_geometry, plot_probes
 from mechlistops.atomic import check_writable_file, write_text
 from mechlistops.checkpoint import read_metrics
+from mechlistops.errors import ConfigError
 from mechlistops.evaluate import evaluate_sets
 from mechlistops.plots import plot_training
+
+
+@dataclass
+class SweepSummary:
+    spec: str
+    table: pd.DataFrame  # population.aggregate's: mixture, n_params, metric, median, ci_...
+    figures: dict[str, Path]  # metric -> figure
+    notes: list[str] = field(default_factory=list)  # members skipped or failed
+
+
+def summarise_sweep(spec: str, device="cpu", workers: int = 0) -> SweepSummary:
+    """`mechlistops analyse` on a sweep, every analysis at its default settings (so the
+    per-run caches of `analyse` serve both); writes the sweep's analysis.json/.csv and figures."""
+    from mechlistops.population import aggregate, analyse_sweep, write_outputs
+
+    df = analyse_sweep(Path(spec), workers=workers, device=str(device), progress=False)
+    notes = [f"{name}: not finished, skipped" for name in df.attrs["skipped"]]
+    notes += [f"{name}: failed ({why})" for name, why in df.attrs["failed"].items()]
+    if df.empty:
+        raise ConfigError(f"{spec}: no member of the sweep could be analysed")
+    table = aggregate(df)
+    files = write_outputs(df, table, Path(spec))
+    return SweepSummary(
+        spec, table, {k: v for k, v in files.items() if k not in ("json", "csv")}, notes
+    )
 
 
 @dataclass
@@ -137,10 +167,42 @@ th, td { padding: 3px 8px; text-align: right; border-bottom: 1px solid #eee; }
 """
 
 
-def render(summaries: list[RunSummary]) -> str:
-    """The HTML page for a list of run summaries."""
-    names = [s.spec for s in summaries]
+def _population(sweep: SweepSummary) -> str:
+    """A sweep's section: medians [95% interval] per metric x mixture (rows) and size
+    (columns), and a figure per metric."""
+    t = sweep.table
+    cells = t.assign(
+        cell=[
+            f"{m:.2f}" + ("" if np.isnan(lo) else f" [{lo:.2f}, {hi:.2f}]")
+            for m, lo, hi in zip(t["median"], t.ci_low, t.ci_high)
+        ],
+        size=[f"{n:,} parameters (d_model {d})" for n, d in zip(t.n_params, t.d_model)],
+    )
+    order = list(dict.fromkeys(cells.sort_values("n_params")["size"]))
+    table = cells.pivot(index=["metric", "mixture"], columns="size", values="cell")[order]
+    seeds = (
+        f"{t.seeds.min()}" if t.seeds.min() == t.seeds.max() else f"{t.seeds.min()}-{t.seeds.max()}"
+    )
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in sweep.notes)
+    figures = "".join(f"<div>{_img(path)}</div>" for path in sweep.figures.values())
+    return (
+        f"<h2>Population: {html.escape(sweep.spec)}</h2><p class='note'>Every finished member "
+        "analysed (<code>mechlistops analyse</code>); per mixture and size, the median over "
+        f"seeds ({seeds} per cell) and its 95% bootstrap interval. Figures: medians (lines, "
+        "interval bands) and each seed (points) against parameters.</p>"
+        + (f"<ul class='note'>{notes}</ul>" if notes else "")
+        + table.to_html(na_rep="-", border=0)
+        + f"<div class='runs' style='--n: 2'>{figures}</div>"
+    )
+
+
+def render(summaries: list[RunSummary], sweeps: list[SweepSummary] = ()) -> str:
+    """The HTML page for sweep and run summaries (sweeps first)."""
+    names = [s.spec for s in [*sweeps, *summaries]]
     parts = [f"<h1>mechlistops report: {html.escape(', '.join(names))}</h1>"]
+    parts += [_population(sweep) for sweep in sweeps]
+    if not summaries:
+        return _page(parts, "")
 
     def table(title: str, note: str, frames: dict[str, pd.DataFrame]) -> None:
         parts.append(f"<h2>{title}</h2><p class='note'>{note}</p>{_side_by_side(frames)}")
@@ -210,15 +272,26 @@ def render(summaries: list[RunSummary]) -> str:
         cells.append(f"<div><h3>{html.escape(s.spec)}</h3>{items}</div>")
     parts.append("<h2>Attention patterns (last layer)</h2>" + grid + "".join(cells) + "</div>")
     # Inline the bundle once, as a classic script so that CircuitsVis is a global for every view.
-    script = f"<script>{bundle}</script>" if bundle else ""
+    return _page(parts, f"<script>{bundle}</script>" if bundle else "")
+
+
+def _page(parts: list[str], head: str) -> str:
     return (
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>mechlistops report</title>"
-        f"<style>{_STYLE}</style>{script}</head><body>{''.join(parts)}</body></html>"
+        f"<style>{_STYLE}</style>{head}</head><body>{''.join(parts)}</body></html>"
     )
 
 
-def build_report(specs: list[str], out: Path, limit: int | None = 1000, device="cpu") -> Path:
+def build_report(
+    specs: list[str], out: Path, limit: int | None = 1000, device="cpu", workers: int = 0
+) -> Path:
+    """The page for runs and sweeps (a directory holding sweep.json is a sweep)."""
+    from mechlistops.sweep import SWEEP_FILE
+
     check_writable_file(out, "report")
-    summaries = [summarise_run(s, limit=limit, device=device) for s in tqdm(specs, desc="runs")]
-    write_text(Path(out), render(summaries))
+    is_sweep = [(Path(s) / SWEEP_FILE).is_file() for s in specs]
+    sweeps = [summarise_sweep(s, device, workers) for s, yes in zip(specs, is_sweep) if yes]
+    runs = [s for s, yes in zip(specs, is_sweep) if not yes]
+    summaries = [summarise_run(s, limit=limit, device=device) for s in tqdm(runs, desc="runs")]
+    write_text(Path(out), render(summaries, sweeps))
     return Path(out)

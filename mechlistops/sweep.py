@@ -15,13 +15,10 @@ either way. A member that fails does not stop the others.
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import json
 import multiprocessing
 import os
-import signal
-import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -122,9 +119,12 @@ def plan_tasks(
     return [g[i : i + size] for g in groups.values() for i in range(0, len(g), size)]
 
 
-def train_task(task: list[tuple[dict, str]], progress: bool = False, device: str = "auto") -> None:
+def train_task(
+    task: list[tuple[dict, str]], progress: bool = False, device: str = "auto", data_workers=0
+) -> None:
     """Train (or resume) one task's members (config dict, run directory): alone, or as one
-    ensemble. Runs in this process, a worker process or a Ray task."""
+    ensemble (its batches made by `data_workers` processes, if any). Runs in this process, a
+    worker process or a Ray task."""
     from mechlistops.ensemble import train_ensemble
     from mechlistops.train import train
 
@@ -133,20 +133,17 @@ def train_task(task: list[tuple[dict, str]], progress: bool = False, device: str
         cfg, run_dir = members[0]
         train(cfg, run_dir, resume=ckpt.holds_run(run_dir), progress=progress, device=device)
     else:
-        train_ensemble(members, progress=progress, device=device)
+        train_ensemble(members, progress=progress, device=device, data_workers=data_workers)
 
 
 def _worker_init(parent: int) -> None:
-    """A worker trains on one thread, and dies with the process that started it: without
-    this, a sweep killed with SIGKILL leaves its workers training on, orphaned."""
+    """A worker trains on one thread, and dies with the process that started it."""
     import torch
 
+    from mechlistops.threads import die_with_parent
+
     torch.set_num_threads(1)
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: SIGKILL me when my parent dies
-    if os.getppid() != parent:  # the parent died before the line above took effect
-        os._exit(1)
+    die_with_parent(parent)
 
 
 def run_sweep(
@@ -160,6 +157,7 @@ def run_sweep(
     address: str | None = None,
     device: str = "auto",
     slurm: SlurmOptions | None = None,
+    data_workers: int = 0,
 ) -> SweepOutcome:
     """Train every unfinished member into out/<member>. A member that fails (bad data, out of
     memory, a damaged run directory) does not stop the others: the outcome lists it with its
@@ -171,12 +169,15 @@ def run_sweep(
     one GPU per task where the cluster has GPUs. `out` must then be on a filesystem every
     Ray node sees. "slurm": the tasks as one SLURM array job through submitit (`slurm`: its
     partition, time, GPUs; logs under out/slurm/); `out` must be on a shared filesystem.
-    `device`: where members train ("auto": cuda when present).
+    `device`: where members train ("auto": cuda when present). `data_workers`: processes that
+    make each ensemble's batches ahead (local launcher; 0: the ensemble's own thread).
     """
     if launcher not in LAUNCHERS:
         raise ConfigError(f"launcher must be one of {LAUNCHERS}, got {launcher!r}")
-    if workers < 0 or max_models < 0:
-        raise ConfigError("--workers and --max-models must be >= 0 (0: the default)")
+    if workers < 0 or max_models < 0 or data_workers < 0:
+        raise ConfigError(
+            "--workers, --max-models and --data-workers must be >= 0 (0: the default)"
+        )
     launch.check_available(launcher, slurm)
     out = open_sweep_dir(sweep, out)
     todo = [m for m in sweep.members() if not ckpt.is_finished(out / m.name)]
@@ -206,7 +207,7 @@ def run_sweep(
             on_gpu = any(len(t) > 1 for t in tasks)  # ensembles: one process owns the device
             workers = 1 if on_gpu else os.cpu_count() or 1
         alone = workers == 1 or len(tasks) <= 1
-        calls = [(task, progress and alone, device) for task in tasks]
+        calls = [(task, progress and alone, device, data_workers) for task in tasks]
         run_local(train_task, calls, workers, on_done, on_failed)
     bar.close()
     diverged = {}

@@ -16,7 +16,10 @@ model's training drops from about 40 steps/s to about 1 (2 cores, one busy). Two
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
+import sys
 import time
 from dataclasses import dataclass
 
@@ -24,6 +27,16 @@ from mechlistops.errors import ConfigError
 
 MAX_THREADS = 256
 WAIT_ENV = {"GOMP_SPINCOUNT": "1000"}  # libgomp (torch's OpenMP on Linux): spin, then sleep
+
+
+def die_with_parent(parent: int) -> None:
+    """Make this worker process die with the process that started it (`parent`, its pid):
+    without this, one killed with SIGKILL leaves its workers running on, orphaned."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: SIGKILL me when my parent dies
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
 
 
 def set_wait_policy(environ=os.environ) -> None:

@@ -43,7 +43,72 @@ def _datasets_stand_in() -> None:
 
 _datasets_stand_in()
 
-from transformer_lens import HookedTransformer, HookedTransformerConfig, patching  # noqa: E402
-from transformer_lens.hook_points import HookPoint  # noqa: E402
+import json  # noqa: E402
+from importlib import metadata  # noqa: E402
+from pathlib import Path  # noqa: E402
 
-__all__ = ["HookedTransformer", "HookedTransformerConfig", "HookPoint", "patching"]
+TL_MAJOR = int(metadata.version("transformer-lens").split(".")[0])
+if TL_MAJOR < 4:
+    from transformer_lens import HookedTransformer, HookedTransformerConfig, patching
+    from transformer_lens.hook_points import HookPoint
+else:  # an environment with TransformerLens 4.x: only `boot_tl4` (opening exports) works here
+    HookedTransformer = HookedTransformerConfig = HookPoint = patching = None
+
+__all__ = [
+    "HookedTransformer",
+    "HookedTransformerConfig",
+    "HookPoint",
+    "patching",
+    "bridge_config",
+    "boot_tl4",
+]
+
+# ----------------------------------------------------------------------------- TransformerLens 4.x
+# A run exported for TransformerLens 4.x (`mechlistops export`, written by mechlistops/export.py)
+# is a folder of three files: the bridge config with what the export came from, the weights in
+# HookedTransformer's own (3.x) names and shapes, which 4.x's `convert_tl_checkpoint` maps onto
+# the bridge, and the run's vocabulary. Safetensors and JSON only: opening it runs no code.
+EXPORT_FORMAT = "mechlistops-tl4-export"
+EXPORT_CONFIG, EXPORT_WEIGHTS, EXPORT_VOCAB = "config.json", "model.safetensors", "vocab.json"
+
+
+def bridge_config(hooked_transformer_config: dict) -> dict:
+    """TransformerBridgeConfig kwargs for a run's HookedTransformerConfig kwargs: the same
+    fields, built as 4.x's TL-native architecture (no Hugging Face model behind it)."""
+    cfg = {k: v for k, v in hooked_transformer_config.items() if k != "original_architecture"}
+    return {**cfg, "architecture": "TransformerLensNative"}
+
+
+def boot_tl4(export_dir, device=None):
+    """Open an exported run in TransformerLens 4.x: `TransformerBridge.boot_native` on its
+    config, then its weights through `convert_tl_checkpoint`, loaded strictly. Checks what 4.x
+    users have been bitten by: every converted tensor must read back from the bridge's
+    `state_dict` equal to what was loaded (a load that silently kept the random init fails
+    here), and the export must not ask for tied embeddings (native models ignore them).
+    Returns the bridge; the vocabulary is `json.load(open(EXPORT_DIR / "vocab.json"))`."""
+    import torch
+    from safetensors.torch import load_file
+    from transformer_lens.config import TransformerBridgeConfig
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformer_lens.utilities.tl_checkpoint_conversion import convert_tl_checkpoint
+
+    folder = Path(export_dir)
+    meta = json.loads((folder / EXPORT_CONFIG).read_text())
+    if meta.get("format") != EXPORT_FORMAT:
+        raise ValueError(f"{folder}: not a mechlistops TransformerLens 4.x export")
+    fields = meta["bridge_config"]
+    if fields.get("tie_word_embeddings"):
+        raise ValueError(f"{folder}: tied embeddings, which 4.x native models ignore")
+    cfg = TransformerBridgeConfig(**fields)
+    bridge = TransformerBridge.boot_native(cfg, device=device)
+    converted = convert_tl_checkpoint(load_file(folder / EXPORT_WEIGHTS), cfg)
+    bridge.load_state_dict(converted, strict=True)
+    state = bridge.state_dict()
+    wrong = [
+        k
+        for k, v in converted.items()
+        if k not in state or not torch.equal(state[k].cpu(), v.to(state[k].dtype))
+    ]
+    if wrong:
+        raise RuntimeError(f"{folder}: the bridge did not take these weights: {wrong[:3]}")
+    return bridge.eval()

@@ -45,6 +45,7 @@ from mechlistops.pools import PoolStream, evaluation_data, pool_digest
 from mechlistops.tl import HookedTransformer
 
 log = logging.getLogger(__name__)
+CURVE_POINTS = 250  # about this many training-loss points per run, however short (metrics.jsonl)
 
 
 # ----------------------------------------------------------------------------- the step plan
@@ -210,6 +211,12 @@ class RunState:
         self.plan, self.snaps = phases(cfg), snapshot_steps(t)
         self.opt = make_optimizer(self.model, t)
         self.step, self.loss_sum, self.loss_count = 0, 0.0, 0
+        # The training-loss curve between evaluations: the mean loss of every `curve_every`
+        # steps, written with the next metrics line ("train_curve": [[step, loss], ...]), so a
+        # short run's loss still has a few hundred points where it has only a few evaluations.
+        self.curve_every = max(1, t.total_steps // CURVE_POINTS)
+        self.curve: list[list] = []
+        self.curve_sum, self.curve_count = 0.0, 0
         self.examples: Counter[str] = Counter()  # training examples seen, by root operator
         self._batch_ops: dict[int, Counter[str]] = {}  # per step, until `record` books it
         self.stopped: dict | None = None  # {"step", "reason"} once a stopping rule fired
@@ -259,6 +266,9 @@ class RunState:
         self.step = point.step
         self.loss_sum = point.meta.get("loss_sum", 0.0)
         self.loss_count = point.meta.get("loss_count", 0)
+        self.curve = point.meta.get("curve", [])
+        self.curve_sum = point.meta.get("curve_sum", 0.0)
+        self.curve_count = point.meta.get("curve_count", 0)
         self.examples = Counter(point.meta.get("examples", {}))
         for record in ckpt.read_metrics(self.run_dir):  # the patience count so far
             self.stop_rule.update(record["eval"])
@@ -300,6 +310,11 @@ class RunState:
         self.step = step
         self.loss_sum += loss
         self.loss_count += 1
+        self.curve_sum += loss
+        self.curve_count += 1
+        if step % self.curve_every == 0 or self.evaluates(step) or not math.isfinite(loss):
+            self.curve.append([step, self.curve_sum / self.curve_count])
+            self.curve_sum, self.curve_count = 0.0, 0
         self.examples.update(self._batch_ops.pop(step - 1, {}))
         if not math.isfinite(loss):  # diverged: nothing after this step means anything
             self.stopped = {"step": step, "reason": f"diverged: training loss {loss}"}
@@ -312,6 +327,9 @@ class RunState:
             extra = {
                 "loss_sum": self.loss_sum,
                 "loss_count": self.loss_count,
+                "curve": self.curve,
+                "curve_sum": self.curve_sum,
+                "curve_count": self.curve_count,
                 "elapsed_s": time.perf_counter() - self.started,
                 "examples": dict(self.examples),
             }
@@ -333,6 +351,7 @@ class RunState:
             "phase": phase.index,
             "lr": lr,
             "train_loss": self.loss_sum / max(self.loss_count, 1),
+            "train_curve": self.curve,
             "elapsed_s": round(time.perf_counter() - self.started, 2),
             "examples": dict(self.examples),
             **({"epochs": self.epochs()} if self.pools else {}),
@@ -344,7 +363,7 @@ class RunState:
         if self.stopped:
             self.metrics["stop"] = self.stopped["reason"]
         ckpt.append_metrics(self.run_dir, self.metrics)
-        self.loss_sum, self.loss_count = 0.0, 0
+        self.loss_sum, self.loss_count, self.curve = 0.0, 0, []
 
     def summary(self) -> str:
         loss = self.metrics["train_loss"]

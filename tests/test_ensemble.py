@@ -139,3 +139,39 @@ def test_mismatched_runs_do_not_share_an_ensemble():
     assert ensemble_key(tiny_config()) != ensemble_key(tiny_config(model={"d_model": 16}))
     with pytest.raises(ValueError, match="ensemble_key"):
         train_ensemble([(tiny_config(), "a"), (tiny_config(model={"d_model": 16}), "b")])
+
+
+def test_batches_made_by_worker_processes_are_the_streams_own(tmp_path):
+    """ChunkWorkers: the same batches as the stream makes itself, from any starting chunk (a
+    resume), and an ensemble fed by them trains to the same weights bit for bit."""
+    import numpy as np
+
+    from mechlistops.data import ChunkWorkers, TrainStream
+    from mechlistops.errors import ConfigError
+
+    cfg = tiny_config(data={"ops": ("SUM", "MAX", "MED")}, train={"stream_chunk_steps": 4})
+    exclude = np.array([], dtype=np.uint64)
+    workers = ChunkWorkers(2, ahead=2)
+    try:
+        for start in (0, 13):  # 13: chunk 3, as a run resumed there asks
+            own = TrainStream(cfg.data, cfg.train, exclude, ("SUM", "MAX", "MED"))
+            fed = workers.parallel(TrainStream(cfg.data, cfg.train, exclude, ("SUM", "MAX", "MED")))
+            for step in range(start, start + 14):
+                a, b = own.batch(step), fed.batch(step)
+                for name in ("tokens", "answers", "root_ops", "lengths", "node_values"):
+                    assert np.array_equal(getattr(a, name), getattr(b, name)), (step, name)
+        pools = object()  # a stream of another kind passes through untouched
+        assert workers.parallel(pools) is pools
+    finally:
+        workers.close()
+    with pytest.raises(ConfigError, match="at least 1"):
+        ChunkWorkers(0)
+
+    cfgs = _members()[:2]
+    plain = train_ensemble([(c, tmp_path / f"a{k}") for k, c in enumerate(cfgs)], False)
+    fed = train_ensemble(
+        [(c, tmp_path / f"b{k}") for k, c in enumerate(cfgs)], False, data_workers=2
+    )
+    for x, y in zip(plain, fed):
+        a, b = x.model.state_dict(), y.model.state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a)

@@ -31,6 +31,9 @@ def test_gpu_suite_runs_on_cpu_tiny(tmp_path):
     assert figures["correctness"]["passed"]
     assert len(figures["throughput"]) == 2
     assert all(r["ensemble_model_steps_per_s"] > 0 for r in figures["throughput"])
+    assert all(
+        r["data_workers"] == 1 and r["fed_model_steps_per_s"] > 0 for r in figures["throughput"]
+    )
     assert figures["sweep_120"]["measured_seconds"] > 0
     assert figures["study"]["sizes_done"] == [8, 12]
     table = (out / "study.md").read_text()

@@ -183,3 +183,23 @@ def test_log_spaced_snapshots():
     assert gaps.max() < 3 * gaps.mean()  # evenly spaced in log(step), up to rounding
     with pytest.raises(ConfigError, match="log_snapshots"):
         TrainConfig(log_snapshots=-1)
+
+
+def test_report_of_a_sweep_shows_its_population(sweep_dir, tmp_path, capsys):
+    out = tmp_path / "report.html"
+    assert main(["report", str(sweep_dir), "--out", str(out), "--workers", "1"]) == 0
+    page = out.read_text()
+    assert f"Population: {sweep_dir}" in page
+    assert "max+min_d16_s1: not finished, skipped" in page
+    metrics = {r["metric"] for r in json.loads((sweep_dir / "analysis.json").read_text())}
+    assert "W_E ordering minus random init" in metrics
+    assert all(m in page for m in metrics)  # the table's columns
+    assert page.count("data:image/png;base64,") == len(metrics)  # a figure per metric
+    assert "CircuitsVis" not in page  # no runs given: no attention views
+    from tests.test_report_render import CHROMIUM, rendered
+
+    if CHROMIUM:  # as a browser shows it (tests/test_report_render.py)
+        check = rendered(out)
+        assert check["errors"] == [] and len(check["images"]) == len(metrics)
+        assert all(w > 100 and h > 100 for w, h in check["images"])
+        assert check["width"] <= check["viewport"] + 1  # the table fits the window

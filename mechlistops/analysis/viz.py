@@ -23,9 +23,13 @@ def _pyplot():
 
 
 def _save(fig, out: Path) -> Path:
+    """Write the figure as a PNG (atomically) and close it."""
+    import matplotlib.pyplot as plt
+
     out = Path(out)
     fig.tight_layout()
     atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
     return out
 
 

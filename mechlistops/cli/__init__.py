@@ -5,7 +5,7 @@ missing or corrupted checkpoints) ends as one line on stderr and a non-zero exit
 traceback. `main(argv)` returns the exit code, so tests call it directly.
 
     options.py   the options every command builds from the config dataclasses
-    train.py     train, eval
+    train.py     train, eval, export
     data.py      data sample, data evaluate, complexity
     analysis.py  ablate, attribute, probe, geometry, report
     sweep.py     sweep, transition, reproduce

@@ -263,7 +263,11 @@ def cmd_report(args) -> int:
     from mechlistops.report import build_report
 
     out = build_report(
-        args.runs, Path(args.out), limit=args.limit, device=resolve_device(args.device)
+        args.runs,
+        Path(args.out),
+        limit=args.limit,
+        device=resolve_device(args.device),
+        workers=args.workers,
     )
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, self-contained)")
     return 0
@@ -497,9 +501,21 @@ def add_parsers(sub) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_probe)
 
-    r = sub.add_parser("report", help="one offline HTML page comparing runs side by side")
-    r.add_argument("runs", nargs="+", help="run directories (or RUN@STEP)")
+    r = sub.add_parser(
+        "report", help="one offline HTML page comparing runs side by side, and sweeps"
+    )
+    r.add_argument(
+        "runs",
+        nargs="+",
+        help="run directories (or RUN@STEP), and sweep directories (their population figures)",
+    )
     r.add_argument("--out", default="report.html")
-    r.add_argument("--limit", type=_LIMIT, default=1000, help="examples per test set")
+    r.add_argument("--limit", type=_LIMIT, default=1000, help="examples per test set (runs)")
+    r.add_argument(
+        "--workers",
+        type=bounded(int, 0, 1024),
+        default=0,
+        help="sweeps: processes (0: one per core)",
+    )
     add_device_option(r)
     r.set_defaults(func=cmd_report)

@@ -173,6 +173,7 @@ def _engine_options(args) -> dict:
         "launcher": args.launcher,
         "address": args.address,
         "device": args.device,
+        "data_workers": args.data_workers,
         "slurm": SlurmOptions(
             args.slurm_partition,
             args.slurm_time,
@@ -198,6 +199,13 @@ def _add_engine_options(s) -> None:
         default="auto",
         help="ensemble: runs of one shape train together, batched (default on a GPU); "
         "processes: one run per task (default on CPU)",
+    )
+    s.add_argument(
+        "--data-workers",
+        type=bounded(int, 0, 256),
+        default=0,
+        help="processes that make each ensemble's batches ahead (a GPU's feed; default: none, "
+        "one thread)",
     )
     s.add_argument(
         "--max-models",

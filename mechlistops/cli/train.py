@@ -1,4 +1,5 @@
-"""`mechlistops train | eval`: train a run (or resume one), score a saved run."""
+"""`mechlistops train | eval | export`: train a run (or resume one), score a saved run, export
+it for TransformerLens 4.x."""
 
 from __future__ import annotations
 
@@ -138,6 +139,14 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from mechlistops.export import export_tl4
+
+    out = export_tl4(args.run, args.out)
+    print(f"exported {args.run} to {out} (TransformerLens 4.x: mechlistops.tl.boot_tl4)")
+    return 0
+
+
 def add_parsers(sub) -> None:
     p = sub.add_parser("train", help="train a HookedTransformer (defaults: the embedded demo)")
     add_run_options(p)
@@ -154,3 +163,8 @@ def add_parsers(sub) -> None:
     e.add_argument("--json", action="store_true")
     add_device_option(e)
     e.set_defaults(func=cmd_eval)
+
+    x = sub.add_parser("export", help="a run as a folder TransformerLens 4.x opens (boot_tl4)")
+    x.add_argument("run", help="run directory, or RUN@STEP")
+    x.add_argument("--out", required=True, help="a new (or empty) folder")
+    x.set_defaults(func=cmd_export)
