@@ -406,11 +406,15 @@ def _bad_state_fields(meta: dict) -> list[str]:
         "curve": lambda v: (
             isinstance(v, list)
             and all(
-                isinstance(p, list) and len(p) == 2 and isinstance(p[0], int) and _number(p[1])
+                isinstance(p, list)
+                and len(p) in (2, 3)
+                and isinstance(p[0], int)
+                and all(map(_number, p[1:]))
                 for p in v
             )
         ),
         "curve_sum": _number,
+        "curve_hits": _number,
         "curve_count": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
         "examples": lambda v: (
             isinstance(v, dict)

@@ -33,7 +33,7 @@ from torch.func import vmap
 from mechlistops import checkpoint as ckpt
 from mechlistops.config import RunConfig
 from mechlistops.data import ChunkWorkers
-from mechlistops.evaluate import loss_from_logits, loss_inputs
+from mechlistops.evaluate import hits_from_logits, loss_from_logits, loss_inputs
 from mechlistops.forward import logits_from_params
 from mechlistops.model import hooked_transformer_config_dict
 from mechlistops.train import Phase, RunState, TrainResult, decay_groups, drive
@@ -180,7 +180,7 @@ class _Stacked:
                 m.zero_()
         self.adam_step = 0
 
-    def step(self, step: int, phase: Phase, lrs: list[float]) -> list[float]:
+    def step(self, step: int, phase: Phase, lrs: list[float]) -> list[tuple[float, float]]:
         TIMINGS["steps"] += 1
         self.lrs = lrs
         tokens, pos, targets, mask = self._inputs()
@@ -188,6 +188,7 @@ class _Stacked:
             self.upcoming = self._submit(step + 1)
         logits = self.forward[pos is not None](self.params, tokens, pos)
         losses = loss_from_logits(logits, targets, mask)
+        hits = hits_from_logits(logits, targets, mask)
         grads = torch.autograd.grad(losses.sum(), [self.params[n] for n in self.names])
         self.adam_step += 1
         with torch.no_grad():
@@ -202,7 +203,7 @@ class _Stacked:
                 self.hyper,
                 self.adam_step,
             )
-        return losses.tolist()
+        return [tuple(x) for x in torch.stack([losses.detach(), hits], 1).tolist()]
 
     def hand_back(self, k: int) -> None:
         """Copy member k's weights and AdamW state into its own model and optimizer."""

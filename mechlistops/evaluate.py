@@ -91,10 +91,27 @@ def loss_from_logits(
     return (losses * mask).sum((-2, -1)) / mask.sum((-2, -1))
 
 
-def loss_fn(model: HookedTransformer, batch: Examples, cfg: RunConfig, device) -> Tensor:
-    """Cross-entropy on the answer (default) or on every next token of the sequence."""
+def hits_from_logits(
+    logits: Float[Tensor, "*models batch q d_vocab"],
+    targets: Int[Tensor, "*models batch q"],
+    mask: Bool[Tensor, "*models batch q"] | None,
+) -> Float[Tensor, "*models"]:
+    """The fraction of scored positions whose most likely token is the target (per model):
+    the training batch's accuracy, on what the loss scores."""
+    hits = (logits.detach().argmax(-1) == targets).float()
+    if mask is None:
+        return hits.mean((-2, -1))
+    return (hits * mask).sum((-2, -1)) / mask.sum((-2, -1))
+
+
+def loss_fn(
+    model: HookedTransformer, batch: Examples, cfg: RunConfig, device
+) -> tuple[Tensor, Tensor]:
+    """Cross-entropy on the answer (default) or on every next token of the sequence, and the
+    batch's accuracy on the same positions (no gradient)."""
     tokens, pos, targets, mask = loss_inputs(batch, cfg, device)
-    return loss_from_logits(fast_logits(model, tokens, pos), targets, mask)
+    logits = fast_logits(model, tokens, pos)
+    return loss_from_logits(logits, targets, mask), hits_from_logits(logits, targets, mask)
 
 
 # ----------------------------------------------------------------------------- accuracy

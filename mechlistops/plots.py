@@ -2,8 +2,9 @@
 
 `plot_training(run_dir)` reads `metrics.jsonl` and writes `training.png` beside it: held-out
 accuracy per test set against step (solid: whole set, dashed: the part guaranteed absent from
-training), each set's majority-class baseline dotted, and the training loss (every point of
-`train_curve`, about 250 per run, where the metrics have it; else one per evaluation).
+training), each set's majority-class baseline dotted, the training batches' accuracy (thin
+black), and the training loss (every point of `train_curve`, about 250 per run, where the
+metrics have it; else one per evaluation).
 """
 
 from __future__ import annotations
@@ -35,23 +36,24 @@ def metrics_frame(run_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def loss_curve(run_dir: Path) -> pd.DataFrame:
-    """The training loss, step by step as finely as the metrics record it: `train_curve`'s
-    points, or one point per evaluation (`train_loss`) for lines that lack it."""
+def training_curve(run_dir: Path) -> pd.DataFrame:
+    """Training loss and batch accuracy, step by step as finely as the metrics record them:
+    `train_curve`'s points, or one point per evaluation (`train_loss`; no accuracy) for lines
+    that lack it."""
     rows = []
     for rec in read_metrics(run_dir):
         curve = rec.get("train_curve")
         if isinstance(curve, list) and curve:
             rows += [
-                {"step": p[0], "train_loss": p[1]}
-                for p in curve  # a hand-edited point that is not [step, loss] is skipped
+                {"step": p[0], "train_loss": p[1], "train_accuracy": (p + [np.nan])[2]}
+                for p in curve  # a hand-edited point that is not [step, loss, acc] is skipped
                 if isinstance(p, list)
-                and len(p) == 2
+                and len(p) in (2, 3)
                 and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in p)
             ]
         else:
             rows.append({"step": rec["step"], "train_loss": rec.get("train_loss", np.nan)})
-    return pd.DataFrame(rows, columns=["step", "train_loss"])
+    return pd.DataFrame(rows, columns=["step", "train_loss", "train_accuracy"])
 
 
 def plot_training(run_dir: Path, out: Path | None = None) -> Path:
@@ -81,15 +83,20 @@ def plot_training(run_dir: Path, out: Path | None = None) -> Path:
     )
     for name, group in df.groupby("set"):
         ax_acc.axhline(group["baseline"].iloc[0], color=palette[name], linestyle=":", lw=1)
+    curve = training_curve(run_dir).dropna(subset=["train_accuracy"])
+    if len(curve):
+        ax_acc.plot(
+            curve.step, curve.train_accuracy, color="k", lw=0.8, alpha=0.6, label="training batches"
+        )
     ax_acc.legend(title="test set", fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax_acc.set(
         ylim=(0, 1.02),
-        ylabel="test accuracy",
+        ylabel="accuracy",
         title="accuracy (solid), held-out part (dashed), majority baseline (dotted)",
     )
     ax_acc.title.set_fontsize(9)
-    losses = loss_curve(run_dir)
-    ax_loss.plot(losses.step, losses.train_loss, color="k", lw=1, label="train")
+    losses = training_curve(run_dir)
+    ax_loss.plot(losses.step, losses.train_loss, color="k", lw=1, label="training batches")
     sns.lineplot(df, x="step", y="loss", hue="set", palette=palette, marker="o", ax=ax_loss)
     ax_loss.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     shown = pd.concat([losses["train_loss"], df["loss"]])

@@ -45,7 +45,7 @@ from mechlistops.pools import PoolStream, evaluation_data, pool_digest
 from mechlistops.tl import HookedTransformer
 
 log = logging.getLogger(__name__)
-CURVE_POINTS = 250  # about this many training-loss points per run, however short (metrics.jsonl)
+CURVE_POINTS = 250  # about this many training-curve points per run, however short (metrics.jsonl)
 
 
 # ----------------------------------------------------------------------------- the step plan
@@ -111,15 +111,15 @@ def make_optimizer(model: HookedTransformer, t: TrainConfig) -> torch.optim.Adam
     return torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), fused=True)
 
 
-def train_step(model, opt, batch: Examples, cfg: RunConfig, device) -> float:
-    """One optimisation step; returns the loss."""
-    loss = loss_fn(model, batch, cfg, device)
+def train_step(model, opt, batch: Examples, cfg: RunConfig, device) -> tuple[float, float]:
+    """One optimisation step; returns the loss and the batch's accuracy (before the step)."""
+    loss, hits = loss_fn(model, batch, cfg, device)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     if cfg.train.grad_clip:
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
     opt.step()
-    return loss.item()
+    return loss.item(), hits.item()
 
 
 def default_run_name(cfg: RunConfig) -> str:
@@ -211,12 +211,13 @@ class RunState:
         self.plan, self.snaps = phases(cfg), snapshot_steps(t)
         self.opt = make_optimizer(self.model, t)
         self.step, self.loss_sum, self.loss_count = 0, 0.0, 0
-        # The training-loss curve between evaluations: the mean loss of every `curve_every`
-        # steps, written with the next metrics line ("train_curve": [[step, loss], ...]), so a
-        # short run's loss still has a few hundred points where it has only a few evaluations.
+        # The training curve between evaluations: the mean loss and batch accuracy of every
+        # `curve_every` steps, written with the next metrics line ("train_curve": [[step, loss,
+        # accuracy], ...]), so a short run still has a few hundred points of training loss and
+        # accuracy where it has only a few evaluations.
         self.curve_every = max(1, t.total_steps // CURVE_POINTS)
         self.curve: list[list] = []
-        self.curve_sum, self.curve_count = 0.0, 0
+        self.curve_sum, self.curve_hits, self.curve_count = 0.0, 0.0, 0
         self.examples: Counter[str] = Counter()  # training examples seen, by root operator
         self._batch_ops: dict[int, Counter[str]] = {}  # per step, until `record` books it
         self.stopped: dict | None = None  # {"step", "reason"} once a stopping rule fired
@@ -268,6 +269,7 @@ class RunState:
         self.loss_count = point.meta.get("loss_count", 0)
         self.curve = point.meta.get("curve", [])
         self.curve_sum = point.meta.get("curve_sum", 0.0)
+        self.curve_hits = point.meta.get("curve_hits", 0.0)
         self.curve_count = point.meta.get("curve_count", 0)
         self.examples = Counter(point.meta.get("examples", {}))
         for record in ckpt.read_metrics(self.run_dir):  # the patience count so far
@@ -304,17 +306,19 @@ class RunState:
         """Whether `record` needs the model's weights after `step` steps."""
         return step in self.snaps or self.evaluates(step) or self.saves_state(step)
 
-    def record(self, step: int, phase: Phase, lr: float, loss: float) -> None:
+    def record(self, step: int, phase: Phase, lr: float, loss: float, hits: float) -> None:
         """Book one finished step; when `due(step)`, self.model and self.opt hold its weights
         and optimizer state: save snapshots, evaluate, write metrics and the resume state."""
         self.step = step
         self.loss_sum += loss
         self.loss_count += 1
         self.curve_sum += loss
+        self.curve_hits += hits
         self.curve_count += 1
         if step % self.curve_every == 0 or self.evaluates(step) or not math.isfinite(loss):
-            self.curve.append([step, self.curve_sum / self.curve_count])
-            self.curve_sum, self.curve_count = 0.0, 0
+            n = self.curve_count
+            self.curve.append([step, round(self.curve_sum / n, 5), round(self.curve_hits / n, 5)])
+            self.curve_sum, self.curve_hits, self.curve_count = 0.0, 0.0, 0
         self.examples.update(self._batch_ops.pop(step - 1, {}))
         if not math.isfinite(loss):  # diverged: nothing after this step means anything
             self.stopped = {"step": step, "reason": f"diverged: training loss {loss}"}
@@ -329,6 +333,7 @@ class RunState:
                 "loss_count": self.loss_count,
                 "curve": self.curve,
                 "curve_sum": self.curve_sum,
+                "curve_hits": self.curve_hits,
                 "curve_count": self.curve_count,
                 "elapsed_s": time.perf_counter() - self.started,
                 "examples": dict(self.examples),
@@ -406,8 +411,9 @@ class Stepper(Protocol):
     def new_phase(self) -> None:
         """A phase other than the first begins: fresh optimizer state."""
 
-    def step(self, step: int, phase: Phase, lrs: list[float]) -> list[float]:
-        """One optimisation step of every run at these learning rates; their losses."""
+    def step(self, step: int, phase: Phase, lrs: list[float]) -> list[tuple[float, float]]:
+        """One optimisation step of every run at these learning rates; their losses and
+        batch accuracies."""
 
     def hand_back(self, k: int) -> None:
         """Put run k's current weights and optimizer state into its model and optimizer."""
@@ -431,12 +437,12 @@ def drive(runs: list[RunState], stepper: Stepper, progress: bool = True) -> list
             if step == phase.start and step > 0:
                 stepper.new_phase()
             lrs = [run.lr(phase, step) for run in live]
-            losses = stepper.step(step, phase, lrs)
+            scores = stepper.step(step, phase, lrs)
             step += 1
-            for k, (run, loss) in enumerate(zip(live, losses)):
+            for k, (run, (loss, hits)) in enumerate(zip(live, scores)):
                 if run.due(step):
                     stepper.hand_back(k)
-                run.record(step, phase, lrs[k], loss)
+                run.record(step, phase, lrs[k], loss, hits)
             for k in reversed(range(len(live))):
                 if live[k].stopped:
                     stepper.hand_back(k)
@@ -468,7 +474,7 @@ class _Alone:
     def new_phase(self) -> None:
         self.run.opt = make_optimizer(self.run.model, self.run.cfg.train)
 
-    def step(self, step: int, phase: Phase, lrs: list[float]) -> list[float]:
+    def step(self, step: int, phase: Phase, lrs: list[float]) -> list[tuple[float, float]]:
         run = self.run
         for group in run.opt.param_groups:
             group["lr"] = lrs[0]

@@ -394,6 +394,12 @@ DAMAGE.update(
         "state loss garbage": _resume_damage(
             lambda p: _edit_state(p, lambda m: m.update(loss_sum="x")), "loss_sum malformed"
         ),
+        "state curve garbage": _resume_damage(
+            lambda p: _edit_state(p, lambda m: m.update(curve=[[1, "x", 0.5]])), "curve malformed"
+        ),
+        "state curve hits negative": _resume_damage(
+            lambda p: _edit_state(p, lambda m: m.update(curve_hits=-1)), "curve_hits malformed"
+        ),
     }
 )
 

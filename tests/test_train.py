@@ -84,6 +84,27 @@ def test_interrupted_run_resumes_to_identical_weights(tmp_path, monkeypatch):
     assert resumed.results["MAX"].accuracy == ref.results["MAX"].accuracy
     steps = [json.loads(x)["step"] for x in (tmp_path / "cut" / "metrics.jsonl").open()]
     assert steps == [40, 80, 120]
+    # the training curve too: every window's loss and accuracy, across the interruption
+    curve = [json.loads(x)["train_curve"] for x in (tmp_path / "ref" / "metrics.jsonl").open()]
+    again = [json.loads(x)["train_curve"] for x in (tmp_path / "cut" / "metrics.jsonl").open()]
+    assert curve == again
+
+
+def test_a_short_run_has_a_dense_training_curve(tiny_run):
+    """300 steps, 3 evaluations: about 250 points of training loss and batch accuracy."""
+    from mechlistops.plots import training_curve
+
+    records = [json.loads(x) for x in (tiny_run / "metrics.jsonl").open()]
+    assert [r["step"] for r in records] == [100, 200, 300]
+    points = [p for r in records for p in r["train_curve"]]
+    assert [p[0] for p in points] == list(range(1, 301))  # 300 // 250 = 1: every step
+    assert all(p[1] > 0 and 0 <= p[2] <= 1 for p in points)
+    first = records[0]  # each line's train_loss is the mean of its window's points
+    assert first["train_loss"] == pytest.approx(
+        sum(p[1] for p in first["train_curve"]) / 100, rel=1e-4
+    )
+    curve = training_curve(tiny_run)
+    assert len(curve) == 300 and curve.train_accuracy.notna().all()
 
 
 def test_killed_process_resumes_to_identical_weights(tmp_path):
