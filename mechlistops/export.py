@@ -43,8 +43,11 @@ def export_tl4(spec: str, out: str | Path) -> Path:
     run = load_run(spec)
     ht_cfg = hooked_transformer_config_dict(run.config.model, run.config.data)
     weights = {k: v for k, v in run.model.state_dict().items() if not k.endswith(_BUFFERS)}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot write there ({exc.strerror or exc})") from None
     try:
         os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; an export is meant to be shared
         save_tensors(tmp / EXPORT_WEIGHTS, weights)
@@ -65,6 +68,8 @@ def export_tl4(spec: str, out: str | Path) -> Path:
         if out.exists():
             out.rmdir()  # empty, checked above
         os.replace(tmp, out)
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot write it ({exc.strerror or exc})") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out

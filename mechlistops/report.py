@@ -34,7 +34,7 @@ from mechlistops.analysis.probes import parity_probes
 from mechlistops.analysis.views import attention_view, views_page_fragment
 from mechlistops.analysis.viz import plot_ablation, plot_attribution, plot_geometry, plot_probes
 from mechlistops.atomic import check_writable_file, write_text
-from mechlistops.checkpoint import read_metrics
+from mechlistops.checkpoint import parse_run_spec, read_config, read_metrics
 from mechlistops.errors import ConfigError
 from mechlistops.evaluate import evaluate_sets
 from mechlistops.plots import plot_training
@@ -292,6 +292,8 @@ def build_report(
     is_sweep = [(Path(s) / SWEEP_FILE).is_file() for s in specs]
     sweeps = [summarise_sweep(s, device, workers) for s, yes in zip(specs, is_sweep) if yes]
     runs = [s for s, yes in zip(specs, is_sweep) if not yes]
+    for spec in runs:  # a missing or foreign run fails here, before any work or progress bar
+        read_config(parse_run_spec(spec)[0])
     summaries = [summarise_run(s, limit=limit, device=device) for s in tqdm(runs, desc="runs")]
     write_text(Path(out), render(summaries, sweeps))
     return Path(out)
