@@ -1,0 +1,123 @@
+# %% [markdown]
+# # Long runs: the hard operation over the whole of training
+# For every member of the sweeps given (finished or still training), the held-out and pool
+# accuracy of one operator (--op, default SUM) at every evaluation, against steps and against
+# training examples of that operator (equal examples: a member of a 3-operator mixture sees a
+# third as many per step). Writes OUT/long_runs.csv (every evaluation), OUT/long_runs.md (per
+# arm and size: each seed's held-out accuracy at equal examples of the op, the best and where
+# the curve first reaches 0.5 and 0.9) and OUT/long_runs.png (the curves).
+# Run: `python analyses/long_runs.py OUT SWEEP_DIR [SWEEP_DIR ...] [--op SUM]
+#       [--examples 1536000,4608000,15360000]`. Used for stage 4 of docs/findings.md.
+
+# %%
+import argparse
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from mechlistops import checkpoint as ckpt
+from mechlistops.sweep import load_sweep
+
+
+def curves(sweep_dir: Path, op: str) -> pd.DataFrame:
+    """One row per (member, evaluation) of the members whose mixture trains `op`."""
+    rows = []
+    for m in load_sweep(sweep_dir).members():
+        if op not in m.config.data.ops:
+            continue
+        run = sweep_dir / m.name
+        if not (run / ckpt.CONFIG).is_file():
+            continue  # not started
+        n_params = ckpt.read_n_params(run)
+        for rec in ckpt.read_metrics(run):
+            r = rec["eval"].get(op)
+            if r is None:
+                continue
+            rows.append(
+                {
+                    "arm": "+".join(m.config.data.ops),
+                    "d_model": m.config.model.d_model,
+                    "n_params": n_params,
+                    "seed": m.config.train.seed,
+                    "step": rec["step"],
+                    "examples": rec.get("examples", {}).get(op, 0),
+                    "heldout": r["accuracy_heldout"],
+                    "pool": r.get("accuracy_pool"),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def first_at(g: pd.DataFrame, bar: float) -> str:
+    hit = g[g.heldout >= bar]
+    return f"{int(hit.step.iloc[0]):,}" if len(hit) else "-"
+
+
+def at_examples(g: pd.DataFrame, n: int) -> str:
+    """Held-out accuracy at the first evaluation by which the run had seen n examples."""
+    hit = g[g.examples >= n]
+    return f"{hit.heldout.iloc[0]:.2f}" if len(hit) else "."
+
+
+def table(df: pd.DataFrame, reads: list[int], op: str) -> str:
+    head = [f"{op} held-out @{n / 1e6:g}M {op} examples" for n in reads]
+    lines = [
+        "| arm | parameters | seed | last step | "
+        + " | ".join(head)
+        + " | best (step) | first >= 0.5 | first >= 0.9 | pool at the last step |",
+        "|---|---|---|---|" + "---|" * len(reads) + "---|---|---|---|",
+    ]
+    for (arm, n, seed), g in df.groupby(["arm", "n_params", "seed"]):
+        g = g.sort_values("step")
+        best = g.loc[g.heldout.idxmax()]
+        pool = g.pool.iloc[-1]
+        lines.append(
+            f"| {arm} | {n:,} | {seed} | {int(g.step.iloc[-1]):,} | "
+            + " | ".join(at_examples(g, r) for r in reads)
+            + f" | {best.heldout:.2f} ({int(best.step):,}) | {first_at(g, 0.5)} | "
+            f"{first_at(g, 0.9)} | {'-' if pd.isna(pool) else f'{pool:.2f}'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(df: pd.DataFrame, out: Path, op: str) -> None:
+    df = df.assign(label=[f"{a}, {n:,}" for a, n in zip(df.arm, df.n_params)])
+    fig, axes = plt.subplots(1, 2, figsize=(14, 4.8), sharey=True)
+    for ax, x in zip(axes, ("step", "examples")):
+        sns.lineplot(df, x=x, y="heldout", hue="label", units="seed", estimator=None, lw=1, ax=ax)
+        ax.axhline(0.9, color="k", ls=":", lw=1)
+        ax.axhline(0.5, color="gray", ls=":", lw=1)
+        ax.set(
+            ylim=(0, 1.02),
+            ylabel=f"{op} held-out accuracy",
+            xlabel="step" if x == "step" else f"training examples of {op}",
+        )
+        ax.legend(fontsize=7, title="arm, parameters (a line per seed)", title_fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+# %%
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description="the hard operation over the whole of training")
+    p.add_argument("out", type=Path)
+    p.add_argument("sweeps", type=Path, nargs="+")
+    p.add_argument("--op", default="SUM")
+    p.add_argument("--examples", default="1536000,4608000,15360000")
+    args = p.parse_args()
+    reads = [int(x) for x in args.examples.split(",")]
+    df = pd.concat([curves(s, args.op) for s in args.sweeps], ignore_index=True)
+    if df.empty:
+        raise SystemExit(f"no evaluations of {args.op} in {', '.join(map(str, args.sweeps))}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(args.out / "long_runs.csv", index=False)
+    (args.out / "long_runs.md").write_text(table(df, reads, args.op))
+    plot(df, args.out / "long_runs.png", args.op)
+    print((args.out / "long_runs.md").read_text())
+    print(f"wrote {args.out}/long_runs.csv, .md and .png")
