@@ -72,6 +72,28 @@ EXPORT_FORMAT = "mechlistops-tl4-export"
 EXPORT_CONFIG, EXPORT_WEIGHTS, EXPORT_VOCAB = "config.json", "model.safetensors", "vocab.json"
 
 
+# The fields an export's bridge config may hold: what `bridge_config` writes. Anything else (a
+# tokenizer name, remote code) would make TransformerLens fetch or run something, so an export
+# that holds more is refused.
+BRIDGE_FIELDS = frozenset(
+    (
+        "n_layers",
+        "d_model",
+        "n_heads",
+        "d_head",
+        "d_mlp",
+        "act_fn",
+        "normalization_type",
+        "n_ctx",
+        "d_vocab",
+        "d_vocab_out",
+        "positional_embedding_type",
+        "default_prepend_bos",
+        "architecture",
+    )
+)
+
+
 def bridge_config(hooked_transformer_config: dict) -> dict:
     """TransformerBridgeConfig kwargs for a run's HookedTransformerConfig kwargs: the same
     fields, built as 4.x's TL-native architecture (no Hugging Face model behind it)."""
@@ -81,8 +103,9 @@ def bridge_config(hooked_transformer_config: dict) -> dict:
 
 def boot_tl4(export_dir, device=None):
     """Open an exported run in TransformerLens 4.x: `TransformerBridge.boot_native` on its
-    config, then its weights through `convert_tl_checkpoint`, loaded strictly. Checks what 4.x
-    users have been bitten by: every converted tensor must read back from the bridge's
+    config, then its weights through `convert_tl_checkpoint`, loaded strictly. Opens only what
+    `mechlistops export` writes: a config with other fields (a tokenizer name, remote code) is
+    refused. Checks what 4.x users have been bitten by: every converted tensor must read back from the bridge's
     `state_dict` equal to what was loaded (a load that silently kept the random init fails
     here), and the export must not ask for tied embeddings (native models ignore them).
     Returns the bridge; the vocabulary is `json.load(open(EXPORT_DIR / "vocab.json"))`."""
@@ -99,6 +122,9 @@ def boot_tl4(export_dir, device=None):
     fields = meta["bridge_config"]
     if fields.get("tie_word_embeddings"):
         raise ValueError(f"{folder}: tied embeddings, which 4.x native models ignore")
+    foreign = sorted(set(fields) - BRIDGE_FIELDS)
+    if foreign or fields.get("architecture") != "TransformerLensNative":
+        raise ValueError(f"{folder}: refusing bridge config fields {foreign or ['architecture']}")
     cfg = TransformerBridgeConfig(**fields)
     bridge = TransformerBridge.boot_native(cfg, device=device)
     converted = convert_tl_checkpoint(load_file(folder / EXPORT_WEIGHTS), cfg)

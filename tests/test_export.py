@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,12 @@ from tests.conftest import tiny_config
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+
+
+def _tiny(tmp_path: Path) -> Path:
+    run = tmp_path / "tiny"
+    train(tiny_config(train={"steps": 10}), run, progress=False)
+    return run
 
 
 def reference_logits(run_dir: Path, out: Path) -> Path:
@@ -124,6 +131,12 @@ SHAPES = {
 
 
 def test_tl4_opens_every_export_with_identical_logits(tmp_path):
+    # and refuses an export whose config asks for more than mechlistops writes
+    hostile = tmp_path / "hostile"
+    shutil.copytree(export_tl4(str(_tiny(tmp_path)), tmp_path / "plain"), hostile)
+    meta = json.loads((hostile / "config.json").read_text())
+    meta["bridge_config"]["tokenizer_name"] = "someone/else"
+    (hostile / "config.json").write_text(json.dumps(meta))
     args = []
     for name, override in SHAPES.items():
         run = tmp_path / name
@@ -131,6 +144,14 @@ def test_tl4_opens_every_export_with_identical_logits(tmp_path):
         export = export_tl4(str(run), tmp_path / f"{name}-tl4")
         args.append(f"{export}:{reference_logits(run, tmp_path / f'{name}.safetensors')}")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    refused = subprocess.run(
+        [tl4_python(), "-c", f"from mechlistops.tl import boot_tl4; boot_tl4({str(hostile)!r})"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert refused.returncode != 0 and "refusing bridge config fields" in refused.stderr
     done = subprocess.run(
         [tl4_python(), str(HERE / "tl4_check.py"), *args],
         capture_output=True,
