@@ -105,9 +105,10 @@ def boot_tl4(export_dir, device=None):
     """Open an exported run in TransformerLens 4.x: `TransformerBridge.boot_native` on its
     config, then its weights through `convert_tl_checkpoint`, loaded strictly. Opens only what
     `mechlistops export` writes: a config with other fields (a tokenizer name, remote code) is
-    refused. Checks what 4.x users have been bitten by: every converted tensor must read back from the bridge's
-    `state_dict` equal to what was loaded (a load that silently kept the random init fails
-    here), and the export must not ask for tied embeddings (native models ignore them).
+    refused. Checks what 4.x users have been bitten by: every converted tensor must read back
+    from the bridge's `state_dict` equal to what was loaded (a load that silently kept the
+    random init fails here), and the export must not ask for tied embeddings (native models
+    ignore them).
     Returns the bridge; the vocabulary is `json.load(open(EXPORT_DIR / "vocab.json"))`."""
     import torch
     from safetensors.torch import load_file

@@ -46,6 +46,7 @@ def plot_ablation(df: pd.DataFrame, out: Path, title: str = "") -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(max(7.0, 3 + 2.2 * acc.shape[1]), height))
     sns.heatmap(acc, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", ax=axes[0])
     axes[0].set(title="accuracy when ablated", xlabel="", ylabel="")
+    axes[0].tick_params(axis="x", labelrotation=0)  # the two-line labels read level
     sns.heatmap(delta, annot=True, fmt="+.2f", vmin=-1, vmax=1, cmap="RdBu", center=0, ax=axes[1])
     axes[1].set(title="change from clean", xlabel="", ylabel="")
     fig.suptitle(title, fontsize=10)
