@@ -4,10 +4,12 @@
 # accuracy of one operator (--op, default SUM) at every evaluation, against steps and against
 # training examples of that operator (equal examples: a member of a 3-operator mixture sees a
 # third as many per step). Writes OUT/long_runs.csv (every evaluation), OUT/long_runs.md (per
-# arm and size: each seed's held-out accuracy at equal examples of the op, the best and where
-# the curve first reaches 0.5 and 0.9) and OUT/long_runs.png (the curves).
+# arm and size: each seed's held-out accuracy at equal examples of the op, the median of its
+# last --tail evaluations (a single read can be noisy: with a constant learning rate the curve
+# can swing by 0.3 between evaluations), the best, and where the curve first reaches 0.5 and
+# 0.9) and OUT/long_runs.png (the curves).
 # Run: `python analyses/long_runs.py OUT SWEEP_DIR [SWEEP_DIR ...] [--op SUM]
-#       [--examples 1536000,4608000,15360000]`. Used for stage 4 of docs/findings.md.
+#       [--examples 1536000,4608000,15360000] [--tail 10]`. Used for stage 4 of docs/findings.md.
 
 # %%
 import argparse
@@ -64,13 +66,14 @@ def at_examples(g: pd.DataFrame, n: int) -> str:
     return f"{hit.heldout.iloc[0]:.2f}" if len(hit) else "."
 
 
-def table(df: pd.DataFrame, reads: list[int], op: str) -> str:
+def table(df: pd.DataFrame, reads: list[int], op: str, tail: int) -> str:
     head = [f"{op} held-out @{n / 1e6:g}M {op} examples" for n in reads]
     lines = [
         "| arm | parameters | seed | last step | "
         + " | ".join(head)
-        + " | best (step) | first >= 0.5 | first >= 0.9 | pool at the last step |",
-        "|---|---|---|---|" + "---|" * len(reads) + "---|---|---|---|",
+        + f" | median of the last {tail} evaluations (min-max) | best (step) | first >= 0.5 |"
+        " first >= 0.9 | pool at the last step |",
+        "|---|---|---|---|" + "---|" * len(reads) + "---|---|---|---|---|",
     ]
     for (arm, n, seed), g in df.groupby(["arm", "n_params", "seed"]):
         g = g.sort_values("step")
@@ -79,6 +82,8 @@ def table(df: pd.DataFrame, reads: list[int], op: str) -> str:
         lines.append(
             f"| {arm} | {n:,} | {seed} | {int(g.step.iloc[-1]):,} | "
             + " | ".join(at_examples(g, r) for r in reads)
+            + f" | {g.heldout.tail(tail).median():.2f} ({g.heldout.tail(tail).min():.2f}-"
+            f"{g.heldout.tail(tail).max():.2f})"
             + f" | {best.heldout:.2f} ({int(best.step):,}) | {first_at(g, 0.5)} | "
             f"{first_at(g, 0.9)} | {'-' if pd.isna(pool) else f'{pool:.2f}'} |"
         )
@@ -110,6 +115,7 @@ if __name__ == "__main__":
     p.add_argument("sweeps", type=Path, nargs="+")
     p.add_argument("--op", default="SUM")
     p.add_argument("--examples", default="1536000,4608000,15360000")
+    p.add_argument("--tail", type=int, default=10, help="evaluations the end is read over")
     args = p.parse_args()
     reads = [int(x) for x in args.examples.split(",")]
     df = pd.concat([curves(s, args.op) for s in args.sweeps], ignore_index=True)
@@ -117,7 +123,7 @@ if __name__ == "__main__":
         raise SystemExit(f"no evaluations of {args.op} in {', '.join(map(str, args.sweeps))}")
     args.out.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.out / "long_runs.csv", index=False)
-    (args.out / "long_runs.md").write_text(table(df, reads, args.op))
+    (args.out / "long_runs.md").write_text(table(df, reads, args.op, args.tail))
     plot(df, args.out / "long_runs.png", args.op)
     print((args.out / "long_runs.md").read_text())
     print(f"wrote {args.out}/long_runs.csv, .md and .png")
