@@ -119,7 +119,8 @@ def train_step(model, opt, batch: Examples, cfg: RunConfig, device) -> tuple[flo
     if cfg.train.grad_clip:
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
     opt.step()
-    return loss.item(), hits.item()
+    loss_value, hits_value = torch.stack([loss.detach(), hits]).tolist()  # one device sync
+    return loss_value, hits_value
 
 
 def default_run_name(cfg: RunConfig) -> str:
