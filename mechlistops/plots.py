@@ -83,7 +83,8 @@ def plot_training(run_dir: Path, out: Path | None = None) -> Path:
     )
     for name, group in df.groupby("set"):
         ax_acc.axhline(group["baseline"].iloc[0], color=palette[name], linestyle=":", lw=1)
-    curve = training_curve(run_dir).dropna(subset=["train_accuracy"])
+    losses = training_curve(run_dir)  # read once: loss (right) and batch accuracy (left)
+    curve = losses.dropna(subset=["train_accuracy"])
     if len(curve):
         ax_acc.plot(
             curve.step, curve.train_accuracy, color="k", lw=0.8, alpha=0.6, label="training batches"
@@ -95,7 +96,6 @@ def plot_training(run_dir: Path, out: Path | None = None) -> Path:
         title="accuracy (solid), held-out part (dashed), majority baseline (dotted)",
     )
     ax_acc.title.set_fontsize(9)
-    losses = training_curve(run_dir)
     ax_loss.plot(losses.step, losses.train_loss, color="k", lw=1, label="training batches")
     sns.lineplot(df, x="step", y="loss", hue="set", palette=palette, marker="o", ax=ax_loss)
     ax_loss.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))

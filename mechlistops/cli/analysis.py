@@ -236,9 +236,10 @@ def _erase(args, inputs, position: str, targets: dict) -> int:
     )
     a = df.attrs
     json_path = analysis_path(args.run, f"probe_erase_{args.erase}_{position}_{target}", "json")
-    write_json(json_path, {**a, "sets": df.to_dict(orient="records")})
+    record = {**a, "sets": df.to_dict(orient="records")}
+    write_json(json_path, record)
     if args.json:
-        print(json.dumps({**a, "sets": df.to_dict(orient="records")}, indent=2))
+        print(json.dumps(record, indent=2))
         return 0
     print(
         f"{target} probe at {position} positions of {a['site']}: held-out accuracy "
