@@ -39,7 +39,7 @@ MEDIAN_RULES = ("listops", "lower")
 TREE_KINDS = ("mixed", "single")
 ACT_FNS = ("relu", "gelu", "gelu_new", "silu")
 NORMALIZATIONS = ("LN", "RMS", None)
-SCHEDULES = ("constant", "cosine", "linear")
+SCHEDULES = ("constant", "cosine", "linear", "wsd")
 LOSS_ON = ("answer", "sequence")
 TRANSFER = ("all", "embed", "no-embed")
 MAX_TRAIN_SIZE = 10_000_000  # expressions per operator's pool
@@ -300,6 +300,9 @@ class TrainConfig:
     warmup_steps: int = knob(100, "linear warmup steps")
     schedule: str = knob("cosine", "learning rate after warmup", choices=SCHEDULES)
     min_lr_frac: float = knob(0.1, "lr at the end of the decay, as a fraction of lr")
+    # wsd (warmup, stable, decay): constant lr, then linear decay to min_lr_frac * lr over the
+    # phase's last decay_steps steps: train at a constant rate, then consolidate.
+    decay_steps: int = knob(0, "--schedule wsd: steps of linear decay at the end of the phase")
     grad_clip: float = knob(1.0, "clip the gradient norm to this (0 = no clipping)")
     loss_on: str = knob(
         "answer", "answer: the generated tokens after '='; sequence: every token", choices=LOSS_ON
@@ -405,6 +408,15 @@ class TrainConfig:
             raise ConfigError(f"eval_size must be positive, got {self.eval_size}")
         if not 0.0 <= self.min_lr_frac <= 1.0:
             raise ConfigError(f"min_lr_frac must be in [0, 1], got {self.min_lr_frac}")
+        if (self.schedule == "wsd") != (self.decay_steps > 0) or self.decay_steps < 0:
+            raise ConfigError(
+                "schedule wsd needs decay_steps (a positive count), and only wsd takes decay_steps;"
+                f" got schedule {self.schedule!r}, decay_steps {self.decay_steps}"
+            )
+        if self.budget_op is None and self.decay_steps > self.steps:
+            raise ConfigError(
+                f"decay_steps ({self.decay_steps:,}) must be at most steps ({self.steps:,})"
+            )
 
     @property
     def total_steps(self) -> int:

@@ -72,8 +72,13 @@ def lr_at(t: TrainConfig, step: int, total: int) -> float:
         return t.lr * (step + 1) / t.warmup_steps
     if t.schedule == "constant":
         return t.lr
-    progress = (step - t.warmup_steps) / max(1, total - t.warmup_steps)
     floor = t.lr * t.min_lr_frac
+    if t.schedule == "wsd":  # a shorter phase (pretraining) decays over all of it
+        start = max(t.warmup_steps, total - t.decay_steps)
+        if step < start:
+            return t.lr
+        return floor + (t.lr - floor) * (1 - (step - start) / max(1, total - start))
+    progress = (step - t.warmup_steps) / max(1, total - t.warmup_steps)
     if t.schedule == "linear":
         return floor + (t.lr - floor) * (1 - progress)
     return floor + (t.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))

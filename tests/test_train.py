@@ -17,7 +17,7 @@ from mechlistops import checkpoint as ckpt
 from mechlistops import load_run
 from mechlistops.atomic import atomic_write, write_json
 from mechlistops.data import make_test_sets
-from mechlistops.errors import CheckpointError
+from mechlistops.errors import CheckpointError, ConfigError
 from mechlistops.evaluate import evaluate_sets, to_tensors
 from mechlistops.train import lr_at, snapshot_steps, train
 from tests.conftest import tiny_config, train_interrupted
@@ -253,3 +253,19 @@ def test_schedule_and_snapshots():
     assert lr_at(t, 1000, 1000) == pytest.approx(t.lr * t.min_lr_frac)
     assert {0, 1, 2, 512, 300, 600, 900, 1000} <= snapshot_steps(t)
     assert np.all(np.diff([lr_at(t, s, 1000) for s in range(100, 1000)]) <= 0)
+
+
+def test_wsd_schedule_is_constant_then_decays_over_its_last_steps():
+    t = tiny_config(
+        train={"steps": 1000, "warmup_steps": 10, "schedule": "wsd", "decay_steps": 400}
+    ).train
+    assert [lr_at(t, s, 1000) for s in (10, 300, 599, 600)] == [t.lr] * 4
+    assert lr_at(t, 800, 1000) == pytest.approx(t.lr * (t.min_lr_frac + (1 - t.min_lr_frac) / 2))
+    assert lr_at(t, 1000, 1000) == pytest.approx(t.lr * t.min_lr_frac)
+    assert np.all(np.diff([lr_at(t, s, 1000) for s in range(600, 1001)]) < 0)
+    assert lr_at(t, 50, 100) < lr_at(t, 20, 100) < t.lr  # a shorter phase decays over all of it
+    for bad in ({"decay_steps": 0}, {"decay_steps": 1001}, {"decay_steps": -1}):
+        with pytest.raises(ConfigError, match="decay_steps"):
+            tiny_config(train={"steps": 1000, "schedule": "wsd", **bad})
+    with pytest.raises(ConfigError, match="only wsd takes decay_steps"):
+        tiny_config(train={"schedule": "linear", "decay_steps": 5})
