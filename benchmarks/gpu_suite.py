@@ -13,13 +13,22 @@ transition table):
 2. throughput: model-steps/s of the ensemble engine against one model at a time, in this
    process, at 3 sizes, and the fraction of ensemble time spent waiting for batches (the
    device idle), with batches made in the ensemble's thread and by --data-workers processes
-   (the sweep and the study below use the processes);
+   (the sweep and the study below use the processes); then, at the smallest size, the
+   ensemble compiled (each --compile-modes mode: its warm-up seconds, its steady model-steps/s
+   and its weights against the eager ensemble's). The fastest mode that pays for itself over
+   10,000 steps is used below; none pays: eager;
 3. the 120-run sweep (10 sizes x 3 seeds x 4 mixtures x 10,000 steps): a probe at a fraction
    of the steps, extrapolated; the whole sweep, timed, when the extrapolation fits what is
    left of the budget;
-4. with the time left, the paper-like study (pool of 3,000, exactly 3 operands, one
-   single-head block applied twice; SUM alone and SUM+MAX+MED, 3 seeds, constant learning
-   rate, read at two steps), one size at a time from the smallest, until the budget ends.
+4. with the time left, the paper-like study in the regime of docs/findings.md stage 4 (pool of
+   3,000, exactly 3 operands, one single-head block applied twice; SUM alone and SUM+MAX+MED,
+   3 seeds; 18,000 constant-lr steps then 10,000 of linear decay to 0, `--schedule wsd`): the
+   `mechlistops sweep` command, every size at once in parallel processes, stopped at the
+   deadline; the table reads SUM held-out accuracy before and after the decay, from whatever
+   evaluations the runs reached.
+
+Every stage that trains also reports the GPU's busy fraction (nvidia-smi's utilization.gpu,
+sampled every 0.2 s while it runs), where nvidia-smi exists.
 
     python benchmarks/gpu_suite.py --out OUT [--device cuda] [--budget-s 480]
     python benchmarks/gpu_suite.py --out OUT --device cpu --tiny     # the same, in a minute
@@ -55,6 +64,8 @@ class Suite:
         self.figures: dict = {}
         self.log_path = out / "suite.log"
         self.data_workers = 0  # processes making each ensemble's batches (main sets it)
+        self.compile_modes: tuple[str, ...] = ()  # measured in throughput (main sets them)
+        self.compile = "off"  # the mode the sweep and the study use (throughput picks it)
 
     def left(self) -> float:
         return self.deadline - time.perf_counter()
@@ -87,6 +98,48 @@ def install_wheels(wheels: Path, suite: Suite) -> None:
     )
     suite.figures["setup"] = f"installed {len(found)} wheels in {time.perf_counter() - t:.1f}s"
     suite.log(suite.figures["setup"])
+
+
+class Busy:
+    """The GPU's busy fraction while a block runs: nvidia-smi's utilization.gpu (the share of
+    time a kernel was running) sampled every 0.2 s; `fraction` None where there is no
+    nvidia-smi (a CPU run)."""
+
+    def __init__(self, device):
+        import shutil
+
+        self.cmd = None
+        if device.type == "cuda" and shutil.which("nvidia-smi"):
+            index = device.index if device.index is not None else 0
+            self.cmd = [
+                "nvidia-smi",
+                f"--id={index}",
+                "--query-gpu=utilization.gpu",
+                "--format=csv,noheader,nounits",
+                "-lms",
+                "200",
+            ]
+        self.samples: list[float] = []
+
+    def __enter__(self) -> Busy:
+        if self.cmd:
+            self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, text=True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.cmd:
+            self.proc.terminate()
+            out, _ = self.proc.communicate(timeout=10)
+            self.samples = parse_utilisation(out)
+
+    @property
+    def fraction(self) -> float | None:
+        return sum(self.samples) / len(self.samples) / 100 if self.samples else None
+
+
+def parse_utilisation(text: str) -> list[float]:
+    """nvidia-smi's utilization.gpu lines (percent), skipping anything else it printed."""
+    return [float(x) for x in text.split() if x.replace(".", "", 1).isdigit()]
 
 
 def device_facts(device) -> dict:
@@ -187,39 +240,72 @@ def correctness(suite: Suite, device, tiny: bool) -> None:
     suite.log(f"correctness: {suite.figures['correctness']}")
 
 
-def _timed_ensemble(cfgs, folder: Path, device, data_workers: int) -> tuple[float, float]:
-    """Seconds to train `cfgs` as one ensemble, and the fraction of them spent waiting for
-    batches."""
+def _timed_ensemble(cfgs, folder: Path, device, data_workers: int, compile: str = "off"):
+    """Train `cfgs` as one ensemble: seconds, the fraction of them spent waiting for batches,
+    the seconds of the first steps (compiling, when compiled; ensemble.WARMUP_STEPS), and the
+    results."""
     from mechlistops import ensemble
     from mechlistops.ensemble import train_ensemble
 
-    before = ensemble.TIMINGS["data_wait_s"]
+    before = dict(ensemble.TIMINGS)
     t = time.perf_counter()
     members = [(c, folder / f"m{i}") for i, c in enumerate(cfgs)]
-    train_ensemble(members, False, str(device), data_workers=data_workers)
+    results = train_ensemble(members, False, str(device), data_workers, compile)
     seconds = time.perf_counter() - t
-    return seconds, (ensemble.TIMINGS["data_wait_s"] - before) / seconds
+    wait = (ensemble.TIMINGS["data_wait_s"] - before["data_wait_s"]) / seconds
+    return seconds, wait, ensemble.TIMINGS["warmup_s"] - before["warmup_s"], results
 
 
 def throughput(suite: Suite, device, tiny: bool) -> None:
     """Model-steps/s: K members as one ensemble against one run at a time, at 3 sizes."""
     import tempfile
 
+    from mechlistops.ensemble import WARMUP_STEPS
     from mechlistops.train import train
 
     sizes = (8, 16) if tiny else (16, 64, 128)
     k = 3 if tiny else 24
     steps = 20 if tiny else 300
-    rows = []
+    rows, compiled = [], []
     for d in sizes:
         cfgs = [_config(d, steps, seed=s) for s in range(k)]
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
-            ens_s, wait = _timed_ensemble(cfgs, tmp / "e", device, 0)
-            fed_s, fed_wait = _timed_ensemble(cfgs, tmp / "f", device, suite.data_workers)
+            with Busy(device) as busy:
+                ens_s, wait, ens_warm, eager = _timed_ensemble(cfgs, tmp / "e", device, 0)
+            fed_s, fed_wait, _, _ = _timed_ensemble(cfgs, tmp / "f", device, suite.data_workers)
             t = time.perf_counter()
             train(cfgs[0], tmp / "alone", progress=False, device=str(device))
             alone_s = time.perf_counter() - t
+            eager_steady = k * (steps - WARMUP_STEPS) / (ens_s - ens_warm)
+            for mode in suite.compile_modes if d == sizes[0] else ():
+                try:
+                    c_s, _, c_warm, results = _timed_ensemble(cfgs, tmp / mode, device, 0, mode)
+                except Exception as exc:  # a mode that fails here is not used below
+                    compiled.append({"mode": mode, "error": f"{type(exc).__name__}: {exc}"})
+                    suite.log(f"throughput: compile {mode} FAILED {compiled[-1]['error']}")
+                    continue
+                steady = k * (steps - WARMUP_STEPS) / (c_s - c_warm)
+                compiled.append(
+                    {
+                        "mode": mode,
+                        "d_model": d,
+                        "members": k,
+                        "steps": steps,
+                        "warmup_s": c_warm,
+                        "model_steps_per_s": k * steps / c_s,
+                        "steady_model_steps_per_s": steady,
+                        "eager_steady_model_steps_per_s": eager_steady,
+                        "steady_speedup": steady / eager_steady,
+                        "seconds_saved_per_10000_steps": k * 10_000 / eager_steady
+                        - (c_warm + k * 10_000 / steady),
+                        "max_abs_weight_diff_vs_eager": max(
+                            _max_diff(a.model.state_dict(), b.model.state_dict())
+                            for a, b in zip(eager, results)
+                        ),
+                    }
+                )
+                suite.log(f"throughput: compiled {compiled[-1]}")
         row = {
             "d_model": d,
             "members": k,
@@ -233,10 +319,28 @@ def throughput(suite: Suite, device, tiny: bool) -> None:
             "fed_model_steps_per_s": k * steps / fed_s,
             "fed_ratio": (k * steps / fed_s) / (steps / alone_s),
             "fed_data_wait_fraction": fed_wait,
+            "gpu_busy_fraction": busy.fraction,  # the eager ensemble, thread-fed
         }
         rows.append(row)
         suite.log(f"throughput: {row}")
     suite.figures["throughput"] = rows
+    suite.figures["compiled"] = compiled
+    suite.compile = pick_compile(compiled)
+    suite.figures["compile_used"] = suite.compile
+    suite.log(f"throughput: the sweep and the study compile with: {suite.compile}")
+
+
+def pick_compile(compiled: list[dict], tolerance: float = 1e-4) -> str:
+    """The compile mode that saves the most time over 10,000 steps with weights within
+    `tolerance` of eager; "off" when none saves any."""
+    good = [
+        r
+        for r in compiled
+        if "error" not in r
+        and r["seconds_saved_per_10000_steps"] > 0
+        and r["max_abs_weight_diff_vs_eager"] <= tolerance
+    ]
+    return max(good, key=lambda r: r["seconds_saved_per_10000_steps"])["mode"] if good else "off"
 
 
 def sweep_120(suite: Suite, device, tiny: bool) -> None:
@@ -252,11 +356,11 @@ def sweep_120(suite: Suite, device, tiny: bool) -> None:
     full_steps = 40 if tiny else 10_000
     probe_steps = 10 if tiny else 200
 
-    def run(steps: int) -> tuple[float, float]:
+    def run(steps: int) -> tuple[float, float, float | None, float]:
         base = _config(16, steps)
         sweep = SweepConfig(MIXTURES_120, sizes, seeds, base)
-        before = ensemble.TIMINGS["data_wait_s"]
-        with tempfile.TemporaryDirectory() as tmp:
+        before = dict(ensemble.TIMINGS)
+        with tempfile.TemporaryDirectory() as tmp, Busy(device) as busy:
             t = time.perf_counter()
             run_sweep(
                 sweep,
@@ -266,25 +370,33 @@ def sweep_120(suite: Suite, device, tiny: bool) -> None:
                 engine="ensemble",
                 device=str(device),
                 data_workers=suite.data_workers,
+                compile=suite.compile,
             )
             seconds = time.perf_counter() - t
-        return seconds, (ensemble.TIMINGS["data_wait_s"] - before) / seconds
+        wait = (ensemble.TIMINGS["data_wait_s"] - before["data_wait_s"]) / seconds
+        return seconds, wait, busy.fraction, ensemble.TIMINGS["warmup_s"] - before["warmup_s"]
 
     runs = len(MIXTURES_120) * len(sizes) * seeds
-    probe_s, probe_wait = run(probe_steps)
-    estimate = probe_s * full_steps / probe_steps
+    probe_s, probe_wait, probe_busy, warmup = run(probe_steps)
+    # the ensembles' first steps (compiling, when compiled) happen once, whatever the steps
+    estimate = warmup + (probe_s - warmup) * full_steps / probe_steps
     result = {
         "runs": runs,
         "steps": full_steps,
+        "compile": suite.compile,
         "probe_steps": probe_steps,
         "probe_seconds": round(probe_s, 1),
+        "probe_warmup_seconds": round(warmup, 1),
         "extrapolated_seconds": round(estimate, 1),
         "probe_data_wait_fraction": probe_wait,
+        "probe_gpu_busy_fraction": probe_busy,
     }
     suite.log(f"120-run sweep: probe {result}")
     if estimate < suite.left() - 60:
-        seconds, wait = run(full_steps)
-        result.update(measured_seconds=round(seconds, 1), data_wait_fraction=wait)
+        seconds, wait, busy, _ = run(full_steps)
+        result.update(
+            measured_seconds=round(seconds, 1), data_wait_fraction=wait, gpu_busy_fraction=busy
+        )
         suite.log(f"120-run sweep: whole sweep in {seconds:.1f}s")
     else:
         result["measured_seconds"] = None
@@ -295,68 +407,85 @@ def sweep_120(suite: Suite, device, tiny: bool) -> None:
 
 
 def study(suite: Suite, device, tiny: bool) -> None:
-    """The paper-like size sweep, smallest size first, while the budget lasts."""
+    """The paper-like size sweep of docs/findings.md stage 4 (constant lr, then the decay), as
+    the `mechlistops sweep` command: every size at once, stopped at the deadline; the table
+    reads what the runs reached."""
+    import signal
+
+    sizes = (8, 12) if tiny else (8, 16, 32, 64, 96, 128)
+    stable, decay = (40, 20) if tiny else (18_000, 10_000)
+    reads = (stable, stable + decay)
+    out = suite.out / "study"
+    workers = len(sizes) if device.type == "cuda" else 1  # one process per size on a GPU
+    cmd = [
+        sys.executable, "-m", "mechlistops", "sweep",
+        "--out", str(out), "--mixture", "SUM", "--mixture", "SUM,MAX,MED",
+        "--d-model", ",".join(map(str, sizes)), "--seeds", "3",
+        "--tree", "single", "--train-size", "300" if tiny else "3000", "--min-args", "3",
+        "--test-size", "200" if tiny else "1000", "--looped", "--n-heads", "1",
+        "--steps", str(stable + decay), "--schedule", "wsd", "--decay-steps", str(decay),
+        "--min-lr-frac", "0", "--eval-interval", "20" if tiny else "500",
+        "--save-interval", "20" if tiny else "2000",
+        "--engine", "ensemble", "--device", str(device), "--workers", str(workers),
+        "--data-workers", "0",  # pools: batches are indexed from them, in each ensemble
+        "--compile", suite.compile, "--no-progress",
+    ]  # fmt: skip
+    suite.log(f"study: {' '.join(cmd[2:])}")
+    t = time.perf_counter()
+    with open(suite.out / "study.log", "w") as log, Busy(device) as busy:
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+        )
+        try:
+            proc.wait(timeout=max(1.0, suite.left() - 15))
+            stopped = False
+        except subprocess.TimeoutExpired:  # the deadline: stop every process of the sweep
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            stopped = True
+    seconds = time.perf_counter() - t
+    suite.log(f"study: {'stopped at the deadline' if stopped else 'finished'} in {seconds:.0f}s")
+    lines, reached = study_table(out, reads, suite.figures["device"]["name"], decay)
+    (suite.out / "study.md").write_text("\n".join(lines) + "\n")
+    suite.figures["study"] = {
+        "sizes": list(sizes),
+        "steps": stable + decay,
+        "decay_steps": decay,
+        "compile": suite.compile,
+        "seconds": round(seconds, 1),
+        "stopped_at_deadline": stopped,
+        "exit_code": None if stopped else proc.returncode,
+        "last_step_reached": reached,
+        "gpu_busy_fraction": busy.fraction,
+        "table": "study.md",
+    }
+
+
+def study_table(out: Path, reads: tuple[int, ...], hardware: str, decay: int):
+    """Markdown lines: SUM held-out accuracy by size and mixture at each read step (median;
+    per seed), from whatever evaluations each run reached; and {run: last evaluated step}."""
     import pandas as pd
 
-    from mechlistops.sweep import SweepConfig, run_sweep
     from mechlistops.transition import accuracies_at
 
-    sizes = (8, 12) if tiny else (8, 12, 16, 24, 32, 48, 64, 96)
-    steps = 60 if tiny else 18_000
-    reads = (steps // 3, steps)
-    base = _config(
-        16,
-        steps,
-        data={
-            "tree": "single",
-            "train_size": 300 if tiny else 3000,
-            "min_args": 3,
-            "test_size": 200 if tiny else 1000,
-        },
-        model={"looped": True, "n_heads": 1},
-        train={
-            "schedule": "constant",
-            "eval_interval": reads[0] if tiny else 500,
-            "save_interval": reads[0] if tiny else 2000,
-        },
-    )
-    out = suite.out / "study"
-    done, per_size = [], None
-    for d in sizes:
-        sweep = SweepConfig((("SUM",), ("SUM", "MAX", "MED")), (d,), 3, base)
-        if per_size is not None and per_size > suite.left() - 20:
-            suite.log(
-                f"study: stopping before d_model {d} ({per_size:.0f}s per size, "
-                f"{suite.left():.0f}s left)"
-            )
-            break
-        t = time.perf_counter()
-        run_sweep(
-            sweep,
-            out / f"d{d}",
-            workers=1,
-            progress=False,
-            engine="ensemble",
-            device=str(device),
-            data_workers=suite.data_workers,
-        )
-        per_size = time.perf_counter() - t
-        done.append(d)
-        suite.log(f"study: d_model {d} in {per_size:.1f}s")
-    rows = []
-    for d in done:
-        for step in reads:
-            df = accuracies_at(out / f"d{d}", step=step)
-            df = df[df.op == "SUM"]
-            rows += [dict(r._asdict(), read=step) for r in df.itertuples(index=False)]
-    table = pd.DataFrame(rows)
+    reached = {}
+    for metrics in sorted(out.glob("*/metrics.jsonl")):
+        steps = [json.loads(x)["step"] for x in metrics.read_text().splitlines() if x.strip()]
+        reached[metrics.parent.name] = steps[-1] if steps else 0
+    frames = []
+    for step in reads:
+        if (out / "sweep.json").is_file():
+            df = accuracies_at(out, step=step)
+            frames.append(df[df.op == "SUM"].assign(read=step))
+    table = pd.concat(frames) if frames else pd.DataFrame()
     lines = [
-        f"# Paper-like study on {suite.figures['device']['name']}",
+        f"# Paper-like study on {hardware}",
         "",
-        "SUM held-out accuracy (median of 3 seeds; per seed) by size, SUM alone and in "
-        f"SUM+MAX+MED, read at steps {reads[0]:,} and {reads[1]:,}; pool of "
-        f"{base.data.train_size:,} per operator, exactly 3 operands, one single-head block "
-        "applied twice, constant learning rate.",
+        "SUM held-out accuracy (median of the seeds that got there; per seed) by size, SUM alone "
+        f"and in SUM+MAX+MED, read at step {reads[0]:,} (the end of the constant learning "
+        f"rate) and {reads[1]:,} (after {decay:,} steps of linear decay to 0); pool of "
+        "3,000 per operator (300 with --tiny), exactly 3 operands, one single-head block "
+        "applied twice (docs/findings.md stage 4). '-': no run of the row reached the step.",
         "",
         "| parameters | trained as | " + " | ".join(f"@{r:,}" for r in reads) + " |",
         "|---|---|" + "---|" * len(reads),
@@ -366,10 +495,10 @@ def study(suite: Suite, device, tiny: bool) -> None:
             cells = []
             for r in reads:
                 v = g[g.read == r].sort_values("seed").accuracy_heldout
-                cells.append(f"{v.median():.2f} ({' / '.join(f'{x:.2f}' for x in v)})")
+                per_seed = " / ".join(f"{x:.2f}" for x in v)
+                cells.append(f"{v.median():.2f} ({per_seed})" if len(v) else "-")
             lines.append(f"| {n:,} | {mixture} | " + " | ".join(cells) + " |")
-    (suite.out / "study.md").write_text("\n".join(lines) + "\n")
-    suite.figures["study"] = {"sizes_done": done, "steps": steps, "table": "study.md"}
+    return lines, reached
 
 
 def main() -> None:
@@ -385,6 +514,12 @@ def main() -> None:
         default=None,
         help="processes making each ensemble's batches (default: all cores but 2, at most 12; "
         "1 with --tiny)",
+    )
+    p.add_argument(
+        "--compile-modes",
+        default=None,
+        help="compile modes the throughput stage measures, comma-separated, or none (default: "
+        "default,reduce-overhead on a GPU; default on CPU)",
     )
     p.add_argument("--skip", default="", help="stages to skip: correctness,throughput,sweep,study")
     args = p.parse_args()
@@ -406,6 +541,10 @@ def main() -> None:
     from mechlistops.model import resolve_device
 
     device = resolve_device(args.device)
+    modes = args.compile_modes
+    if modes is None:
+        modes = "default,reduce-overhead" if device.type == "cuda" else "default"
+    suite.compile_modes = tuple(m for m in modes.split(",") if m and m != "none")
     suite.figures["device"] = device_facts(device)
     suite.log(f"device: {suite.figures['device']}")
     skip = set(filter(None, args.skip.split(",")))

@@ -39,6 +39,9 @@ MEDIAN_RULES = ("listops", "lower")
 TREE_KINDS = ("mixed", "single")
 ACT_FNS = ("relu", "gelu", "gelu_new", "silu")
 NORMALIZATIONS = ("LN", "RMS", None)
+# How an ensemble compiles its training step (an option of training, like the device: not part
+# of a run; mechlistops.ensemble).
+COMPILE_MODES = ("off", "default", "reduce-overhead")
 SCHEDULES = ("constant", "cosine", "linear", "wsd")
 LOSS_ON = ("answer", "sequence")
 TRANSFER = ("all", "embed", "no-embed")

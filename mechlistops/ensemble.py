@@ -16,6 +16,11 @@ Context / design:
   Gradient clipping and AdamW are applied per member, written out in tensor ops so the
   hyperparameters can differ by member. A member equals its run trained alone up to float
   rounding (tests hold it to 1e-5 on CPU).
+- `compile` (off by default): the member forward pass with its loss, and the clipping and
+  AdamW update, each through `torch.compile` ("default"; "reduce-overhead" adds CUDA graphs
+  on a GPU). Tiny models leave a GPU waiting on Python and kernel launches; compiling fuses
+  the many small ops. Batches are then padded to the model's context length, so every step
+  has one shape and nothing recompiles. The GPU suite measures whether it pays.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from torch import Tensor
 from torch.func import vmap
 
 from mechlistops import checkpoint as ckpt
-from mechlistops.config import RunConfig
+from mechlistops.config import COMPILE_MODES, RunConfig
 from mechlistops.data import ChunkWorkers
 from mechlistops.evaluate import hits_from_logits, loss_from_logits, loss_inputs
 from mechlistops.forward import logits_from_params
@@ -40,9 +45,11 @@ from mechlistops.train import Phase, RunState, TrainResult, decay_groups, drive
 
 ADAM_EPS = 1e-8  # torch.optim.AdamW's default, as `train.make_optimizer` uses it
 # Seconds the training loop waited for the prefetch thread's batches, and steps taken, summed
-# over every ensemble in this process (benchmarks/gpu_suite.py reads them: waiting for data is
-# time the device sits idle).
-TIMINGS = {"data_wait_s": 0.0, "steps": 0}
+# over every ensemble in this process, and the seconds of each ensemble's first WARMUP_STEPS
+# steps (where compiling happens) (benchmarks/gpu_suite.py reads them: waiting for data is time
+# the device sits idle).
+TIMINGS = {"data_wait_s": 0.0, "steps": 0, "warmup_s": 0.0}
+WARMUP_STEPS = 3
 
 
 def ensemble_key(cfg: RunConfig) -> str | None:
@@ -63,14 +70,19 @@ def train_ensemble(
     progress: bool = True,
     device: str = "auto",
     data_workers: int = 0,
+    compile: str = "off",
 ) -> list[TrainResult]:
     """Train (or resume) every (config, run_dir) together on `device`; results in the order
     given. `data_workers` > 0: the members' training streams are made ahead in that many
     worker processes (`data.ChunkWorkers`; the same batches), else in one thread.
+    `compile`: one of COMPILE_MODES (see the module docstring); the same training up to float
+    rounding.
 
     All configs must share one `ensemble_key`. Run directories holding a run resume; members
     resumed at different steps train as separate ensembles.
     """
+    if compile not in COMPILE_MODES:
+        raise ValueError(f"compile must be one of {COMPILE_MODES}, got {compile!r}")
     keys = {ensemble_key(cfg) for cfg, _ in members}
     if len(keys) != 1 or None in keys:
         raise ValueError("ensemble members must share one ensemble_key (see ensemble_key)")
@@ -85,7 +97,7 @@ def train_ensemble(
             if workers:
                 for run in group:
                     run.streams = {k: workers.parallel(s) for k, s in run.streams.items()}
-            for run, result in zip(group, drive(group, _Stacked(group), progress)):
+            for run, result in zip(group, drive(group, _Stacked(group, compile), progress)):
                 done[id(run)] = result
     finally:
         if workers:
@@ -102,7 +114,7 @@ class _Stacked:
     """The stepper of K runs: parameters and AdamW moments stacked along a leading model dim,
     one vmapped forward and backward pass, per-member clipping and AdamW in tensor ops."""
 
-    def __init__(self, runs: list[RunState]):
+    def __init__(self, runs: list[RunState], compile: str = "off"):
         self.runs, template = list(runs), runs[0].model
         self.device = runs[0].device
         cfgs = [r.cfg for r in runs]
@@ -125,6 +137,7 @@ class _Stacked:
         }
         self.clip = self._per_member([c.train.grad_clip or float("inf") for c in cfgs])
         self.lrs = [0.0] * len(runs)
+        self.calls = 0  # steps taken by this stepper
 
         # A looped model owns one block's Parameters (under block 0's names, as its AdamW sees
         # them); every other block reads them under its own names, so gradients from every
@@ -135,10 +148,21 @@ class _Stacked:
             p = {**p, **{alias: p[name] for alias, name in aliases.items()}}
             return logits_from_params(p, template.cfg, tokens, pos, fused_attention=False)
 
-        self.forward = {  # scored positions given (the answer), or every position (None)
+        forward = {  # scored positions given (the answer), or every position (None)
             True: vmap(member_logits, in_dims=(0, 0, 0)),
             False: vmap(member_logits, in_dims=(0, 0, None)),
         }
+
+        def scores(params, tokens, pos, targets, mask):
+            logits = forward[pos is not None](params, tokens, pos)
+            return loss_from_logits(logits, targets, mask), hits_from_logits(logits, targets, mask)
+
+        self.eager, self.compile_mode = (scores, _clip_and_adamw), compile
+        self.scores, self.update = self.eager
+        self.compiled = compile != "off"
+        self.width = template.cfg.n_ctx if self.compiled else None  # compiled: one shape
+        if self.compiled:
+            self._compile()
         # The next step's batches are made in a thread while this step computes (numpy and
         # torch release the GIL): on a GPU, data generation on the CPU overlaps the device's
         # work. Each stream is only ever read from that thread, in step order, so batches are
@@ -159,7 +183,7 @@ class _Stacked:
         """The members' batches for one step, padded to one width and stacked on the device."""
         phase = runs[0].phase_at(step)
         batches = [r.batch(phase, step) for r in runs]
-        width = max(int(b.lengths.max()) for b in batches)
+        width = self.width or max(int(b.lengths.max()) for b in batches)
         parts = [loss_inputs(b, r.cfg, self.device, width) for b, r in zip(batches, runs)]
         stacked = tuple(None if part[0] is None else torch.stack(part) for part in zip(*parts))
         return runs, stacked
@@ -181,19 +205,19 @@ class _Stacked:
         self.adam_step = 0
 
     def step(self, step: int, phase: Phase, lrs: list[float]) -> list[tuple[float, float]]:
+        started = time.perf_counter()
         TIMINGS["steps"] += 1
         self.lrs = lrs
         tokens, pos, targets, mask = self._inputs()
         if step + 1 < self.total:
             self.upcoming = self._submit(step + 1)
-        logits = self.forward[pos is not None](self.params, tokens, pos)
-        losses = loss_from_logits(logits, targets, mask)
-        hits = hits_from_logits(logits, targets, mask)
+        losses, hits = self.scores(self.params, tokens, pos, targets, mask)
         grads = torch.autograd.grad(losses.sum(), [self.params[n] for n in self.names])
         self.adam_step += 1
+        # compiled: the step count as a tensor, so a new value is new data, not a new graph
+        adam_step = self._per_member([self.adam_step])[0] if self.compiled else self.adam_step
         with torch.no_grad():
-            _clip_per_member(grads, self.clip)
-            _adamw(
+            self.update(
                 self.params,
                 self.moments,
                 self.names,
@@ -201,9 +225,14 @@ class _Stacked:
                 self.decayed,
                 self._per_member(lrs),
                 self.hyper,
-                self.adam_step,
+                self.clip,
+                adam_step,
             )
-        return [tuple(x) for x in torch.stack([losses.detach(), hits], 1).tolist()]
+        scores = [tuple(x) for x in torch.stack([losses.detach(), hits], 1).tolist()]
+        self.calls += 1
+        if self.calls <= WARMUP_STEPS:
+            TIMINGS["warmup_s"] += time.perf_counter() - started
+        return scores
 
     def hand_back(self, k: int) -> None:
         """Copy member k's weights and AdamW state into its own model and optimizer."""
@@ -230,6 +259,19 @@ class _Stacked:
         self.hyper = {name: v[keep] for name, v in self.hyper.items()}
         self.clip = self.clip[keep]
         del self.runs[k], self.lrs[k]
+        if self.compiled:  # new tensors, one member fewer: compiled afresh
+            self._compile()
+
+    def _compile(self) -> None:
+        """Compile the step for the members there are now. Weights and moments keep their
+        storage from step to step (updated in place): marked so, CUDA graphs read and write
+        them where they are instead of copying them."""
+        torch._dynamo.reset()  # this ensemble's own graphs, and a fresh recompile count
+        mode = None if self.compile_mode == "default" else self.compile_mode
+        self.scores, self.update = (torch.compile(f, mode=mode) for f in self.eager)
+        for n in self.names:
+            for t in (self.params[n], *self.moments[n]):
+                torch._dynamo.mark_static_address(t)
 
     def close(self) -> None:
         self.prefetch.shutdown(cancel_futures=True)
@@ -269,7 +311,13 @@ def _clip_per_member(grads: tuple[Tensor, ...], clip: Tensor) -> None:
         g.mul_(_along(coef, g))
 
 
-def _adamw(params, moments, names, grads, decayed, lr: Tensor, hyper, step: int) -> None:
+def _clip_and_adamw(params, moments, names, grads, decayed, lr, hyper, clip, step) -> None:
+    """One optimiser step of every member: clipping, then AdamW (compiled as one function)."""
+    _clip_per_member(grads, clip)
+    _adamw(params, moments, names, grads, decayed, lr, hyper, step)
+
+
+def _adamw(params, moments, names, grads, decayed, lr: Tensor, hyper, step: int | Tensor) -> None:
     """torch's AdamW update (decoupled weight decay on matrices), with (K,) hyperparameters:
     one value per member."""
     b1, b2 = hyper["beta1"], hyper["beta2"]

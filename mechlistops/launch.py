@@ -65,20 +65,26 @@ def check_available(launcher: str, slurm: SlurmOptions | None = None) -> None:
         )
 
 
-def guarded_task(task: list, progress: bool, device: str) -> str | None:
+def guarded_task(task: list, progress: bool, device: str, compile: str = "off") -> str | None:
     """`sweep.train_task`, returning its one-line failure reason (None: trained) instead of
     raising: what a cluster job hands back is then the reason, not a log to parse."""
     from mechlistops.sweep import failure_reason, train_task
 
     try:
-        train_task(task, progress, device)
+        train_task(task, progress, device, compile=compile)
     except Exception as exc:
         return failure_reason(exc)
     return None
 
 
 def slurm_array(
-    tasks: list, out: Path, device: str, options: SlurmOptions, on_done, on_failed
+    tasks: list,
+    out: Path,
+    device: str,
+    options: SlurmOptions,
+    on_done,
+    on_failed,
+    compile: str = "off",
 ) -> None:
     """Every task one element of a SLURM array job; waits for all of them."""
     try:
@@ -107,7 +113,7 @@ def slurm_array(
         params["mem_gb"] = options.mem_gb
     executor.update_parameters(**params)
     n = len(tasks)
-    jobs = executor.map_array(guarded_task, tasks, [False] * n, [device] * n)
+    jobs = executor.map_array(guarded_task, tasks, [False] * n, [device] * n, [compile] * n)
     for i, job in enumerate(jobs):
         try:
             reason = job.result()
@@ -116,7 +122,9 @@ def slurm_array(
         _report(i, reason, on_done, on_failed)
 
 
-def ray_tasks(tasks: list, address: str | None, device: str, on_done, on_failed) -> None:
+def ray_tasks(
+    tasks: list, address: str | None, device: str, on_done, on_failed, compile: str = "off"
+) -> None:
     """Every task a Ray task on the cluster at `address` (None: a local Ray), one GPU each
     where the cluster has GPUs."""
     try:
@@ -131,7 +139,7 @@ def ray_tasks(tasks: list, address: str | None, device: str, on_done, on_failed)
             raise ConfigError(f"cannot connect to {where}: {exc}") from None
     gpus = ray.cluster_resources().get("GPU", 0)
     remote = ray.remote(guarded_task).options(num_gpus=1 if gpus else 0, num_cpus=1)
-    pending = {remote.remote(task, False, device): i for i, task in enumerate(tasks)}
+    pending = {remote.remote(task, False, device, compile): i for i, task in enumerate(tasks)}
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)
         for ref in done:

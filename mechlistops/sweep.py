@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from mechlistops import checkpoint as ckpt
 from mechlistops import launch
 from mechlistops.atomic import check_writable_dir, write_json
-from mechlistops.config import RunConfig, parse_ops
+from mechlistops.config import COMPILE_MODES, RunConfig, parse_ops
 from mechlistops.errors import ConfigError, MechlistopsError, first_line
 from mechlistops.launch import SlurmOptions
 
@@ -120,11 +120,15 @@ def plan_tasks(
 
 
 def train_task(
-    task: list[tuple[dict, str]], progress: bool = False, device: str = "auto", data_workers=0
+    task: list[tuple[dict, str]],
+    progress: bool = False,
+    device: str = "auto",
+    data_workers: int = 0,
+    compile: str = "off",
 ) -> None:
     """Train (or resume) one task's members (config dict, run directory): alone, or as one
-    ensemble (its batches made by `data_workers` processes, if any). Runs in this process, a
-    worker process or a Ray task."""
+    ensemble (its batches made by `data_workers` processes, if any; `compile`: see
+    `ensemble.train_ensemble`). Runs in this process, a worker process or a Ray task."""
     from mechlistops.ensemble import train_ensemble
     from mechlistops.train import train
 
@@ -133,7 +137,7 @@ def train_task(
         cfg, run_dir = members[0]
         train(cfg, run_dir, resume=ckpt.holds_run(run_dir), progress=progress, device=device)
     else:
-        train_ensemble(members, progress=progress, device=device, data_workers=data_workers)
+        train_ensemble(members, progress, device, data_workers, compile)
 
 
 def _worker_init(parent: int) -> None:
@@ -158,6 +162,7 @@ def run_sweep(
     device: str = "auto",
     slurm: SlurmOptions | None = None,
     data_workers: int = 0,
+    compile: str = "off",
 ) -> SweepOutcome:
     """Train every unfinished member into out/<member>. A member that fails (bad data, out of
     memory, a damaged run directory) does not stop the others: the outcome lists it with its
@@ -171,6 +176,7 @@ def run_sweep(
     partition, time, GPUs; logs under out/slurm/); `out` must be on a shared filesystem.
     `device`: where members train ("auto": cuda when present). `data_workers`: processes that
     make each ensemble's batches ahead (local launcher; 0: the ensemble's own thread).
+    `compile`: how ensembles compile their step (`ensemble.COMPILE_MODES`; "off": eager).
     """
     if launcher not in LAUNCHERS:
         raise ConfigError(f"launcher must be one of {LAUNCHERS}, got {launcher!r}")
@@ -178,6 +184,8 @@ def run_sweep(
         raise ConfigError(
             "--workers, --max-models and --data-workers must be >= 0 (0: the default)"
         )
+    if compile not in COMPILE_MODES:
+        raise ConfigError(f"compile must be one of {COMPILE_MODES}, got {compile!r}")
     launch.check_available(launcher, slurm)
     out = open_sweep_dir(sweep, out)
     todo = [m for m in sweep.members() if not ckpt.is_finished(out / m.name)]
@@ -199,15 +207,15 @@ def run_sweep(
         bar.update(len(tasks[i]))
 
     if launcher == "ray":
-        launch.ray_tasks(tasks, address, device, on_done, on_failed)
+        launch.ray_tasks(tasks, address, device, on_done, on_failed, compile)
     elif launcher == "slurm":
-        launch.slurm_array(tasks, out, device, slurm or SlurmOptions(), on_done, on_failed)
+        launch.slurm_array(tasks, out, device, slurm or SlurmOptions(), on_done, on_failed, compile)
     else:
         if not workers:
             on_gpu = any(len(t) > 1 for t in tasks)  # ensembles: one process owns the device
             workers = 1 if on_gpu else os.cpu_count() or 1
         alone = workers == 1 or len(tasks) <= 1
-        calls = [(task, progress and alone, device, data_workers) for task in tasks]
+        calls = [(task, progress and alone, device, data_workers, compile) for task in tasks]
         run_local(train_task, calls, workers, on_done, on_failed)
     bar.close()
     diverged = {}

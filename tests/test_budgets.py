@@ -93,12 +93,15 @@ def test_patience_stops_and_survives_a_resume(tmp_path, monkeypatch):
     assert cut["stopped"] == ref["stopped"]
 
 
-def test_a_stopped_ensemble_member_equals_the_run_stopped_alone(tmp_path):
+# compiled: members leave a compiled step (each leaving recompiles it: slow on CPU)
+@pytest.mark.parametrize("compile", ["off", pytest.param("default", marks=pytest.mark.slow)])
+def test_a_stopped_ensemble_member_equals_the_run_stopped_alone(tmp_path, compile):
     stopping = tiny_config(train={**STOP, "stop_patience": 2, "stop_delta": 1.0})
     going_on = tiny_config(data={"ops": ("SUM", "MAX"), "seed": 1}, train={**STOP, "seed": 1})
     middle = tiny_config(train={**STOP, "seed": 2, "stop_patience": 4, "stop_delta": 1.0})
     cfgs = [stopping, going_on, middle]
-    train_ensemble([(c, tmp_path / f"ens{k}") for k, c in enumerate(cfgs)], progress=False)
+    members = [(c, tmp_path / f"ens{k}") for k, c in enumerate(cfgs)]
+    train_ensemble(members, progress=False, compile=compile)
     for k, cfg in enumerate(cfgs):
         train(cfg, tmp_path / f"alone{k}", progress=False)
         a = json.loads((tmp_path / f"alone{k}" / "results.json").read_text())

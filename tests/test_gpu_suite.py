@@ -22,7 +22,7 @@ def test_gpu_suite_runs_on_cpu_tiny(tmp_path):
         "cpu",
         "--tiny",
         "--budget-s",
-        "300",
+        "400",
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -34,11 +34,33 @@ def test_gpu_suite_runs_on_cpu_tiny(tmp_path):
     assert all(
         r["data_workers"] == 1 and r["fed_model_steps_per_s"] > 0 for r in figures["throughput"]
     )
+    # compiled at the smallest size: the same weights as eager, its warm-up timed apart
+    (row,) = figures["compiled"]
+    assert row["mode"] == "default" and row["max_abs_weight_diff_vs_eager"] <= 1e-4
+    assert row["warmup_s"] > 0 and row["steady_model_steps_per_s"] > 0
+    assert figures["compile_used"] in ("off", "default")
+    assert figures["throughput"][0]["gpu_busy_fraction"] is None  # no nvidia-smi on a CPU
     assert figures["sweep_120"]["measured_seconds"] > 0
-    assert figures["study"]["sizes_done"] == [8, 12]
+    study = figures["study"]
+    assert study["exit_code"] == 0 and not study["stopped_at_deadline"]
+    assert study["last_step_reached"] == {
+        f"{m}_d{d}_s{s}": 60 for m in ("sum", "sum+max+med") for d in (8, 12) for s in range(3)
+    }
     table = (out / "study.md").read_text()
-    assert "| 1,718 | SUM |" in table and "SUM+MAX+MED" in table
+    # every size and mixture, read before (@40) and after (@60) the decay, 3 seeds each
+    rows = [x for x in table.splitlines() if x.startswith("| 1,718 |") or x.startswith("| 3,142 |")]
+    assert len(rows) == 4 and all(x.count(" / ") == 4 for x in rows), table
     assert (out / "suite.log").read_text().count("\n") >= 5
+
+
+def test_utilisation_lines_are_read_as_percentages():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import gpu_suite
+    finally:
+        sys.path.pop(0)
+    assert gpu_suite.parse_utilisation("87\n100\n\n0\n") == [87.0, 100.0, 0.0]
+    assert gpu_suite.parse_utilisation("[N/A]\n42\n") == [42.0]
 
 
 def test_wheel_list_leaves_out_what_the_gpu_machine_has():

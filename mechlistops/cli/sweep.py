@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mechlistops.cli.options import bounded, numbers
 from mechlistops.cli.train import add_device_option, add_run_options, run_config_from_args
-from mechlistops.config import parse_ops
+from mechlistops.config import COMPILE_MODES, parse_ops
 from mechlistops.errors import ConfigError, MechlistopsError
 from mechlistops.launch import SLURM_EXECUTORS, SlurmOptions
 from mechlistops.sweep import ENGINES, LAUNCHERS
@@ -174,6 +174,7 @@ def _engine_options(args) -> dict:
         "address": args.address,
         "device": args.device,
         "data_workers": args.data_workers,
+        "compile": args.compile,
         "slurm": SlurmOptions(
             args.slurm_partition,
             args.slurm_time,
@@ -206,6 +207,14 @@ def _add_engine_options(s) -> None:
         default=0,
         help="processes that make each ensemble's batches ahead (a GPU's feed; default: none, "
         "one thread)",
+    )
+    s.add_argument(
+        "--compile",
+        choices=COMPILE_MODES,
+        default="off",
+        help="ensembles: torch.compile each training step (reduce-overhead: with CUDA graphs on "
+        "a GPU); the same training; benchmarks/gpu_suite.py measures whether it pays "
+        "(default: off)",
     )
     s.add_argument(
         "--max-models",
