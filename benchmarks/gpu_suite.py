@@ -112,6 +112,9 @@ class Busy:
         self.cmd = None
         if device.type == "cuda" and shutil.which("nvidia-smi"):
             index = device.index if device.index is not None else 0
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
+            if index < len(visible) and visible[index].strip():  # nvidia-smi's own numbering
+                index = visible[index].strip()
             self.cmd = [
                 "nvidia-smi",
                 f"--id={index}",
