@@ -1,0 +1,119 @@
+# %% [markdown]
+# # SUM's held-out accuracy against parameters, over any finished runs
+# Reads finished runs (given directly, or every finished run inside the folders given: sweeps,
+# or folders of continued runs such as `analyses/anneal.py` writes) and plots SUM's final
+# held-out accuracy against the parameter count, one colour per mixture and one marker per way
+# of training (steps and schedule; a continued run as its source's steps + its own). Writes
+# bounds.csv (one row per run), bounds.md (median and per-seed accuracy per mixture, training
+# and size, with the first size whose median reaches each threshold) and bounds.png into OUT.
+# Used for stage 5 of docs/findings.md: where each arm's transition lies, whatever budget
+# each size was run at.
+# Run: `python analyses/bounds.py OUT RUN_OR_FOLDER [...]`.
+
+# %%
+import argparse
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from mechlistops import checkpoint as ckpt
+
+THRESHOLDS = (0.5, 0.9)
+
+
+def runs_in(paths: list[Path]) -> list[Path]:
+    found = []
+    for p in paths:
+        if ckpt.is_finished(p):
+            found.append(p)
+        else:
+            found += sorted(d for d in p.iterdir() if d.is_dir() and ckpt.is_finished(d))
+    return found
+
+
+def training(run: Path) -> str:
+    """How the run was trained: '18,000 constant + 10,000 linear' for a continued run."""
+    t = ckpt.load_run_config(run).train
+    own = f"{t.steps:,} {t.schedule}"
+    if t.init_from and ckpt.holds_run(Path(t.init_from)):
+        return f"{training(Path(t.init_from))} + {own}"
+    return own
+
+
+def table(paths: list[Path]) -> pd.DataFrame:
+    rows = []
+    for run in runs_in(paths):
+        cfg = ckpt.load_run_config(run)
+        if "SUM" not in cfg.data.ops:
+            continue
+        sum_ = ckpt.read_results(run)["results"]["SUM"]
+        rows.append(
+            {
+                "run": str(run),
+                "mixture": "+".join(cfg.data.ops),
+                "training": training(run),
+                "n_params": ckpt.read_n_params(run),
+                "seed": cfg.train.seed,
+                "sum_heldout": sum_["accuracy_heldout"],
+                "sum_pool": sum_["accuracy_pool"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def summary(df: pd.DataFrame) -> list[str]:
+    lines = [
+        "| mixture | training | parameters | SUM held-out, median (per seed) | SUM pool, median |",
+        "|---|---|---|---|---|",
+    ]
+    firsts = []
+    for (mixture, how), g in df.groupby(["mixture", "training"]):
+        medians = {}
+        for n, h in g.groupby("n_params"):
+            h = h.sort_values("seed")
+            medians[n] = h.sum_heldout.median()
+            per_seed = " / ".join(f"{x:.2f}" for x in h.sum_heldout)
+            lines.append(
+                f"| {mixture} | {how} | {n:,} | {medians[n]:.2f} ({per_seed}) | "
+                f"{h.sum_pool.median():.2f} |"
+            )
+        for t in THRESHOLDS:
+            hit = [n for n, m in sorted(medians.items()) if m >= t]
+            where = f"{hit[0]:,}" if hit else f"not reached up to {max(medians):,}"
+            firsts.append(f"- {mixture}, {how}: first size with median >= {t}: {where}")
+    return lines + [""] + firsts
+
+
+def plot(df: pd.DataFrame, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    sns.scatterplot(
+        data=df, x="n_params", y="sum_heldout", hue="mixture", style="training", s=60, ax=ax
+    )
+    for t in THRESHOLDS:
+        ax.axhline(t, color="grey", lw=0.8, ls="--")
+    ax.set(xscale="log", xlabel="parameters", ylabel="SUM held-out accuracy", ylim=(0, 1))
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# %%
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description="SUM held-out accuracy against parameters")
+    p.add_argument("out", type=Path)
+    p.add_argument("runs", type=Path, nargs="+", help="runs, or folders holding runs")
+    args = p.parse_args()
+    df = table(args.runs)
+    if df.empty:
+        raise SystemExit("no finished run with SUM among those given")
+    args.out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(args.out / "bounds.csv", index=False)
+    (args.out / "bounds.md").write_text("\n".join(summary(df)) + "\n")
+    plot(df, args.out / "bounds.png")
+    print((args.out / "bounds.md").read_text())
