@@ -67,6 +67,7 @@ class Suite:
         self.compile_modes: tuple[str, ...] = ()  # measured in throughput (main sets them)
         self.compile = "off"  # the mode the 120-run sweep uses (throughput picks it)
         self.study_compile = "off"  # the mode the study uses: also checked on its models
+        self.study_reserve_s = 0.0  # seconds the 120-run sweep leaves to the study (main)
 
     def left(self) -> float:
         return self.deadline - time.perf_counter()
@@ -381,6 +382,7 @@ def sweep_120(suite: Suite, device, tiny: bool) -> None:
     import tempfile
 
     from mechlistops import ensemble
+    from mechlistops.ensemble import ensemble_key
     from mechlistops.sweep import SweepConfig, run_sweep
 
     sizes = (8, 12) if tiny else SIZES_120
@@ -388,9 +390,8 @@ def sweep_120(suite: Suite, device, tiny: bool) -> None:
     full_steps = 40 if tiny else 10_000
     probe_steps = 10 if tiny else 200
 
-    def run(steps: int) -> tuple[float, float, float | None, float]:
-        base = _config(16, steps)
-        sweep = SweepConfig(MIXTURES_120, sizes, seeds, base)
+    def run(steps: int, compile: str) -> tuple[float, float, float | None, float]:
+        sweep = SweepConfig(MIXTURES_120, sizes, seeds, _config(16, steps))
         before = dict(ensemble.TIMINGS)
         with tempfile.TemporaryDirectory() as tmp, Busy(device) as busy:
             t = time.perf_counter()
@@ -402,20 +403,30 @@ def sweep_120(suite: Suite, device, tiny: bool) -> None:
                 engine="ensemble",
                 device=str(device),
                 data_workers=suite.data_workers,
-                compile=suite.compile,
+                compile=compile,
             )
             seconds = time.perf_counter() - t
         wait = (ensemble.TIMINGS["data_wait_s"] - before["data_wait_s"]) / seconds
         return seconds, wait, busy.fraction, ensemble.TIMINGS["warmup_s"] - before["warmup_s"]
 
     runs = len(MIXTURES_120) * len(sizes) * seeds
-    probe_s, probe_wait, probe_busy, warmup = run(probe_steps)
-    # the ensembles' first steps (compiling, when compiled) happen once, whatever the steps
+    ensembles = len({ensemble_key(m.config) for m in SweepConfig(
+        MIXTURES_120, sizes, seeds, _config(16, probe_steps)).members()})  # fmt: skip
+    # The probe runs eager (compiling every ensemble would cost a probe more than it shows);
+    # the ensembles' first steps happen once, whatever the steps.
+    probe_s, probe_wait, probe_busy, warmup = run(probe_steps, "off")
     estimate = warmup + (probe_s - warmup) * full_steps / probe_steps
+    mode = "off"
+    best = [r for r in suite.figures.get("compiled", []) if r["mode"] == suite.compile]
+    if best:  # compiled: each ensemble's warm-up, then the steady speed-up measured above
+        compiled = ensembles * best[0]["warmup_s"] + (estimate - warmup) / best[0]["steady_speedup"]
+        if compiled < estimate:
+            mode, estimate = suite.compile, compiled
     result = {
         "runs": runs,
+        "ensembles": ensembles,
         "steps": full_steps,
-        "compile": suite.compile,
+        "compile": mode,
         "probe_steps": probe_steps,
         "probe_seconds": round(probe_s, 1),
         "probe_warmup_seconds": round(warmup, 1),
@@ -424,8 +435,8 @@ def sweep_120(suite: Suite, device, tiny: bool) -> None:
         "probe_gpu_busy_fraction": probe_busy,
     }
     suite.log(f"120-run sweep: probe {result}")
-    if estimate < suite.left() - 60:
-        seconds, wait, busy, _ = run(full_steps)
+    if estimate < suite.left() - suite.study_reserve_s:
+        seconds, wait, busy, _ = run(full_steps, mode)
         result.update(
             measured_seconds=round(seconds, 1), data_wait_fraction=wait, gpu_busy_fraction=busy
         )
@@ -433,7 +444,8 @@ def sweep_120(suite: Suite, device, tiny: bool) -> None:
     else:
         result["measured_seconds"] = None
         result["why_not_measured"] = (
-            f"extrapolation {estimate:.0f}s > time left {suite.left():.0f}s"
+            f"extrapolation {estimate:.0f}s > time left {suite.left():.0f}s less "
+            f"{suite.study_reserve_s:.0f}s kept for the study"
         )
     suite.figures["sweep_120"] = result
 
@@ -504,6 +516,9 @@ def study_table(out: Path, reads: tuple[int, ...], hardware: str, decay: int):
     for metrics in sorted(out.glob("*/metrics.jsonl")):
         steps = [json.loads(x)["step"] for x in metrics.read_text().splitlines() if x.strip()]
         reached[metrics.parent.name] = steps[-1] if steps else 0
+    common = min(reached.values(), default=0)  # an evaluation step every run got to
+    if 0 < common < reads[-1]:  # stopped early: read there too
+        reads = tuple(sorted({*reads, common}))
     frames = []
     for step in reads:
         if (out / "sweep.json").is_file():
@@ -517,7 +532,8 @@ def study_table(out: Path, reads: tuple[int, ...], hardware: str, decay: int):
         f"and in SUM+MAX+MED, read at step {reads[0]:,} (the end of the constant learning "
         f"rate) and {reads[1]:,} (after {decay:,} steps of linear decay to 0); pool of "
         "3,000 per operator (300 with --tiny), exactly 3 operands, one single-head block "
-        "applied twice (docs/findings.md stage 4). '-': no run of the row reached the step.",
+        "applied twice (docs/findings.md stage 4). '-': no run of the row reached the step; "
+        "a study stopped at the deadline is also read at the last step every run reached.",
         "",
         "| parameters | trained as | " + " | ".join(f"@{r:,}" for r in reads) + " |",
         "|---|---|" + "---|" * len(reads),
@@ -553,6 +569,13 @@ def main() -> None:
         help="compile modes the throughput stage measures, comma-separated, or none (default: "
         "reduce-overhead, torch.compile with CUDA graphs, on a GPU; default on CPU)",
     )
+    p.add_argument(
+        "--study-s",
+        type=float,
+        default=None,
+        help="seconds of the budget kept for the study: the whole 120-run sweep runs only if "
+        "its extrapolation leaves them (default: 240; 20 with --tiny)",
+    )
     p.add_argument("--skip", default="", help="stages to skip: correctness,throughput,sweep,study")
     args = p.parse_args()
     suite = Suite(args.out, args.budget_s)
@@ -563,6 +586,7 @@ def main() -> None:
         else (1 if args.tiny else max(1, min(12, cores - 2)))
     )
     suite.figures["data_workers"] = suite.data_workers
+    suite.study_reserve_s = args.study_s if args.study_s is not None else (20 if args.tiny else 240)
     install_wheels(args.wheels, suite)
     sys.path.insert(0, str(ROOT))  # the working tree, installed or not
 
