@@ -333,7 +333,8 @@ def throughput(suite: Suite, device, tiny: bool) -> None:
     suite.figures["throughput"] = rows
     suite.figures["compiled"] = compiled
     suite.compile = pick_compile(compiled)
-    looped_ok = [r for r in compiled if r["mode"] == suite.compile and "error" not in r["looped"]]
+    chosen = [r for r in compiled if r["mode"] == suite.compile]
+    looped_ok = chosen and "error" not in chosen[0].get("looped", {"error": "not checked"})
     suite.study_compile = suite.compile if looped_ok else "off"
     suite.figures["compile_used"] = {"sweep": suite.compile, "study": suite.study_compile}
     suite.log(f"throughput: compile used: {suite.figures['compile_used']}")

@@ -176,7 +176,7 @@ def run_sweep(
     partition, time, GPUs; logs under out/slurm/); `out` must be on a shared filesystem.
     `device`: where members train ("auto": cuda when present). `data_workers`: processes that
     make each ensemble's batches ahead (local launcher; 0: the ensemble's own thread).
-    `compile`: how ensembles compile their step (`ensemble.COMPILE_MODES`; "off": eager).
+    `compile`: how ensembles compile their step (`config.COMPILE_MODES`; "off": eager).
     """
     if launcher not in LAUNCHERS:
         raise ConfigError(f"launcher must be one of {LAUNCHERS}, got {launcher!r}")
