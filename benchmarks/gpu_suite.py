@@ -177,14 +177,24 @@ def _config(d_model: int, steps: int, seed: int = 0, ops=("SUM", "MAX", "MED"), 
     return RunConfig(DataConfig(**data), ModelConfig(**model), TrainConfig(**train))
 
 
-def _max_diff(a, b) -> float:
-    """Largest |difference| over the weights (not buffers such as masks; not b_K, whose
-    gradient is exactly zero so AdamW turns float noise into updates: docs/sweeps.md)."""
-    return max(
-        float((a[k] - b[k]).abs().max())
-        for k in a
-        if a[k].is_floating_point() and not k.endswith("attn.b_K") and "IGNORE" not in k
-    )
+# Largest |weight difference| allowed between two trainings that should agree up to float
+# rounding (ensemble member vs alone, resumed vs not, compiled vs eager).
+TOLERANCE = 1e-4
+
+
+def _max_diff(xs, ys) -> float:
+    """Largest |difference| over the weights of paired trained runs (not buffers such as masks;
+    not b_K, whose gradient is exactly zero so AdamW turns float noise into updates:
+    docs/sweeps.md)."""
+    diffs = []
+    for x, y in zip(xs, ys):
+        a, b = x.model.state_dict(), y.model.state_dict()
+        diffs += [
+            float((a[k] - b[k]).abs().max())
+            for k in a
+            if a[k].is_floating_point() and not k.endswith("attn.b_K") and "IGNORE" not in k
+        ]
+    return max(diffs)
 
 
 def correctness(suite: Suite, device, tiny: bool) -> None:
@@ -207,9 +217,7 @@ def correctness(suite: Suite, device, tiny: bool) -> None:
         alone = [
             train(c, tmp / f"a{k}", progress=False, device=str(device)) for k, c in enumerate(cfgs)
         ]
-        diff = max(
-            _max_diff(a.model.state_dict(), e.model.state_dict()) for a, e in zip(alone, together)
-        )
+        diff = _max_diff(alone, together)
 
         class Stop(Exception):
             pass
@@ -231,14 +239,13 @@ def correctness(suite: Suite, device, tiny: bool) -> None:
         finally:
             RunState.record = record
         resumed = train(cfg, tmp / "cut", resume=True, progress=False, device=str(device))
-        resume_diff = _max_diff(reference.model.state_dict(), resumed.model.state_dict())
-    tolerance = 1e-4
+        resume_diff = _max_diff([reference], [resumed])
     suite.figures["correctness"] = {
         "ensemble_vs_alone_max_abs_weight_diff": diff,
         "resume_vs_uninterrupted_max_abs_weight_diff": resume_diff,
-        "tolerance": tolerance,
+        "tolerance": TOLERANCE,
         "steps": steps,
-        "passed": diff <= tolerance and resume_diff <= tolerance,
+        "passed": diff <= TOLERANCE and resume_diff <= TOLERANCE,
         "seconds": round(time.perf_counter() - t, 1),
     }
     torch.cuda.empty_cache() if device.type == "cuda" else None
@@ -304,10 +311,7 @@ def throughput(suite: Suite, device, tiny: bool) -> None:
                         "steady_speedup": steady / eager_steady,
                         "seconds_saved_per_10000_steps": k * 10_000 / eager_steady
                         - (c_warm + k * 10_000 / steady),
-                        "max_abs_weight_diff_vs_eager": max(
-                            _max_diff(a.model.state_dict(), b.model.state_dict())
-                            for a, b in zip(eager, results)
-                        ),
+                        "max_abs_weight_diff_vs_eager": _max_diff(eager, results),
                         # the study's models (looped, pools) compile apart: checked apart
                         "looped": _looped_check(mode, tmp / f"looped-{mode}", device),
                     }
@@ -340,39 +344,35 @@ def throughput(suite: Suite, device, tiny: bool) -> None:
     suite.log(f"throughput: compile used: {suite.figures['compile_used']}")
 
 
-def _looped_check(mode: str, folder: Path, device, tolerance: float = 1e-4) -> dict:
+def _looped_check(mode: str, folder: Path, device) -> dict:
     """The study's kind of model (one single-head block applied twice, pools) trained 10 steps
     compiled and eager: {"max_abs_weight_diff_vs_eager": x} or {"error": why}."""
     from mechlistops.ensemble import train_ensemble
 
     pool = {"tree": "single", "train_size": 300, "min_args": 3}
     cfgs = [_config(8, 10, s, data=pool, model={"looped": True, "n_heads": 1}) for s in range(2)]
+    runs = {}
     try:
-        runs = {
-            m: train_ensemble([(c, folder / m / f"m{i}") for i, c in enumerate(cfgs)], False,
-                              str(device), 0, m)
-            for m in ("off", mode)
-        }  # fmt: skip
+        for m in ("off", mode):
+            members = [(c, folder / m / f"m{i}") for i, c in enumerate(cfgs)]
+            runs[m] = train_ensemble(members, False, str(device), 0, m)
     except Exception as exc:  # a backend that fails here is the finding
         return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"}
-    diff = max(
-        _max_diff(a.model.state_dict(), b.model.state_dict())
-        for a, b in zip(runs["off"], runs[mode])
-    )
-    return {"max_abs_weight_diff_vs_eager": diff} if diff <= tolerance else {
-        "error": f"weights differ from eager by {diff:.2e} > {tolerance}"
-    }  # fmt: skip
+    diff = _max_diff(runs["off"], runs[mode])
+    if diff > TOLERANCE:
+        return {"error": f"weights differ from eager by {diff:.2e} > {TOLERANCE}"}
+    return {"max_abs_weight_diff_vs_eager": diff}
 
 
-def pick_compile(compiled: list[dict], tolerance: float = 1e-4) -> str:
+def pick_compile(compiled: list[dict]) -> str:
     """The compile mode that saves the most time over 10,000 steps with weights within
-    `tolerance` of eager; "off" when none saves any."""
+    TOLERANCE of eager; "off" when none saves any."""
     good = [
         r
         for r in compiled
         if "error" not in r
         and r["seconds_saved_per_10000_steps"] > 0
-        and r["max_abs_weight_diff_vs_eager"] <= tolerance
+        and r["max_abs_weight_diff_vs_eager"] <= TOLERANCE
     ]
     return max(good, key=lambda r: r["seconds_saved_per_10000_steps"])["mode"] if good else "off"
 
@@ -391,8 +391,11 @@ def sweep_120(suite: Suite, device, tiny: bool) -> None:
     full_steps = 40 if tiny else 10_000
     probe_steps = 10 if tiny else 200
 
+    def sweep_of(steps: int) -> SweepConfig:
+        return SweepConfig(MIXTURES_120, sizes, seeds, _config(16, steps))
+
     def run(steps: int, compile: str) -> tuple[float, float, float | None, float]:
-        sweep = SweepConfig(MIXTURES_120, sizes, seeds, _config(16, steps))
+        sweep = sweep_of(steps)
         before = dict(ensemble.TIMINGS)
         with tempfile.TemporaryDirectory() as tmp, Busy(device) as busy:
             t = time.perf_counter()
@@ -410,9 +413,8 @@ def sweep_120(suite: Suite, device, tiny: bool) -> None:
         wait = (ensemble.TIMINGS["data_wait_s"] - before["data_wait_s"]) / seconds
         return seconds, wait, busy.fraction, ensemble.TIMINGS["warmup_s"] - before["warmup_s"]
 
-    runs = len(MIXTURES_120) * len(sizes) * seeds
-    ensembles = len({ensemble_key(m.config) for m in SweepConfig(
-        MIXTURES_120, sizes, seeds, _config(16, probe_steps)).members()})  # fmt: skip
+    members = sweep_of(probe_steps).members()
+    runs, ensembles = len(members), len({ensemble_key(m.config) for m in members})
     # The probe runs eager (compiling every ensemble would cost a probe more than it shows);
     # the ensembles' first steps happen once, whatever the steps.
     probe_s, probe_wait, probe_busy, warmup = run(probe_steps, "off")
