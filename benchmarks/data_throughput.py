@@ -2,10 +2,12 @@
 Python baseline (recursive sampling, evaluation and tokenisation, as one would first write it),
 in one process; then an ensemble's feed: the batches of 12 training streams (4 mixtures x 3
 seeds, as one size of the 120-run sweep), step by step, made in this process against made
-ahead by `data.ChunkWorkers` processes.
+ahead by `data.ChunkWorkers` processes; last, the same for finite pools: a step's inputs made
+on the host (rows as Examples, then tensors, as fresh streams' are) against gathered from the
+pools held on the device (`ensemble.DevicePools`, what the ensemble does).
 
     python benchmarks/data_throughput.py [--n 1000000] [--baseline-n 50000]
-        [--feed-steps 1024] [--feed-workers 2]
+        [--feed-steps 1024] [--feed-workers 2] [--device cpu]
 """
 
 from __future__ import annotations
@@ -91,12 +93,60 @@ def feed_rate(steps: int, workers: int) -> float:
     return rate
 
 
+def pool_feed(steps: int, device: str = "cpu", pool: int = 3000) -> dict[str, float]:
+    """Ensemble steps/s of the loss inputs of 12 pool streams (4 mixtures x 3 seeds, `pool`
+    expressions per operator, single-operator trees of 3-5 operands, as the study's): made on
+    the host against gathered on `device`. Both give the same tensors (tests/test_ensemble.py)."""
+    import torch
+
+    from mechlistops.config import RunConfig, TrainConfig
+    from mechlistops.ensemble import DevicePools
+    from mechlistops.evaluate import loss_inputs
+    from mechlistops.pools import PoolStream, evaluation_data
+
+    mixtures = (("SUM",), ("MAX",), ("MED",), ("SUM", "MAX", "MED"))
+    cfgs = [
+        RunConfig(DataConfig(ops=ops, seed=seed, tree="single", train_size=pool, min_args=3))
+        for ops in mixtures
+        for seed in range(3)
+    ]
+    train = TrainConfig()
+    streams = [PoolStream(c.data, train, evaluation_data(c.data)[1], c.data.ops) for c in cfgs]
+    on_device = DevicePools([s.joined for s in streams], device)
+    slots = list(range(len(streams)))
+
+    def sync():
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize()
+
+    def host(step):
+        batches = [s.batch(step) for s in streams]
+        width = max(int(b.lengths.max()) for b in batches)
+        parts = [loss_inputs(b, cfgs[0], device, width) for b in batches]
+        return [None if p[0] is None else torch.stack(p) for p in zip(*parts)]
+
+    def gathered(step):
+        return on_device.inputs(slots, [s.rows(step) for s in streams], cfgs[0], None)
+
+    rates = {}
+    for name, make in (("host", host), ("device", gathered)):
+        make(0)  # the first chunk of every stream, and any lazy start-up, untimed
+        sync()
+        t0 = time.perf_counter()
+        for step in range(1, steps):
+            make(step)
+        sync()
+        rates[name] = (steps - 1) / (time.perf_counter() - t0)
+    return rates
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=1_000_000)
     p.add_argument("--baseline-n", type=int, default=50_000)
     p.add_argument("--feed-steps", type=int, default=1024)
     p.add_argument("--feed-workers", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="where the pools are held (cpu, cuda)")
     args = p.parse_args()
     cfg = DataConfig()
     t0 = time.perf_counter()
@@ -120,6 +170,11 @@ def main() -> None:
     print(
         f"  made by {args.feed_workers} worker processes:  {fed:,.1f} steps/s, {fed / alone:.2f}x"
     )
+    pools = pool_feed(args.feed_steps, args.device)
+    print(f"pool feed, 12 pool streams (3,000 per operator), {args.feed_steps} steps:")
+    print(f"  made on the host:            {pools['host']:,.1f} steps/s")
+    label = f"gathered on {args.device}:"
+    print(f"  {label:<29}{pools['device']:,.1f} steps/s, {pools['device'] / pools['host']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,9 @@ transition table):
    (the sweep and the study below use the processes); then, at the smallest size, the
    ensemble compiled (each --compile-modes mode: its warm-up seconds, its steady model-steps/s
    and its weights against the eager ensemble's). The fastest mode that pays for itself over
-   10,000 steps is used below; none pays: eager;
+   10,000 steps is used below; none pays: eager. Last, the study's feed: 12 finite-pool
+   streams' inputs made on the host against gathered from pools held on the device (the
+   ensemble's way), in ensemble steps/s;
 3. the 120-run sweep (10 sizes x 3 seeds x 4 mixtures x 10,000 steps): a probe at a fraction
    of the steps, extrapolated; the whole sweep, timed, when the extrapolation fits what is
    left of the budget;
@@ -336,6 +338,12 @@ def throughput(suite: Suite, device, tiny: bool) -> None:
         suite.log(f"throughput: {row}")
     suite.figures["throughput"] = rows
     suite.figures["compiled"] = compiled
+    from data_throughput import pool_feed  # beside this script
+
+    # the study's batches (finite pools): made on the host against gathered on the device
+    feed = pool_feed(64 if tiny else 1024, str(device), pool=300 if tiny else 3000)
+    suite.figures["pool_feed_steps_per_s"] = feed
+    suite.log(f"throughput: pool feed (12 streams), ensemble steps/s: {feed}")
     suite.compile = pick_compile(compiled)
     chosen = [r for r in compiled if r["mode"] == suite.compile]
     looped_ok = chosen and "error" not in chosen[0].get("looped", {"error": "not checked"})

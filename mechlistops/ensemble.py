@@ -16,6 +16,9 @@ Context / design:
   Gradient clipping and AdamW are applied per member, written out in tensor ops so the
   hyperparameters can differ by member. A member equals its run trained alone up to float
   rounding (tests hold it to 1e-5 on CPU).
+- Finite training pools (`DataConfig.train_size`) are put on the device once per phase, all
+  members' stacked; a step's batches are then one gather of pool rows there, and only the row
+  indices (members x batch) cross from the CPU: the same batches as the streams' own.
 - `compile` (off by default): the member forward pass with its loss, and the clipping and
   AdamW update, each through `torch.compile` ("default"; "reduce-overhead" adds CUDA graphs
   on a GPU). Tiny models leave a GPU waiting on Python and kernel launches; compiling fuses
@@ -31,16 +34,25 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.func import vmap
 
 from mechlistops import checkpoint as ckpt
 from mechlistops.config import COMPILE_MODES, RunConfig
-from mechlistops.data import ChunkWorkers
-from mechlistops.evaluate import hits_from_logits, loss_from_logits, loss_inputs
+from mechlistops.data import ChunkWorkers, Examples
+from mechlistops.evaluate import (
+    LOSS_FIELDS,
+    batch_tensors,
+    hits_from_logits,
+    loss_from_logits,
+    loss_inputs,
+    loss_tensors,
+)
 from mechlistops.forward import logits_from_params
 from mechlistops.model import hooked_transformer_config_dict
+from mechlistops.pools import PoolStream
 from mechlistops.train import Phase, RunState, TrainResult, decay_groups, drive
 
 ADAM_EPS = 1e-8  # torch.optim.AdamW's default, as `train.make_optimizer` uses it
@@ -168,6 +180,12 @@ class _Stacked:
         # work. Each stream is only ever read from that thread, in step order, so batches are
         # unchanged.
         self.prefetch = ThreadPoolExecutor(1, thread_name_prefix="ensemble-data")
+        # Read and written by the prefetch thread alone: each phase's pools on the device
+        # (None: some member has no pools in that phase), stacked for the members there were
+        # at the start (`slots`), whoever has left since.
+        self.members = tuple(runs)
+        self.slots = {id(run): k for k, run in enumerate(runs)}
+        self.device_pools: dict[int, DevicePools | None] = {}
         self.total = cfgs[0].train.total_steps
         start = runs[0].step
         self.upcoming = self._submit(start) if start < self.total else None
@@ -182,6 +200,13 @@ class _Stacked:
     def _inputs_at(self, step: int, runs: tuple[RunState, ...]):
         """The members' batches for one step, padded to one width and stacked on the device."""
         phase = runs[0].phase_at(step)
+        if phase.index not in self.device_pools:
+            self.device_pools[phase.index] = DevicePools.of(self.members, phase, self.device)
+        pools = self.device_pools[phase.index]
+        if pools is not None:
+            rows = [r.pool_rows(phase, step) for r in runs]
+            slots = [self.slots[id(r)] for r in runs]
+            return runs, pools.inputs(slots, rows, runs[0].cfg, self.width)
         batches = [r.batch(phase, step) for r in runs]
         width = self.width or max(int(b.lengths.max()) for b in batches)
         parts = [loss_inputs(b, r.cfg, self.device, width) for b, r in zip(batches, runs)]
@@ -275,6 +300,42 @@ class _Stacked:
 
     def close(self) -> None:
         self.prefetch.shutdown(cancel_futures=True)
+
+
+class DevicePools:
+    """Every member's training pools for one phase on the device: each member's
+    `PoolStream.joined`, padded to the longest with copies of its first row (never indexed),
+    one after another; tokens in one tensor, the other LOSS_FIELDS in another. A step's
+    batches are one gather from each."""
+
+    def __init__(self, joined: list[Examples], device):
+        self.n = max(len(j) for j in joined)  # rows per member
+        pad = [j.subset(np.r_[np.arange(len(j)), np.zeros(self.n - len(j), int)]) for j in joined]
+        every = Examples.concat(pad)
+        fields = batch_tensors(every, device)
+        self.tokens = fields["tokens"]
+        self.meta = torch.stack([fields[name] for name in LOSS_FIELDS[1:]], 1)
+        self.lengths = every.lengths  # on the CPU: a step's width without a device sync
+        self.device = device
+
+    @staticmethod
+    def of(runs: tuple[RunState, ...], phase: Phase, device) -> DevicePools | None:
+        """The members' pools in `phase`, or None if some member trains from a fresh stream."""
+        streams = [r.streams[phase.index] for r in runs]
+        if not all(isinstance(s, PoolStream) for s in streams):
+            return None
+        return DevicePools([s.joined for s in streams], device)
+
+    def inputs(self, slots: list[int], rows: list, cfg: RunConfig, width: int | None):
+        """`loss_inputs` stacked over members: member `slots[i]`'s batch is its pool's
+        `rows[i]`, padded to `width` (default: the longest row of any batch)."""
+        flat = np.stack(rows) + np.asarray(slots)[:, None] * self.n  # (members, batch)
+        width = width or int(self.lengths[flat].max())
+        index = torch.as_tensor(flat.ravel(), device=self.device)
+        meta = self.meta.index_select(0, index).view(*flat.shape, -1)
+        fields = {name: meta[..., i] for i, name in enumerate(LOSS_FIELDS[1:])}
+        fields["tokens"] = self.tokens[:, :width].index_select(0, index).view(*flat.shape, width)
+        return loss_tensors(fields, cfg, width)
 
 
 _MOMENTS = ("exp_avg", "exp_avg_sq")

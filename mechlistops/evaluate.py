@@ -57,22 +57,41 @@ class SetResult:
 
 
 # ----------------------------------------------------------------------------- losses
+# The fields of a batch the loss reads, as tensors (`batch_tensors`; the ensemble gathers them
+# from pools held on its device).
+LOSS_FIELDS = ("tokens", "lengths", "prompt_len", "answers")
+
+
+def batch_tensors(batch: Examples, device, width: int | None = None) -> dict[str, Tensor]:
+    """LOSS_FIELDS of a batch on `device`; tokens int64, trimmed to `width` (default: all)."""
+    tokens = batch.tokens if width is None else batch.tokens[:, :width]
+    out = {"tokens": torch.as_tensor(tokens.astype(np.int64), device=device)}
+    for name in LOSS_FIELDS[1:]:
+        out[name] = torch.as_tensor(getattr(batch, name), device=device)
+    return out
+
+
 def loss_inputs(batch: Examples, cfg: RunConfig, device, width: int | None = None):
     """What the loss needs from a batch: tokens (trimmed to `width`, default the longest row),
     the scored positions (None: every position), targets and mask (None: score all)."""
     T = width or int(batch.lengths.max())
-    tokens = torch.as_tensor(batch.tokens[:, :T].astype(np.int64), device=device)
+    return loss_tensors(batch_tensors(batch, device, T), cfg, T)
+
+
+def loss_tensors(fields: dict[str, Tensor], cfg: RunConfig, width: int):
+    """`loss_inputs` from LOSS_FIELDS tensors with any leading dims (a batch, or an ensemble's
+    members by batch); tokens are trimmed to `width`."""
+    tokens = fields["tokens"][..., :width]
+    lengths = fields["lengths"][..., None]
     if cfg.train.loss_on == "answer" and not cfg.data.chain_of_thought:
-        pos = torch.as_tensor(batch.answer_pos, device=device)[:, None]
-        return tokens, pos, torch.as_tensor(batch.answers, device=device)[:, None], None
-    pad = torch.full_like(tokens[:, :1], Vocab.of(cfg.data).pad)
-    targets = torch.cat([tokens[:, 1:], pad], dim=1)  # position p predicts token p + 1
-    pos = torch.arange(T, device=device)[None, :]
-    lengths = torch.as_tensor(batch.lengths, device=device)[:, None]
+        return tokens, lengths - 3, fields["answers"][..., None], None  # at the last `=`
+    pad = torch.full_like(tokens[..., :1], Vocab.of(cfg.data).pad)
+    targets = torch.cat([tokens[..., 1:], pad], dim=-1)  # position p predicts token p + 1
+    pos = torch.arange(width, device=tokens.device)
     if cfg.train.loss_on == "sequence":
         mask = pos < lengths - 1
     else:  # chain-of-thought: every generated token after the first `=`, up to the answer
-        first = torch.as_tensor(batch.prompt_len, device=device)[:, None] - 1
+        first = fields["prompt_len"][..., None] - 1
         mask = (pos >= first) & (pos <= lengths - 3)
     return tokens, None, targets, mask
 

@@ -91,6 +91,8 @@ class PoolStream:
 
     Rows of chunk c (chunk_steps batches) draw their operators from an RNG keyed on (seed,
     phase, c); an operator's rows take the next entries of its epoch-shuffled pool.
+    A batch is rows of `joined` (the phase's pools, one after another): `rows(step)` gives
+    them, so a trainer holding `joined` on its device gathers a batch there (the ensemble).
     """
 
     def __init__(
@@ -107,15 +109,21 @@ class PoolStream:
         self._cum = np.cumsum(phase_weights(data, ops))[:-1]
         self._counts: list[np.ndarray] = [np.zeros(len(ops), dtype=np.int64)]  # before chunk c
         self._order: dict[tuple[str, int], np.ndarray] = {}
+        self.joined = Examples.concat([pools[op] for op in ops])
+        self._offsets = np.cumsum([0] + [len(pools[op]) for op in ops])[:-1]
         self._chunk_id: int | None = None
-        self._chunk: Examples | None = None
+        self._chunk: np.ndarray | None = None  # rows of `joined`
 
-    def batch(self, step: int) -> Examples:
+    def rows(self, step: int) -> np.ndarray:
+        """Batch `step` as rows of `joined`."""
         chunk_id, offset = divmod(step, self.chunk_steps)
         if chunk_id != self._chunk_id:
-            self._chunk, self._chunk_id = self._make_chunk(chunk_id), chunk_id
+            self._chunk, self._chunk_id = self._chunk_rows(chunk_id), chunk_id
         b = self.batch_size
-        return self._chunk.subset(slice(offset * b, (offset + 1) * b))
+        return self._chunk[offset * b : (offset + 1) * b]
+
+    def batch(self, step: int) -> Examples:
+        return self.joined.subset(self.rows(step))
 
     def _rng(self, chunk_id: int) -> np.random.Generator:
         return np.random.default_rng([self.cfg.seed, _TRAIN_STREAM, self.phase, chunk_id])
@@ -150,7 +158,7 @@ class PoolStream:
             out[sel] = self._epoch_order(op, int(epoch))[k[sel] % size]
         return out
 
-    def _make_chunk(self, chunk_id: int) -> Examples:
+    def _chunk_rows(self, chunk_id: int) -> np.ndarray:
         rng = self._rng(chunk_id)
         row_ops = self._row_ops(rng)
         before = self._counts_before(chunk_id)
@@ -159,9 +167,10 @@ class PoolStream:
         parts, where = [], []
         for i, op in enumerate(self.ops):
             rows = np.flatnonzero(row_ops == i)
-            parts.append(self.pools[op].subset(self._pool_rows(op, int(before[i]), len(rows))))
+            parts.append(self._offsets[i] + self._pool_rows(op, int(before[i]), len(rows)))
             where.append(rows)
-        out = Examples.concat(parts).subset(np.argsort(np.concatenate(where), kind="stable"))
+        out = np.concatenate(parts)[np.argsort(np.concatenate(where), kind="stable")]
         if self.length_buckets > 1:
-            out = out.subset(bucket_order(out.lengths, self.batch_size, self.length_buckets, rng))
+            lengths = self.joined.lengths[out]
+            out = out[bucket_order(lengths, self.batch_size, self.length_buckets, rng)]
         return out

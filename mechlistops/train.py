@@ -291,9 +291,19 @@ class RunState:
 
     def batch(self, phase: Phase, step: int) -> Examples:
         batch = self.streams[phase.index].batch(step - phase.start)
-        ops, counts = np.unique(batch.root_ops, return_counts=True)
-        self._batch_ops[step] = Counter({OPERATORS[o]: int(c) for o, c in zip(ops, counts)})
+        self._book(step, batch.root_ops)
         return batch
+
+    def pool_rows(self, phase: Phase, step: int) -> np.ndarray:
+        """Batch `step` as rows of its pool stream's `joined` (finite pools only)."""
+        stream = self.streams[phase.index]
+        rows = stream.rows(step - phase.start)
+        self._book(step, stream.joined.root_ops[rows])
+        return rows
+
+    def _book(self, step: int, root_ops: np.ndarray) -> None:  # counted into `examples`
+        counts = np.bincount(root_ops, minlength=len(OPERATORS))
+        self._batch_ops[step] = Counter({OPERATORS[o]: int(c) for o, c in enumerate(counts) if c})
 
     def epochs(self) -> dict[str, float]:
         """Passes over each operator's pool so far (empty with a fresh stream)."""

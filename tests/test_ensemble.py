@@ -9,7 +9,9 @@ import torch
 
 from mechlistops import checkpoint as ckpt
 from mechlistops import load_run
-from mechlistops.ensemble import ensemble_key, train_ensemble
+from mechlistops.ensemble import DevicePools, ensemble_key, train_ensemble
+from mechlistops.evaluate import loss_inputs
+from mechlistops.pools import PoolStream, evaluation_data
 from mechlistops.train import RunState, train
 from tests.conftest import tiny_config
 
@@ -131,6 +133,64 @@ def test_looped_members_equal_training_alone(tmp_path):
         loaded = load_run(tmp_path / f"e{k}").model
         assert loaded.blocks[1].attn.W_Q is loaded.blocks[0].attn.W_Q  # still one block
         assert_same_weights(loaded.state_dict(), alone.model.state_dict())
+
+
+def _pooled_members():
+    """Finite pools of different sizes and mixtures (so one member's pools are padded to the
+    longest); the first member stops early, so the others go on gathering from pools stacked
+    for a member that has left."""
+    pooled = {"tree": "single"}
+    steps = {**STEPS}
+    return [
+        tiny_config(
+            data={**pooled, "ops": ("SUM",), "train_size": 300},
+            train={**steps, "stop_patience": 1, "stop_delta": 1.0},
+        ),
+        tiny_config(
+            data={**pooled, "ops": ("SUM", "MAX"), "train_size": 200, "seed": 1},
+            train={**steps, "seed": 1},
+        ),
+        tiny_config(
+            data={**pooled, "ops": ("MIN", "MED"), "train_size": 150, "seed": 2},
+            train={**steps, "seed": 2, "lr": 1e-3},
+        ),
+    ]
+
+
+@pytest.mark.parametrize("loss", ["answer", "sequence"])
+def test_batches_gathered_from_pools_on_the_device_are_the_streams_own(loss):
+    cfgs = [tiny_config_with(c, loss_on=loss, length_buckets=4) for c in _pooled_members()]
+    streams = []
+    for c in cfgs:
+        _, pools = evaluation_data(c.data)
+        streams.append(PoolStream(c.data, c.train, pools, c.data.ops))
+    on_device = DevicePools([s.joined for s in streams], "cpu")
+    for step in (0, 7, 70):  # 70: past the end of the smallest pool's first epoch
+        for members in ([0, 1, 2], [1, 2]):
+            batches = [streams[k].batch(step) for k in members]
+            width = max(int(b.lengths.max()) for b in batches)
+            expected = [loss_inputs(b, cfgs[0], "cpu", width) for b in batches]
+            rows = [streams[k].rows(step) for k in members]
+            got = on_device.inputs(members, rows, cfgs[0], None)
+            for part, mine in zip(zip(*expected), got):
+                assert (mine is None) == (part[0] is None)
+                if mine is not None:
+                    assert torch.equal(mine, torch.stack(part))
+
+
+def test_pooled_members_equal_training_alone(tmp_path):
+    cfgs = _pooled_members()
+    assert len({ensemble_key(c) for c in cfgs}) == 1
+    together = train_ensemble([(c, tmp_path / f"e{k}") for k, c in enumerate(cfgs)], False)
+    for k, cfg in enumerate(cfgs):
+        alone = train(cfg, tmp_path / f"a{k}", progress=False)
+        # rounding differences (vmapped against plain matmuls) grow through AdamW: up to 8e-5
+        # here, with or without pools on the device; other rows (a data seed) move them 6e-2
+        assert_same_weights(alone.model.state_dict(), together[k].model.state_dict(), atol=1e-4)
+        a, e = (json.loads((tmp_path / f"{x}{k}" / ckpt.RESULTS).read_text()) for x in "ae")
+        assert e["step"] == a["step"] and e["examples"] == a["examples"]
+    steps = [json.loads((tmp_path / f"e{k}" / ckpt.RESULTS).read_text())["step"] for k in range(3)]
+    assert steps == [20, 30, 30]  # the first left two evaluations in
 
 
 def test_mismatched_runs_do_not_share_an_ensemble():
