@@ -76,10 +76,12 @@ def test_members_equal_training_alone(tmp_path, loss):
                 assert r["accuracy"] == pytest.approx(b["eval"][name]["accuracy"], abs=0.01)
 
 
-def test_curriculum_members_equal_training_alone(tmp_path):
+@pytest.mark.parametrize("pools", [False, True])  # pools: each phase's pools on the device
+def test_curriculum_members_equal_training_alone(tmp_path, pools):
+    members = _pooled_members()[1:] if pools else _members()[:2]
     cfgs = [
         tiny_config_with(c, pretrain_ops=("MAX", "MED"), pretrain_steps=12, steps=18)
-        for c in _members()[:2]
+        for c in members
     ]
     together = train_ensemble([(c, tmp_path / f"e{k}") for k, c in enumerate(cfgs)], False)
     for k, cfg in enumerate(cfgs):
