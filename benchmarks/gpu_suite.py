@@ -16,12 +16,15 @@ transition table):
    (the sweep and the study below use the processes); then, at the smallest size, the
    ensemble compiled (each --compile-modes mode: its warm-up seconds, its steady model-steps/s
    and its weights against the eager ensemble's). The fastest mode that pays for itself over
-   10,000 steps is used below; none pays: eager. Last, the study's feed: 12 finite-pool
-   streams' inputs made on the host against gathered from pools held on the device (the
-   ensemble's way), in ensemble steps/s;
+   10,000 steps is used below; none pays: eager. Then the same eager ensemble in PROCESSES
+   processes at once against one (aggregate model-steps/s: whether other processes fill the
+   time one leaves the device idle). Last, the study's feed: 12 finite-pool streams' inputs
+   made on the host against gathered from pools held on the device (the ensemble's way), in
+   ensemble steps/s;
 3. the 120-run sweep (10 sizes x 3 seeds x 4 mixtures x 10,000 steps): a probe at a fraction
-   of the steps, extrapolated; the whole sweep, timed, when the extrapolation fits what is
-   left of the budget;
+   of the steps (eager, one process), extrapolated eager, compiled (the measured warm-up and
+   speed-up) and in PROCESSES processes (the measured speed-up); the whole sweep, timed, the
+   fastest way, when its extrapolation fits what is left of the budget;
 4. with the time left, the paper-like study in the regime of docs/findings.md stage 4 (pool of
    3,000, exactly 3 operands, one single-head block applied twice; SUM alone and SUM+MAX+MED,
    3 seeds; 18,000 constant-lr steps then 10,000 of linear decay to 0, `--schedule wsd`): the
@@ -53,6 +56,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 MIXTURES_120 = (("SUM",), ("MAX",), ("MED",), ("SUM", "MAX", "MED"))
 SIZES_120 = (12, 16, 24, 32, 40, 48, 64, 80, 96, 128)  # about 5k to 410k parameters
+PROCESSES = 4  # ensembles trained at once, one per process, in the concurrency check
 
 
 class Suite:
@@ -338,6 +342,13 @@ def throughput(suite: Suite, device, tiny: bool) -> None:
         suite.log(f"throughput: {row}")
     suite.figures["throughput"] = rows
     suite.figures["compiled"] = compiled
+    with tempfile.TemporaryDirectory() as tmp:  # eager, the smallest size, as above
+        cfgs = [_config(sizes[0], steps, seed=s) for s in range(k)]
+        processes = 2 if tiny else PROCESSES
+        with Busy(device) as busy:
+            conc = concurrency(cfgs, Path(tmp), device, processes, max(60.0, suite.left() / 4))
+        suite.figures["concurrency"] = {**conc, "gpu_busy_fraction": busy.fraction}
+        suite.log(f"throughput: concurrency {suite.figures['concurrency']}")
     from data_throughput import pool_feed  # beside this script
 
     # the study's batches (finite pools): made on the host against gathered on the device
@@ -350,6 +361,74 @@ def throughput(suite: Suite, device, tiny: bool) -> None:
     suite.study_compile = suite.compile if looped_ok else "off"
     suite.figures["compile_used"] = {"sweep": suite.compile, "study": suite.study_compile}
     suite.log(f"throughput: compile used: {suite.figures['compile_used']}")
+
+
+def _ensemble_at_barrier(cfgs, folder: str, device: str, barrier, spans) -> None:
+    """Train `cfgs` as one ensemble (one thread) once every process of the concurrency check
+    is ready; put its wall-clock (start, end) on `spans`."""
+    import torch
+
+    from mechlistops.ensemble import train_ensemble
+
+    torch.set_num_threads(1)
+    members = [(c, Path(folder) / f"m{i}") for i, c in enumerate(cfgs)]
+    barrier.wait()
+    start = time.time()
+    train_ensemble(members, False, device)
+    spans.put((start, time.time()))
+
+
+def concurrency(cfgs, folder: Path, device, processes: int, timeout_s: float) -> dict:
+    """Model-steps/s of `processes` copies of one ensemble trained at once, each in its own
+    process, against one copy in one process, timed the same way (from a barrier every process
+    reaches after starting up): whether the time one process leaves the device idle (Python,
+    kernel launches) is filled by the others."""
+    import multiprocessing
+    import queue
+
+    ctx = multiprocessing.get_context("spawn")
+    model_steps = len(cfgs) * cfgs[0].train.total_steps
+    deadline = time.perf_counter() + timeout_s
+
+    def rate(n: int) -> float:
+        barrier, spans = ctx.Barrier(n), ctx.Queue()
+        procs = [
+            ctx.Process(
+                target=_ensemble_at_barrier,
+                args=(cfgs, str(folder / f"p{n}-{i}"), str(device), barrier, spans),
+            )
+            for i in range(n)
+        ]
+        for proc in procs:
+            proc.start()
+        got = []
+        try:
+            while len(got) < n:
+                try:
+                    got.append(spans.get(timeout=1.0))
+                except queue.Empty:
+                    failed = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+                    if failed or time.perf_counter() > deadline:
+                        raise RuntimeError(
+                            f"concurrency check: {n} processes did not finish "
+                            f"(exit codes {[p.exitcode for p in procs]})"
+                        ) from None
+        finally:
+            for proc in procs:
+                if len(got) < n:
+                    proc.kill()
+                proc.join()
+        return n * model_steps / (max(e for _, e in got) - min(s for s, _ in got))
+
+    one, many = rate(1), rate(processes)
+    return {
+        "processes": processes,
+        "members": len(cfgs),
+        "steps": cfgs[0].train.total_steps,
+        "one_process_model_steps_per_s": one,
+        "together_model_steps_per_s": many,
+        "speedup": many / one,
+    }
 
 
 def _looped_check(mode: str, folder: Path, device) -> dict:
@@ -402,7 +481,9 @@ def sweep_120(suite: Suite, device, tiny: bool) -> None:
     def sweep_of(steps: int) -> SweepConfig:
         return SweepConfig(MIXTURES_120, sizes, seeds, _config(16, steps))
 
-    def run(steps: int, compile: str) -> tuple[float, float, float | None, float]:
+    def run(steps: int, compile: str, workers: int = 1):
+        """Seconds, data-wait fraction (None with several processes: theirs to count), GPU busy
+        fraction and warm-up seconds of the sweep, its ensembles in `workers` processes."""
         sweep = sweep_of(steps)
         before = dict(ensemble.TIMINGS)
         with tempfile.TemporaryDirectory() as tmp, Busy(device) as busy:
@@ -410,34 +491,43 @@ def sweep_120(suite: Suite, device, tiny: bool) -> None:
             run_sweep(
                 sweep,
                 Path(tmp) / "sw",
-                workers=1,
+                workers=workers,
                 progress=False,
                 engine="ensemble",
                 device=str(device),
-                data_workers=suite.data_workers,
+                data_workers=max(1, suite.data_workers // workers) if suite.data_workers else 0,
                 compile=compile,
             )
             seconds = time.perf_counter() - t
         wait = (ensemble.TIMINGS["data_wait_s"] - before["data_wait_s"]) / seconds
-        return seconds, wait, busy.fraction, ensemble.TIMINGS["warmup_s"] - before["warmup_s"]
+        warmup = ensemble.TIMINGS["warmup_s"] - before["warmup_s"]
+        return seconds, wait if workers == 1 else None, busy.fraction, warmup
 
     members = sweep_of(probe_steps).members()
     runs, ensembles = len(members), len({ensemble_key(m.config) for m in members})
     # The probe runs eager (compiling every ensemble would cost a probe more than it shows);
     # the ensembles' first steps happen once, whatever the steps.
     probe_s, probe_wait, probe_busy, warmup = run(probe_steps, "off")
-    estimate = warmup + (probe_s - warmup) * full_steps / probe_steps
-    mode = "off"
+    eager = warmup + (probe_s - warmup) * full_steps / probe_steps
+    options = {("off", 1): eager}  # (compile mode, processes): extrapolated seconds
     best = [r for r in suite.figures.get("compiled", []) if r["mode"] == suite.compile]
     if best:  # compiled: each ensemble's warm-up, then the steady speed-up measured above
-        compiled = ensembles * best[0]["warmup_s"] + (estimate - warmup) / best[0]["steady_speedup"]
-        if compiled < estimate:
-            mode, estimate = suite.compile, compiled
+        compiled = ensembles * best[0]["warmup_s"] + (eager - warmup) / best[0]["steady_speedup"]
+        options[(suite.compile, 1)] = compiled
+    conc = suite.figures.get("concurrency")
+    if conc and conc["speedup"] > 1:  # eager ensembles in processes at once: measured above
+        options[("off", conc["processes"])] = warmup + (eager - warmup) / conc["speedup"]
+    (mode, workers), estimate = min(options.items(), key=lambda item: item[1])
     result = {
         "runs": runs,
         "ensembles": ensembles,
         "steps": full_steps,
         "compile": mode,
+        "processes": workers,
+        "extrapolated_seconds_by_choice": {
+            f"compile {m}, {w} process{'es' if w > 1 else ''}": round(x, 1)
+            for (m, w), x in options.items()
+        },
         "probe_steps": probe_steps,
         "probe_seconds": round(probe_s, 1),
         "probe_warmup_seconds": round(warmup, 1),
@@ -447,7 +537,7 @@ def sweep_120(suite: Suite, device, tiny: bool) -> None:
     }
     suite.log(f"120-run sweep: probe {result}")
     if estimate < suite.left() - suite.study_reserve_s:
-        seconds, wait, busy, _ = run(full_steps, mode)
+        seconds, wait, busy, _ = run(full_steps, mode, workers)
         result.update(
             measured_seconds=round(seconds, 1), data_wait_fraction=wait, gpu_busy_fraction=busy
         )

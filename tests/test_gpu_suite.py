@@ -35,6 +35,9 @@ def test_gpu_suite_runs_on_cpu_tiny(tmp_path):
         r["data_workers"] == 1 and r["fed_model_steps_per_s"] > 0 for r in figures["throughput"]
     )
     assert set(figures["pool_feed_steps_per_s"]) == {"host", "device"}
+    conc = figures["concurrency"]
+    assert conc["processes"] == 2 and conc["together_model_steps_per_s"] > 0
+    assert figures["sweep_120"]["processes"] in (1, 2)
     # compiled at the smallest size: the same weights as eager, its warm-up timed apart
     (row,) = figures["compiled"]
     assert row["mode"] == "default" and row["max_abs_weight_diff_vs_eager"] <= 1e-4
