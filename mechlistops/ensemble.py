@@ -29,6 +29,7 @@ Context / design:
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -44,7 +45,6 @@ from mechlistops.config import COMPILE_MODES, RunConfig
 from mechlistops.data import ChunkWorkers, Examples
 from mechlistops.evaluate import (
     LOSS_FIELDS,
-    batch_tensors,
     hits_from_logits,
     loss_from_logits,
     loss_inputs,
@@ -55,6 +55,7 @@ from mechlistops.model import hooked_transformer_config_dict
 from mechlistops.pools import PoolStream
 from mechlistops.train import Phase, RunState, TrainResult, decay_groups, drive
 
+log = logging.getLogger(__name__)
 ADAM_EPS = 1e-8  # torch.optim.AdamW's default, as `train.make_optimizer` uses it
 # Seconds the training loop waited for the prefetch thread's batches, and steps taken, summed
 # over every ensemble in this process, and the seconds of each ensemble's first WARMUP_STEPS
@@ -305,16 +306,17 @@ class _Stacked:
 class DevicePools:
     """Every member's training pools for one phase on the device: each member's
     `PoolStream.joined`, padded to the longest with copies of its first row (never indexed),
-    one after another; tokens in one tensor, the other LOSS_FIELDS in another. A step's
-    batches are one gather from each."""
+    one after another; tokens in one tensor (uint8, as the pools hold them), the other
+    LOSS_FIELDS in another (int32). A step's batches are one gather from each, widened to the
+    int64 that `loss_inputs` gives."""
 
     def __init__(self, joined: list[Examples], device):
         self.n = max(len(j) for j in joined)  # rows per member
         pad = [j.subset(np.r_[np.arange(len(j)), np.zeros(self.n - len(j), int)]) for j in joined]
         every = Examples.concat(pad)
-        fields = batch_tensors(every, device)
-        self.tokens = fields["tokens"]
-        self.meta = torch.stack([fields[name] for name in LOSS_FIELDS[1:]], 1)
+        meta = np.stack([getattr(every, name) for name in LOSS_FIELDS[1:]], 1).astype(np.int32)
+        self.tokens = torch.as_tensor(every.tokens, device=device)
+        self.meta = torch.as_tensor(meta, device=device)
         self.lengths = every.lengths  # on the CPU: a step's width without a device sync
         self.device = device
 
@@ -324,7 +326,11 @@ class DevicePools:
         streams = [r.streams[phase.index] for r in runs]
         if not all(isinstance(s, PoolStream) for s in streams):
             return None
-        return DevicePools([s.joined for s in streams], device)
+        try:
+            return DevicePools([s.joined for s in streams], device)
+        except torch.OutOfMemoryError:  # pools too large for the device: batches from the host
+            log.warning("the members' pools do not fit on %s: batches are made on the host", device)
+            return None
 
     def inputs(self, slots: list[int], rows: list, cfg: RunConfig, width: int | None):
         """`loss_inputs` stacked over members: member `slots[i]`'s batch is its pool's
@@ -332,9 +338,10 @@ class DevicePools:
         flat = np.stack(rows) + np.asarray(slots)[:, None] * self.n  # (members, batch)
         width = width or int(self.lengths[flat].max())
         index = torch.as_tensor(flat.ravel(), device=self.device)
-        meta = self.meta.index_select(0, index).view(*flat.shape, -1)
+        meta = self.meta.index_select(0, index).long().view(*flat.shape, -1)
         fields = {name: meta[..., i] for i, name in enumerate(LOSS_FIELDS[1:])}
-        fields["tokens"] = self.tokens[:, :width].index_select(0, index).view(*flat.shape, width)
+        tokens = self.tokens[:, :width].index_select(0, index).long()
+        fields["tokens"] = tokens.view(*flat.shape, width)
         return loss_tensors(fields, cfg, width)
 
 

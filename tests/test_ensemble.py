@@ -180,7 +180,14 @@ def test_batches_gathered_from_pools_on_the_device_are_the_streams_own(loss):
                     assert torch.equal(mine, torch.stack(part))
 
 
-def test_pooled_members_equal_training_alone(tmp_path):
+@pytest.mark.parametrize("fits", [True, False])  # False: the pools do not fit on the device
+def test_pooled_members_equal_training_alone(tmp_path, monkeypatch, fits):
+    if not fits:
+
+        def out_of_memory(*args):
+            raise torch.OutOfMemoryError("CUDA out of memory")
+
+        monkeypatch.setattr(DevicePools, "__init__", out_of_memory)
     cfgs = _pooled_members()
     assert len({ensemble_key(c) for c in cfgs}) == 1
     together = train_ensemble([(c, tmp_path / f"e{k}") for k, c in enumerate(cfgs)], False)
