@@ -112,7 +112,7 @@ def pool_feed(steps: int, device: str = "cpu", pool: int = 3000) -> dict[str, fl
     ]
     train = TrainConfig()
     streams = [PoolStream(c.data, train, evaluation_data(c.data)[1], c.data.ops) for c in cfgs]
-    on_device = DevicePools([s.joined for s in streams], device)
+    on_device = DevicePools(streams, device)
     slots = list(range(len(streams)))
 
     def sync():

@@ -16,8 +16,8 @@ Context / design:
   Gradient clipping and AdamW are applied per member, written out in tensor ops so the
   hyperparameters can differ by member. A member equals its run trained alone up to float
   rounding (tests hold it to 1e-5 on CPU).
-- Finite training pools (`DataConfig.train_size`) are put on the device once per phase, all
-  members' stacked; a step's batches are then one gather of pool rows there, and only the row
+- Finite training pools (`DataConfig.train_size`) are put on the device once per phase, every
+  member's in one tensor; a step's batches are then one gather of pool rows there, and only the row
   indices (members x batch) cross from the CPU: the same batches as the streams' own.
 - `compile` (off by default): the member forward pass with its loss, and the clipping and
   AdamW update, each through `torch.compile` ("default"; "reduce-overhead" adds CUDA graphs
@@ -304,16 +304,19 @@ class _Stacked:
 
 
 class DevicePools:
-    """Every member's training pools for one phase on the device: each member's
-    `PoolStream.joined`, padded to the longest with copies of its first row (never indexed),
-    one after another; tokens in one tensor (uint8, as the pools hold them), the other
-    LOSS_FIELDS in another (int32). A step's batches are one gather from each, widened to the
-    int64 that `loss_inputs` gives."""
+    """Every member's training pools for one phase on the device: each member's pools joined
+    (`PoolStream.rows` index them), padded to the longest member's with copies of its first
+    row (never indexed), one member after another; tokens in one tensor (uint8, as the pools
+    hold them), the other LOSS_FIELDS in another (int32). A step's batches are one gather from
+    each, widened to the int64 that `loss_inputs` gives."""
 
-    def __init__(self, joined: list[Examples], device):
-        self.n = max(len(j) for j in joined)  # rows per member
-        pad = [j.subset(np.r_[np.arange(len(j)), np.zeros(self.n - len(j), int)]) for j in joined]
-        every = Examples.concat(pad)
+    def __init__(self, streams: list[PoolStream], device):
+        self.n = max(len(s.lengths) for s in streams)  # rows per member
+        padded = []
+        for s in streams:  # a member's rows, then copies of its first row up to n
+            size = len(s.lengths)
+            padded.append(s.take(np.r_[np.arange(size), np.zeros(self.n - size, int)]))
+        every = Examples.concat(padded)
         meta = np.stack([getattr(every, name) for name in LOSS_FIELDS[1:]], 1).astype(np.int32)
         self.tokens = torch.as_tensor(every.tokens, device=device)
         self.meta = torch.as_tensor(meta, device=device)
@@ -327,7 +330,7 @@ class DevicePools:
         if not all(isinstance(s, PoolStream) for s in streams):
             return None
         try:
-            return DevicePools([s.joined for s in streams], device)
+            return DevicePools(streams, device)
         except torch.OutOfMemoryError:  # pools too large for the device: batches from the host
             log.warning("the members' pools do not fit on %s: batches are made on the host", device)
             return None

@@ -91,8 +91,9 @@ class PoolStream:
 
     Rows of chunk c (chunk_steps batches) draw their operators from an RNG keyed on (seed,
     phase, c); an operator's rows take the next entries of its epoch-shuffled pool.
-    A batch is rows of `joined` (the phase's pools, one after another): `rows(step)` gives
-    them, so a trainer holding `joined` on its device gathers a batch there (the ensemble).
+    A batch is rows of the phase's pools joined one after another (`rows(step)`; `take` makes
+    Examples of any such rows without joining the pools), so a trainer holding the joined pools
+    on its device gathers a batch there (the ensemble).
     """
 
     def __init__(
@@ -109,21 +110,42 @@ class PoolStream:
         self._cum = np.cumsum(phase_weights(data, ops))[:-1]
         self._counts: list[np.ndarray] = [np.zeros(len(ops), dtype=np.int64)]  # before chunk c
         self._order: dict[tuple[str, int], np.ndarray] = {}
-        self.joined = Examples.concat([pools[op] for op in ops])
         self._offsets = np.cumsum([0] + [len(pools[op]) for op in ops])[:-1]
+        # per row of the joined pools: what a batch's width and operator counts need
+        self.lengths = np.concatenate([pools[op].lengths for op in ops])
+        self.root_ops = np.concatenate([pools[op].root_ops for op in ops])
         self._chunk_id: int | None = None
-        self._chunk: np.ndarray | None = None  # rows of `joined`
+        self._chunk: np.ndarray | None = None  # the chunk's rows of the joined pools
+        self._examples: Examples | None = None  # the same as Examples, once asked for
 
     def rows(self, step: int) -> np.ndarray:
-        """Batch `step` as rows of `joined`."""
-        chunk_id, offset = divmod(step, self.chunk_steps)
-        if chunk_id != self._chunk_id:
-            self._chunk, self._chunk_id = self._chunk_rows(chunk_id), chunk_id
-        b = self.batch_size
+        """Batch `step` as rows of the joined pools."""
+        b, offset = self.batch_size, self._chunk_at(step)
         return self._chunk[offset * b : (offset + 1) * b]
 
     def batch(self, step: int) -> Examples:
-        return self.joined.subset(self.rows(step))
+        b, offset = self.batch_size, self._chunk_at(step)
+        if self._examples is None:
+            self._examples = self.take(self._chunk)
+        return self._examples.subset(slice(offset * b, (offset + 1) * b))
+
+    def take(self, rows: np.ndarray) -> Examples:
+        """Rows of the joined pools as Examples, in the order given (the pools stay apart)."""
+        which = np.searchsorted(self._offsets, rows, side="right") - 1  # each row's operator
+        order = np.argsort(which, kind="stable")
+        parts = [
+            self.pools[op].subset(rows[order[which[order] == i]] - self._offsets[i])
+            for i, op in enumerate(self.ops)
+        ]
+        return Examples.concat(parts).subset(np.argsort(order))
+
+    def _chunk_at(self, step: int) -> int:
+        """Make step's chunk current; the step's offset in it."""
+        chunk_id, offset = divmod(step, self.chunk_steps)
+        if chunk_id != self._chunk_id:
+            self._chunk, self._chunk_id = self._chunk_rows(chunk_id), chunk_id
+            self._examples = None
+        return offset
 
     def _rng(self, chunk_id: int) -> np.random.Generator:
         return np.random.default_rng([self.cfg.seed, _TRAIN_STREAM, self.phase, chunk_id])
@@ -171,6 +193,6 @@ class PoolStream:
             where.append(rows)
         out = np.concatenate(parts)[np.argsort(np.concatenate(where), kind="stable")]
         if self.length_buckets > 1:
-            lengths = self.joined.lengths[out]
+            lengths = self.lengths[out]
             out = out[bucket_order(lengths, self.batch_size, self.length_buckets, rng)]
         return out

@@ -295,10 +295,10 @@ class RunState:
         return batch
 
     def pool_rows(self, phase: Phase, step: int) -> np.ndarray:
-        """Batch `step` as rows of its pool stream's `joined` (finite pools only)."""
+        """Batch `step` as rows of its phase's joined pools (`PoolStream.rows`)."""
         stream = self.streams[phase.index]
         rows = stream.rows(step - phase.start)
-        self._book(step, stream.joined.root_ops[rows])
+        self._book(step, stream.root_ops[rows])
         return rows
 
     def _book(self, step: int, root_ops: np.ndarray) -> None:  # counted into `examples`

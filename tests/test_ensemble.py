@@ -166,7 +166,7 @@ def test_batches_gathered_from_pools_on_the_device_are_the_streams_own(loss):
     for c in cfgs:
         _, pools = evaluation_data(c.data)
         streams.append(PoolStream(c.data, c.train, pools, c.data.ops))
-    on_device = DevicePools([s.joined for s in streams], "cpu")
+    on_device = DevicePools(streams, "cpu")
     for step in (0, 7, 70):  # 70: past the end of the smallest pool's first epoch
         for members in ([0, 1, 2], [1, 2]):
             batches = [streams[k].batch(step) for k in members]

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from mechlistops.config import OPERATORS, DataConfig, TrainConfig
-from mechlistops.data import row_hashes
+from mechlistops.data import Examples, row_hashes
 from mechlistops.errors import ConfigError
 from mechlistops.evaluate import evaluate_set
 from mechlistops.model import build_model
@@ -75,6 +75,20 @@ def test_sum_examples_come_in_the_same_order_alone_and_in_a_mixture():
     n = min(len(alone), len(joint))
     assert n >= 150
     assert np.array_equal(alone[:n], joint[:n])
+
+
+def test_rows_index_the_pools_joined_in_operator_order():
+    _, pools = evaluation_data(POOLED)
+    stream = _stream(POOLED, pools)
+    joined = Examples.concat([pools[op] for op in POOLED.ops])
+    rows = np.random.default_rng(0).integers(0, len(joined), 200)
+    taken = stream.take(rows)
+    for field in ("tokens", "answers", "lengths", "root_ops", "node_values"):
+        assert np.array_equal(getattr(taken, field), getattr(joined, field)[rows]), field
+    assert np.array_equal(stream.lengths, joined.lengths)
+    assert np.array_equal(stream.root_ops, joined.root_ops)
+    for step in (0, 5, 13):
+        assert np.array_equal(stream.batch(step).tokens, joined.tokens[stream.rows(step)])
 
 
 def test_a_resumed_stream_gives_the_same_batches():
