@@ -16,11 +16,11 @@ transition table):
    (the sweep and the study below use the processes); then, at the smallest size, the
    ensemble compiled (each --compile-modes mode: its warm-up seconds, its steady model-steps/s
    and its weights against the eager ensemble's). The fastest mode that pays for itself over
-   10,000 steps is used below; none pays: eager. Then the same eager ensemble in PROCESSES
-   processes at once against one (aggregate model-steps/s: whether other processes fill the
-   time one leaves the device idle). Last, the study's feed: 12 finite-pool streams' inputs
-   made on the host against gathered from pools held on the device (the ensemble's way), in
-   ensemble steps/s;
+   10,000 steps is used below; none pays: eager;
+   2b. concurrency: the same eager ensemble in PROCESSES processes at once against one
+   (aggregate model-steps/s: whether other processes fill the time one leaves the device
+   idle); 2c. feed: the study's batches, 12 finite-pool streams' inputs made on the host
+   against gathered from pools held on the device (the ensemble's way), in ensemble steps/s;
 3. the 120-run sweep (10 sizes x 3 seeds x 4 mixtures x 10,000 steps): a probe at a fraction
    of the steps (eager, one process), extrapolated eager, compiled (the measured warm-up and
    speed-up) and in PROCESSES processes (the measured speed-up); the whole sweep, timed, the
@@ -274,6 +274,11 @@ def _timed_ensemble(cfgs, folder: Path, device, data_workers: int, compile: str 
     return seconds, wait, ensemble.TIMINGS["warmup_s"] - before["warmup_s"], results
 
 
+def _throughput_shape(tiny: bool) -> tuple[tuple[int, ...], int, int]:
+    """The throughput stage's d_models, members per ensemble and steps."""
+    return ((8, 16), 3, 20) if tiny else ((16, 64, 128), 24, 300)
+
+
 def throughput(suite: Suite, device, tiny: bool) -> None:
     """Model-steps/s: K members as one ensemble against one run at a time, at 3 sizes."""
     import tempfile
@@ -281,9 +286,7 @@ def throughput(suite: Suite, device, tiny: bool) -> None:
     from mechlistops.ensemble import WARMUP_STEPS
     from mechlistops.train import train
 
-    sizes = (8, 16) if tiny else (16, 64, 128)
-    k = 3 if tiny else 24
-    steps = 20 if tiny else 300
+    sizes, k, steps = _throughput_shape(tiny)
     rows, compiled = [], []
     for d in sizes:
         cfgs = [_config(d, steps, seed=s) for s in range(k)]
@@ -342,25 +345,35 @@ def throughput(suite: Suite, device, tiny: bool) -> None:
         suite.log(f"throughput: {row}")
     suite.figures["throughput"] = rows
     suite.figures["compiled"] = compiled
-    with tempfile.TemporaryDirectory() as tmp:  # eager, the smallest size, as above
-        cfgs = [_config(sizes[0], steps, seed=s) for s in range(k)]
-        processes = 2 if tiny else PROCESSES
-        with Busy(device) as busy:
-            conc = concurrency(cfgs, Path(tmp), device, processes, max(60.0, suite.left() / 4))
-        suite.figures["concurrency"] = {**conc, "gpu_busy_fraction": busy.fraction}
-        suite.log(f"throughput: concurrency {suite.figures['concurrency']}")
-    from data_throughput import pool_feed  # beside this script
-
-    # the study's batches (finite pools): made on the host against gathered on the device
-    feed = pool_feed(64 if tiny else 1024, str(device), pool=300 if tiny else 3000)
-    suite.figures["pool_feed_steps_per_s"] = feed
-    suite.log(f"throughput: pool feed (12 streams), ensemble steps/s: {feed}")
     suite.compile = pick_compile(compiled)
     chosen = [r for r in compiled if r["mode"] == suite.compile]
     looped_ok = chosen and "error" not in chosen[0].get("looped", {"error": "not checked"})
     suite.study_compile = suite.compile if looped_ok else "off"
     suite.figures["compile_used"] = {"sweep": suite.compile, "study": suite.study_compile}
     suite.log(f"throughput: compile used: {suite.figures['compile_used']}")
+
+
+def concurrency_stage(suite: Suite, device, tiny: bool) -> None:
+    """The throughput stage's eager ensemble at its smallest size, in PROCESSES processes at
+    once against one."""
+    import tempfile
+
+    sizes, k, steps = _throughput_shape(tiny)
+    cfgs = [_config(sizes[0], steps, seed=s) for s in range(k)]
+    with tempfile.TemporaryDirectory() as tmp, Busy(device) as busy:
+        processes = 2 if tiny else PROCESSES
+        conc = concurrency(cfgs, Path(tmp), device, processes, max(60.0, suite.left() / 4))
+    suite.figures["concurrency"] = {**conc, "gpu_busy_fraction": busy.fraction}
+    suite.log(f"concurrency: {suite.figures['concurrency']}")
+
+
+def feed_stage(suite: Suite, device, tiny: bool) -> None:
+    """The study's batches (finite pools): made on the host against gathered on the device."""
+    from data_throughput import pool_feed  # beside this script
+
+    feed = pool_feed(64 if tiny else 1024, str(device), pool=300 if tiny else 3000)
+    suite.figures["pool_feed_steps_per_s"] = feed
+    suite.log(f"feed: 12 pool streams, ensemble steps/s: {feed}")
 
 
 def _ensemble_at_barrier(cfgs, folder: str, device: str, barrier, spans) -> None:
@@ -677,7 +690,11 @@ def main() -> None:
         help="seconds of the budget kept for the study: the whole 120-run sweep runs only if "
         "its extrapolation leaves them (default: 240; 20 with --tiny)",
     )
-    p.add_argument("--skip", default="", help="stages to skip: correctness,throughput,sweep,study")
+    p.add_argument(
+        "--skip",
+        default="",
+        help="stages to skip: correctness,throughput,concurrency,feed,sweep,study",
+    )
     args = p.parse_args()
     suite = Suite(args.out, args.budget_s)
     cores = os.cpu_count() or 1
@@ -708,6 +725,8 @@ def main() -> None:
     stages = {
         "correctness": correctness,
         "throughput": throughput,
+        "concurrency": concurrency_stage,
+        "feed": feed_stage,
         "sweep": sweep_120,
         "study": study,
     }
