@@ -100,8 +100,7 @@ def pool_feed(steps: int, device: str = "cpu", pool: int = 3000) -> dict[str, fl
     import torch
 
     from mechlistops.config import RunConfig, TrainConfig
-    from mechlistops.ensemble import DevicePools
-    from mechlistops.evaluate import loss_inputs
+    from mechlistops.ensemble import DevicePools, stacked_inputs
     from mechlistops.pools import PoolStream, evaluation_data
 
     mixtures = (("SUM",), ("MAX",), ("MED",), ("SUM", "MAX", "MED"))
@@ -120,10 +119,7 @@ def pool_feed(steps: int, device: str = "cpu", pool: int = 3000) -> dict[str, fl
             torch.cuda.synchronize()
 
     def host(step):
-        batches = [s.batch(step) for s in streams]
-        width = max(int(b.lengths.max()) for b in batches)
-        parts = [loss_inputs(b, cfgs[0], device, width) for b in batches]
-        return [None if p[0] is None else torch.stack(p) for p in zip(*parts)]
+        return stacked_inputs([s.batch(step) for s in streams], cfgs[0], device)
 
     def gathered(step):
         return on_device.inputs(slots, [s.rows(step) for s in streams], cfgs[0], None)

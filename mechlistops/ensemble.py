@@ -209,10 +209,7 @@ class _Stacked:
             slots = [self.slots[id(r)] for r in runs]
             return runs, pools.inputs(slots, rows, runs[0].cfg, self.width)
         batches = [r.batch(phase, step) for r in runs]
-        width = self.width or max(int(b.lengths.max()) for b in batches)
-        parts = [loss_inputs(b, r.cfg, self.device, width) for b, r in zip(batches, runs)]
-        stacked = tuple(None if part[0] is None else torch.stack(part) for part in zip(*parts))
-        return runs, stacked
+        return runs, stacked_inputs(batches, runs[0].cfg, self.device, self.width)
 
     def _inputs(self):
         """This step's prefetched inputs, without the rows of members that have since left."""
@@ -303,6 +300,14 @@ class _Stacked:
         self.prefetch.shutdown(cancel_futures=True)
 
 
+def stacked_inputs(batches: list[Examples], cfg: RunConfig, device, width: int | None = None):
+    """`loss_inputs` of each member's batch (made on the host), padded to `width` (default: the
+    longest row of any batch) and stacked along a leading member dim on `device`."""
+    width = width or max(int(b.lengths.max()) for b in batches)
+    parts = [loss_inputs(b, cfg, device, width) for b in batches]
+    return tuple(None if part[0] is None else torch.stack(part) for part in zip(*parts))
+
+
 class DevicePools:
     """Every member's training pools for one phase on the device: each member's pools joined
     (`PoolStream.rows` index them), padded to the longest member's with copies of its first
@@ -336,8 +341,8 @@ class DevicePools:
             return None
 
     def inputs(self, slots: list[int], rows: list, cfg: RunConfig, width: int | None):
-        """`loss_inputs` stacked over members: member `slots[i]`'s batch is its pool's
-        `rows[i]`, padded to `width` (default: the longest row of any batch)."""
+        """`stacked_inputs`, gathered here: member `slots[i]`'s batch is its pool's `rows[i]`,
+        padded to `width` (default: the longest row of any batch)."""
         flat = np.stack(rows) + np.asarray(slots)[:, None] * self.n  # (members, batch)
         width = width or int(self.lengths[flat].max())
         index = torch.as_tensor(flat.ravel(), device=self.device)

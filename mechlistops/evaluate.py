@@ -57,25 +57,17 @@ class SetResult:
 
 
 # ----------------------------------------------------------------------------- losses
-# The fields of a batch the loss reads, as tensors (`batch_tensors`; the ensemble gathers them
-# from pools held on its device).
+# The fields of a batch the loss reads (the ensemble gathers them from pools on its device).
 LOSS_FIELDS = ("tokens", "lengths", "prompt_len", "answers")
-
-
-def batch_tensors(batch: Examples, device, width: int | None = None) -> dict[str, Tensor]:
-    """LOSS_FIELDS of a batch on `device`; tokens int64, trimmed to `width` (default: all)."""
-    tokens = batch.tokens if width is None else batch.tokens[:, :width]
-    out = {"tokens": torch.as_tensor(tokens.astype(np.int64), device=device)}
-    for name in LOSS_FIELDS[1:]:
-        out[name] = torch.as_tensor(getattr(batch, name), device=device)
-    return out
 
 
 def loss_inputs(batch: Examples, cfg: RunConfig, device, width: int | None = None):
     """What the loss needs from a batch: tokens (trimmed to `width`, default the longest row),
     the scored positions (None: every position), targets and mask (None: score all)."""
     T = width or int(batch.lengths.max())
-    return loss_tensors(batch_tensors(batch, device, T), cfg, T)
+    fields = {n: torch.as_tensor(getattr(batch, n), device=device) for n in LOSS_FIELDS[1:]}
+    fields["tokens"] = torch.as_tensor(batch.tokens[:, :T].astype(np.int64), device=device)
+    return loss_tensors(fields, cfg, T)
 
 
 def loss_tensors(fields: dict[str, Tensor], cfg: RunConfig, width: int):

@@ -9,8 +9,7 @@ import torch
 
 from mechlistops import checkpoint as ckpt
 from mechlistops import load_run
-from mechlistops.ensemble import DevicePools, ensemble_key, train_ensemble
-from mechlistops.evaluate import loss_inputs
+from mechlistops.ensemble import DevicePools, ensemble_key, stacked_inputs, train_ensemble
 from mechlistops.pools import PoolStream, evaluation_data
 from mechlistops.train import RunState, train
 from tests.conftest import tiny_config
@@ -141,8 +140,7 @@ def _pooled_members():
     """Finite pools of different sizes and mixtures (so one member's pools are padded to the
     longest); the first member stops early, so the others go on gathering from pools stacked
     for a member that has left."""
-    pooled = {"tree": "single"}
-    steps = {**STEPS}
+    pooled, steps = {"tree": "single"}, STEPS
     return [
         tiny_config(
             data={**pooled, "ops": ("SUM",), "train_size": 300},
@@ -170,14 +168,13 @@ def test_batches_gathered_from_pools_on_the_device_are_the_streams_own(loss):
     for step in (0, 7, 70):  # 70: past the end of the smallest pool's first epoch
         for members in ([0, 1, 2], [1, 2]):
             batches = [streams[k].batch(step) for k in members]
-            width = max(int(b.lengths.max()) for b in batches)
-            expected = [loss_inputs(b, cfgs[0], "cpu", width) for b in batches]
+            expected = stacked_inputs(batches, cfgs[0], "cpu")
             rows = [streams[k].rows(step) for k in members]
             got = on_device.inputs(members, rows, cfgs[0], None)
-            for part, mine in zip(zip(*expected), got):
-                assert (mine is None) == (part[0] is None)
+            for theirs, mine in zip(expected, got):
+                assert (mine is None) == (theirs is None)
                 if mine is not None:
-                    assert torch.equal(mine, torch.stack(part))
+                    assert mine.dtype == theirs.dtype and torch.equal(mine, theirs)
 
 
 @pytest.mark.parametrize("fits", [True, False])  # False: the pools do not fit on the device
