@@ -13,9 +13,12 @@ transition table):
 2. throughput: model-steps/s of the ensemble engine against one model at a time, in this
    process, at 3 sizes, and the fraction of ensemble time spent waiting for batches (the
    device idle), with batches made in the ensemble's thread and by --data-workers processes
-   (the sweep and the study below use the processes); then, at the smallest size, the
-   ensemble compiled (each --compile-modes mode: its warm-up seconds, its steady model-steps/s
-   and its weights against the eager ensemble's). The fastest mode that pays for itself over
+   (the sweep and the study below use the processes); at the smallest size also with every
+   step's losses read before the next is launched (train.READ_AHEAD = 1; by default the loop
+   reads ahead of the device); then, at the smallest size, the ensemble compiled (each
+   --compile-modes mode: its warm-up seconds, its steady model-steps/s, booked every step too
+   when a second warm-up fits, and its weights against the eager ensemble's). The fastest
+   mode that pays for itself over
    10,000 steps is used below; none pays: eager;
    2b. concurrency: the same eager ensemble in PROCESSES processes at once against one
    (aggregate model-steps/s: whether other processes fill the time one leaves the device
@@ -50,6 +53,7 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -274,6 +278,19 @@ def _timed_ensemble(cfgs, folder: Path, device, data_workers: int, compile: str 
     return seconds, wait, ensemble.TIMINGS["warmup_s"] - before["warmup_s"], results
 
 
+@contextmanager
+def booked_every_step():
+    """Training inside reads every step's losses before it launches the next
+    (train.READ_AHEAD = 1), as the loop did before it read ahead."""
+    from mechlistops import train
+
+    ahead, train.READ_AHEAD = train.READ_AHEAD, 1
+    try:
+        yield
+    finally:
+        train.READ_AHEAD = ahead
+
+
 def _throughput_shape(tiny: bool) -> tuple[tuple[int, ...], int, int]:
     """The throughput stage's d_models, members per ensemble and steps."""
     return ((8, 16), 3, 20) if tiny else ((16, 64, 128), 24, 300)
@@ -299,6 +316,10 @@ def throughput(suite: Suite, device, tiny: bool) -> None:
             train(cfgs[0], tmp / "alone", progress=False, device=str(device))
             alone_s = time.perf_counter() - t
             eager_steady = k * (steps - WARMUP_STEPS) / (ens_s - ens_warm)
+            if d == sizes[0]:  # what reading ahead of the device gives, eager
+                with booked_every_step():
+                    sync_s, _, sync_warm, _ = _timed_ensemble(cfgs, tmp / "sync", device, 0)
+                every_step = k * (steps - WARMUP_STEPS) / (sync_s - sync_warm)
             for mode in suite.compile_modes if d == sizes[0] else ():
                 try:
                     c_s, _, c_warm, results = _timed_ensemble(cfgs, tmp / mode, device, 0, mode)
@@ -307,6 +328,14 @@ def throughput(suite: Suite, device, tiny: bool) -> None:
                     suite.log(f"throughput: compile {mode} FAILED {compiled[-1]['error']}")
                     continue
                 steady = k * (steps - WARMUP_STEPS) / (c_s - c_warm)
+                c_every_step = None  # compiled again, so only when its warm-up fits
+                if suite.left() > suite.study_reserve_s + 2 * c_warm:
+                    try:
+                        with booked_every_step():
+                            sync = _timed_ensemble(cfgs, tmp / f"{mode}-s", device, 0, mode)
+                        c_every_step = k * (steps - WARMUP_STEPS) / (sync[0] - sync[2])
+                    except Exception as exc:
+                        c_every_step = f"{type(exc).__name__}: {str(exc)[:300]}"
                 compiled.append(
                     {
                         "mode": mode,
@@ -318,6 +347,8 @@ def throughput(suite: Suite, device, tiny: bool) -> None:
                         "steady_model_steps_per_s": steady,
                         "eager_steady_model_steps_per_s": eager_steady,
                         "steady_speedup": steady / eager_steady,
+                        # the same, every step's losses read before the next is launched
+                        "steady_model_steps_per_s_booked_every_step": c_every_step,
                         "seconds_saved_per_10000_steps": k * 10_000 / eager_steady
                         - (c_warm + k * 10_000 / steady),
                         "max_abs_weight_diff_vs_eager": _max_diff(eager, results),
@@ -333,6 +364,9 @@ def throughput(suite: Suite, device, tiny: bool) -> None:
             "ensemble_model_steps_per_s": k * steps / ens_s,
             "alone_model_steps_per_s": steps / alone_s,
             "ratio": (k * steps / ens_s) / (steps / alone_s),
+            # steady eager speed reading ahead (train.READ_AHEAD) and booking every step
+            "steady_model_steps_per_s": eager_steady,
+            "steady_model_steps_per_s_booked_every_step": every_step if d == sizes[0] else None,
             "ensemble_data_wait_fraction": wait,
             # the same ensemble, its batches made by worker processes (--data-workers)
             "data_workers": suite.data_workers,

@@ -53,7 +53,7 @@ from mechlistops.evaluate import (
 from mechlistops.forward import logits_from_params
 from mechlistops.model import hooked_transformer_config_dict
 from mechlistops.pools import PoolStream
-from mechlistops.train import Phase, RunState, TrainResult, decay_groups, drive
+from mechlistops.train import Phase, RunState, Scores, TrainResult, decay_groups, drive
 
 log = logging.getLogger(__name__)
 ADAM_EPS = 1e-8  # torch.optim.AdamW's default, as `train.make_optimizer` uses it
@@ -227,7 +227,7 @@ class _Stacked:
                 m.zero_()
         self.adam_step = 0
 
-    def step(self, step: int, phase: Phase, lrs: list[float]) -> list[tuple[float, float]]:
+    def step(self, step: int, phase: Phase, lrs: list[float]) -> Scores:
         started = time.perf_counter()
         TIMINGS["steps"] += 1
         self.lrs = lrs
@@ -251,7 +251,7 @@ class _Stacked:
                 self.clip,
                 adam_step,
             )
-        scores = [tuple(x) for x in torch.stack([losses.detach(), hits], 1).tolist()]
+        scores = Scores(torch.stack([losses.detach(), hits], 1))
         self.calls += 1
         if self.calls <= WARMUP_STEPS:
             TIMINGS["warmup_s"] += time.perf_counter() - started

@@ -46,6 +46,10 @@ from mechlistops.tl import HookedTransformer
 
 log = logging.getLogger(__name__)
 CURVE_POINTS = 250  # about this many training-curve points per run, however short (metrics.jsonl)
+# Steps `drive` may launch before it reads their losses (1: each step's are read before the
+# next is launched). Booking is the same either way; on a GPU, reading later lets the device
+# run ahead of Python's bookkeeping.
+READ_AHEAD = 8
 
 
 # ----------------------------------------------------------------------------- the step plan
@@ -116,7 +120,7 @@ def make_optimizer(model: HookedTransformer, t: TrainConfig) -> torch.optim.Adam
     return torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), fused=True)
 
 
-def train_step(model, opt, batch: Examples, cfg: RunConfig, device) -> tuple[float, float]:
+def train_step(model, opt, batch: Examples, cfg: RunConfig, device) -> Scores:
     """One optimisation step; returns the loss and the batch's accuracy (before the step)."""
     loss, hits = loss_fn(model, batch, cfg, device)
     opt.zero_grad(set_to_none=True)
@@ -124,8 +128,28 @@ def train_step(model, opt, batch: Examples, cfg: RunConfig, device) -> tuple[flo
     if cfg.train.grad_clip:
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
     opt.step()
-    loss_value, hits_value = torch.stack([loss.detach(), hits]).tolist()  # one device sync
-    return loss_value, hits_value
+    return Scores(torch.stack([loss.detach(), hits])[None])
+
+
+class Scores:
+    """One step's (loss, batch accuracy) of each run, on their way to the host: on a GPU the
+    copy is queued behind the step (into pinned memory) and `read` waits for that step alone,
+    so the loop can launch later steps before it books this one."""
+
+    def __init__(self, values: torch.Tensor):  # [runs, 2]
+        self.ready = None
+        if values.is_cuda:
+            self.values = torch.empty(values.shape, dtype=values.dtype, pin_memory=True)
+            self.values.copy_(values, non_blocking=True)
+            self.ready = torch.cuda.Event()
+            self.ready.record()
+        else:
+            self.values = values
+
+    def read(self) -> list[tuple[float, float]]:
+        if self.ready is not None:
+            self.ready.synchronize()
+        return [(loss, hits) for loss, hits in self.values.tolist()]
 
 
 def default_run_name(cfg: RunConfig) -> str:
@@ -427,9 +451,9 @@ class Stepper(Protocol):
     def new_phase(self) -> None:
         """A phase other than the first begins: fresh optimizer state."""
 
-    def step(self, step: int, phase: Phase, lrs: list[float]) -> list[tuple[float, float]]:
+    def step(self, step: int, phase: Phase, lrs: list[float]) -> Scores:
         """One optimisation step of every run at these learning rates; their losses and
-        batch accuracies."""
+        batch accuracies (read when the loop books the step)."""
 
     def hand_back(self, k: int) -> None:
         """Put run k's current weights and optimizer state into its model and optimizer."""
@@ -442,11 +466,37 @@ class Stepper(Protocol):
 
 def drive(runs: list[RunState], stepper: Stepper, progress: bool = True) -> list[TrainResult]:
     """Train runs that stand at the same step and share one step plan to the end, or until
-    each stops by its stopping rules (a stopped run leaves, the rest go on)."""
+    each stops by its stopping rules (a stopped run leaves, the rest go on).
+
+    Steps are booked (their losses read, then `RunState.record`) in order, up to READ_AHEAD
+    steps after they were launched, and always at once after a step some run needs the weights
+    of (`due`) and at the end: the device is not waited for every step, and every run is
+    booked exactly as if it were read at once. A run that diverges between bookings is stopped
+    at the step where its loss first went non-finite; its weights, NaN from that step on, may
+    have taken a few more steps before it leaves."""
     total, step = runs[0].cfg.train.total_steps, runs[0].step
     desc = runs[0].run_dir.name if len(runs) == 1 else f"ensemble of {len(runs)}"
     bar = tqdm(total=total, initial=step, disable=not progress, desc=desc, dynamic_ncols=True)
     live, results = list(runs), {}  # the stepper's k-th run is live[k]
+    pending: list[tuple[int, Phase, list[float], Scores]] = []  # launched, not yet booked
+
+    def book() -> None:
+        due = [run.due(step) for run in live]
+        for done, phase, lrs, scores in pending:
+            for k, (run, (loss, hits)) in enumerate(zip(live, scores.read())):
+                if run.stopped:  # diverged at an earlier step of this booking
+                    continue
+                if done == step and due[k]:
+                    stepper.hand_back(k)
+                run.record(done, phase, lrs[k], loss, hits)
+        pending.clear()
+        for k in reversed(range(len(live))):
+            if live[k].stopped:
+                stepper.hand_back(k)
+                run = live.pop(k)
+                results[id(run)] = run.finish()
+                stepper.drop(k)
+
     try:
         while step < total and live:
             phase = live[0].phase_at(step)
@@ -455,16 +505,9 @@ def drive(runs: list[RunState], stepper: Stepper, progress: bool = True) -> list
             lrs = [run.lr(phase, step) for run in live]
             scores = stepper.step(step, phase, lrs)
             step += 1
-            for k, (run, (loss, hits)) in enumerate(zip(live, scores)):
-                if run.due(step):
-                    stepper.hand_back(k)
-                run.record(step, phase, lrs[k], loss, hits)
-            for k in reversed(range(len(live))):
-                if live[k].stopped:
-                    stepper.hand_back(k)
-                    run = live.pop(k)
-                    results[id(run)] = run.finish()
-                    stepper.drop(k)
+            pending.append((step, phase, lrs, scores))
+            if len(pending) >= READ_AHEAD or step == total or any(r.due(step) for r in live):
+                book()
             bar.update(1)
             if runs[0].evaluates(step):
                 bar.set_postfix_str(runs[0].summary() + (" ..." if len(runs) > 1 else ""))
@@ -494,7 +537,7 @@ class _Alone:
         run = self.run
         for group in run.opt.param_groups:
             group["lr"] = lrs[0]
-        return [train_step(run.model, run.opt, run.batch(phase, step), run.cfg, run.device)]
+        return train_step(run.model, run.opt, run.batch(phase, step), run.cfg, run.device)
 
     def hand_back(self, k: int) -> None:  # the weights never left the model
         pass

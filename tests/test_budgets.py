@@ -165,3 +165,34 @@ def test_a_diverging_ensemble_member_leaves_and_the_others_go_on(tmp_path):
         load_file(tmp_path / "alone" / "model.safetensors"),
         load_file(tmp_path / "e0" / "model.safetensors"),
     )
+
+
+def _metrics_without_clocks(run_dir) -> str:
+    lines = read_metrics(run_dir)
+    for line in lines:
+        line.pop("elapsed_s", None)
+    return json.dumps(lines)  # NaN as text: equal to itself
+
+
+def test_a_run_diverging_between_bookings_stops_where_its_loss_first_went_non_finite(
+    tmp_path, monkeypatch
+):
+    import mechlistops.train as train_module
+
+    wild = tiny_config(train={**STOP, **DIVERGE, "seed": 1})
+    assert train_module.READ_AHEAD > 1  # steps are booked several at a time
+    train_ensemble([(tiny_config(train=STOP), tmp_path / "e0"), (wild, tmp_path / "e1")], False)
+    train(wild, tmp_path / "later", progress=False)
+    monkeypatch.setattr(train_module, "READ_AHEAD", 1)  # every step booked before the next
+    train(wild, tmp_path / "at-once", progress=False)
+    stopped = json.loads((tmp_path / "at-once" / "results.json").read_text())["stopped"]
+    assert stopped["reason"].startswith("diverged")
+    assert stopped["step"] % STOP["eval_interval"] != 0  # between evaluations, not at a booking
+    for run in ("later", "e1"):  # the ensemble member too, which took steps after it
+        assert json.loads((tmp_path / run / "results.json").read_text())["stopped"] == stopped
+    # booked later, the lone run's record is the same to the last digit
+    assert _metrics_without_clocks(tmp_path / "later") == _metrics_without_clocks(
+        tmp_path / "at-once"
+    )
+    steps = [m["step"] for m in read_metrics(tmp_path / "e1")]
+    assert steps == [m["step"] for m in read_metrics(tmp_path / "at-once")]

@@ -34,6 +34,11 @@ def test_gpu_suite_runs_on_cpu_tiny(tmp_path):
     assert all(
         r["data_workers"] == 1 and r["fed_model_steps_per_s"] > 0 for r in figures["throughput"]
     )
+    # at the smallest size, eager and compiled, also booked every step (no reading ahead)
+    first, second = figures["throughput"]
+    assert first["steady_model_steps_per_s_booked_every_step"] > 0
+    assert second["steady_model_steps_per_s_booked_every_step"] is None
+    assert figures["compiled"][0]["steady_model_steps_per_s_booked_every_step"] > 0
     assert set(figures["pool_feed_steps_per_s"]) == {"host", "device"}
     conc = figures["concurrency"]
     assert conc["processes"] == 2 and conc["together_model_steps_per_s"] > 0
