@@ -51,7 +51,7 @@ from mechlistops.evaluate import (
     loss_tensors,
 )
 from mechlistops.forward import logits_from_params
-from mechlistops.model import hooked_transformer_config_dict
+from mechlistops.model import hooked_transformer_config_dict, to_device
 from mechlistops.pools import PoolStream
 from mechlistops.train import Phase, RunState, Scores, TrainResult, decay_groups, drive
 
@@ -192,7 +192,7 @@ class _Stacked:
         self.upcoming = self._submit(start) if start < self.total else None
 
     def _per_member(self, values: list[float]) -> Tensor:  # one value per member, on the device
-        return torch.tensor(values, dtype=torch.float32, device=self.device)
+        return to_device(values, self.device, torch.float32)
 
     def _submit(self, step: int):
         """Make one step's inputs in the prefetch thread, for the members live now."""
@@ -218,7 +218,7 @@ class _Stacked:
         TIMINGS["data_wait_s"] += time.perf_counter() - waited
         if list(made_for) == self.runs:
             return inputs
-        rows = torch.tensor([made_for.index(r) for r in self.runs], device=self.device)
+        rows = to_device([made_for.index(r) for r in self.runs], self.device)
         return tuple(None if x is None else x[rows] for x in inputs)
 
     def new_phase(self) -> None:  # a fresh AdamW for the main phase
@@ -345,7 +345,7 @@ class DevicePools:
         padded to `width` (default: the longest row of any batch)."""
         flat = np.stack(rows) + np.asarray(slots)[:, None] * self.n  # (members, batch)
         width = width or int(self.lengths[flat].max())
-        index = torch.as_tensor(flat.ravel(), device=self.device)
+        index = to_device(flat.ravel(), self.device)
         meta = self.meta.index_select(0, index).long().view(*flat.shape, -1)
         fields = {name: meta[..., i] for i, name in enumerate(LOSS_FIELDS[1:])}
         tokens = self.tokens[:, :width].index_select(0, index).long()

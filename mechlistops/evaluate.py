@@ -24,6 +24,7 @@ from mechlistops.config import DataConfig, RunConfig
 from mechlistops.data import Examples, heldout_mask
 from mechlistops.forward import fast_logits
 from mechlistops.listops import Vocab
+from mechlistops.model import to_device
 from mechlistops.tl import HookedTransformer
 
 
@@ -65,8 +66,8 @@ def loss_inputs(batch: Examples, cfg: RunConfig, device, width: int | None = Non
     """What the loss needs from a batch: tokens (trimmed to `width`, default the longest row),
     the scored positions (None: every position), targets and mask (None: score all)."""
     T = width or int(batch.lengths.max())
-    fields = {n: torch.as_tensor(getattr(batch, n), device=device) for n in LOSS_FIELDS[1:]}
-    fields["tokens"] = torch.as_tensor(batch.tokens[:, :T].astype(np.int64), device=device)
+    fields = {n: to_device(getattr(batch, n), device) for n in LOSS_FIELDS[1:]}
+    fields["tokens"] = to_device(batch.tokens[:, :T].astype(np.int64), device)
     return loss_tensors(fields, cfg, T)
 
 
