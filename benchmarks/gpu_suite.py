@@ -94,8 +94,12 @@ class Suite:
 
 
 def install_wheels(wheels: Path, suite: Suite) -> None:
-    """pip install the folder's wheels when TransformerLens is not importable."""
+    """When TransformerLens is not importable, pip install the folder's wheels into a folder of
+    their own (the machine's Python environment may be read-only, and is left as it was) and put
+    it first on this process's path and on PYTHONPATH (for the study's processes)."""
+    import importlib
     import importlib.util
+    import tempfile
 
     if importlib.util.find_spec("transformer_lens") is not None:
         suite.figures["setup"] = "transformer-lens already installed"
@@ -104,11 +108,18 @@ def install_wheels(wheels: Path, suite: Suite) -> None:
     if not found:
         raise SystemExit(f"transformer-lens is missing and {wheels} has no wheels")
     t = time.perf_counter()
+    site = tempfile.mkdtemp(prefix="mechlistops-site-")
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "-q", *found],
+        [sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--no-compile"]
+        + ["--no-cache-dir", "-q", "--target", site, *found],
         check=True,
     )
-    suite.figures["setup"] = f"installed {len(found)} wheels in {time.perf_counter() - t:.1f}s"
+    sys.path.insert(0, site)
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [site, os.environ.get("PYTHONPATH")]))
+    importlib.invalidate_caches()
+    suite.figures["setup"] = (
+        f"installed {len(found)} wheels into {site} in {time.perf_counter() - t:.1f}s"
+    )
     suite.log(suite.figures["setup"])
 
 
