@@ -3,7 +3,8 @@
 GPU time comes in windows of about 15 minutes, machine start-up included, on a machine that
 starts bare, with no network. This script does all of it in one call and writes everything it
 measures into --out (suite.json: the figures; suite.log: what happened; study.md: the study's
-transition table):
+transition table; study.log: its command's output), four small files, while the study's run
+directories go to --scratch (a temporary folder by default):
 
 0. set-up: installs the wheels of benchmarks/fetch_wheels.py from --wheels when TransformerLens
    is missing (before anything imports it);
@@ -52,6 +53,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -78,6 +80,7 @@ class Suite:
         self.compile = "off"  # the mode the 120-run sweep uses (throughput picks it)
         self.study_compile = "off"  # the mode the study uses: also checked on its models
         self.study_reserve_s = 0.0  # seconds the 120-run sweep leaves to the study (main)
+        self.scratch = out  # where the study's run directories go (main sets it)
 
     def left(self) -> float:
         return self.deadline - time.perf_counter()
@@ -99,7 +102,6 @@ def install_wheels(wheels: Path, suite: Suite) -> None:
     it first on this process's path and on PYTHONPATH (for the study's processes)."""
     import importlib
     import importlib.util
-    import tempfile
 
     if importlib.util.find_spec("transformer_lens") is not None:
         suite.figures["setup"] = "transformer-lens already installed"
@@ -220,8 +222,6 @@ def _max_diff(xs, ys) -> float:
 
 def correctness(suite: Suite, device, tiny: bool) -> None:
     """Ensemble member vs alone, and resume vs uninterrupted, on the device."""
-    import tempfile
-
     import torch
 
     from mechlistops.ensemble import train_ensemble
@@ -309,8 +309,6 @@ def _throughput_shape(tiny: bool) -> tuple[tuple[int, ...], int, int]:
 
 def throughput(suite: Suite, device, tiny: bool) -> None:
     """Model-steps/s: K members as one ensemble against one run at a time, at 3 sizes."""
-    import tempfile
-
     from mechlistops.ensemble import WARMUP_STEPS
     from mechlistops.train import train
 
@@ -401,8 +399,6 @@ def throughput(suite: Suite, device, tiny: bool) -> None:
 def concurrency_stage(suite: Suite, device, tiny: bool) -> None:
     """The throughput stage's eager ensemble at its smallest size, in PROCESSES processes at
     once against one."""
-    import tempfile
-
     sizes, k, steps = _throughput_shape(tiny)
     cfgs = [_config(sizes[0], steps, seed=s) for s in range(k)]
     with tempfile.TemporaryDirectory() as tmp, Busy(device) as busy:
@@ -525,8 +521,6 @@ def pick_compile(compiled: list[dict]) -> str:
 def sweep_120(suite: Suite, device, tiny: bool) -> None:
     """The 120-run sweep: a probe at a fraction of the steps, extrapolated; in full when the
     extrapolation fits the time left."""
-    import tempfile
-
     from mechlistops import ensemble
     from mechlistops.ensemble import ensemble_key
     from mechlistops.sweep import SweepConfig, run_sweep
@@ -619,7 +613,7 @@ def study(suite: Suite, device, tiny: bool) -> None:
     sizes = (8, 12) if tiny else (8, 16, 32, 64, 128, 256)
     stable, decay = (40, 20) if tiny else (18_000, 10_000)
     reads = (stable, stable + decay)
-    out = suite.out / "study"
+    out = suite.scratch / "study"  # run directories: many files, kept out of --out
     workers = len(sizes) if device.type == "cuda" else 1  # one process per size on a GPU
     cmd = [
         sys.executable, "-m", "mechlistops", "sweep",
@@ -717,6 +711,13 @@ def main() -> None:
     p.add_argument("--tiny", action="store_true", help="tiny sizes and steps (a CPU check)")
     p.add_argument("--wheels", type=Path, default=ROOT / "wheels")
     p.add_argument(
+        "--scratch",
+        type=Path,
+        default=None,
+        help="folder for the study's run directories (default: a new temporary folder; --out "
+        "holds only the suite's few files)",
+    )
+    p.add_argument(
         "--data-workers",
         type=int,
         default=None,
@@ -751,6 +752,8 @@ def main() -> None:
     )
     suite.figures["data_workers"] = suite.data_workers
     suite.study_reserve_s = args.study_s if args.study_s is not None else (20 if args.tiny else 240)
+    suite.scratch = args.scratch or Path(tempfile.mkdtemp(prefix="gpu-suite-"))
+    suite.figures["study_runs"] = str(suite.scratch / "study")
     install_wheels(args.wheels, suite)
     sys.path.insert(0, str(ROOT))  # the working tree, installed or not
 

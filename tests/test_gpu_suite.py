@@ -23,6 +23,8 @@ def test_gpu_suite_runs_on_cpu_tiny(tmp_path):
         "--tiny",
         "--budget-s",
         "400",
+        "--scratch",
+        str(tmp_path / "scratch"),
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -65,14 +67,22 @@ def test_gpu_suite_runs_on_cpu_tiny(tmp_path):
     rows = [x for x in table.splitlines() if x.startswith("| 1,718 |") or x.startswith("| 3,142 |")]
     assert len(rows) == 4 and all(x.count(" / ") == 4 for x in rows), table
     # a study stopped at the deadline is read where every run got to, too
-    metrics = out / "study" / "sum_d8_s1" / "metrics.jsonl"
+    assert sorted(x.name for x in out.iterdir()) == [
+        "study.log",
+        "study.md",
+        "suite.json",
+        "suite.log",
+    ]
+    study_runs = tmp_path / "scratch" / "study"
+    assert figures["study_runs"] == str(study_runs)
+    metrics = study_runs / "sum_d8_s1" / "metrics.jsonl"
     metrics.write_text(metrics.read_text().splitlines()[0] + "\n")  # its step-20 evaluation
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         import gpu_suite
     finally:
         sys.path.pop(0)
-    lines, reached = gpu_suite.study_table(out / "study", (40, 60), "cpu", 20)
+    lines, reached = gpu_suite.study_table(study_runs, (40, 60), "cpu", 20)
     assert reached["sum_d8_s1"] == 20 and reached["sum_d12_s0"] == 60
     assert "| parameters | trained as | @20 | @40 | @60 |" in lines
     (sum_8,) = [x for x in lines if x.startswith("| 1,718 | SUM |")]
