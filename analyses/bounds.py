@@ -3,7 +3,8 @@
 # Reads finished runs (given directly, or every finished run inside the folders given: sweeps,
 # or folders of continued runs such as `analyses/anneal.py` writes) and plots SUM's final
 # held-out accuracy against the parameter count, one colour per mixture and one marker per way
-# of training (steps and schedule; a continued run as its source's steps + its own). Writes
+# of training (steps, schedule and a weight decay other than the default; a continued run as
+# its source's steps + its own). Writes
 # bounds.csv (one row per run), bounds.md (median and per-seed accuracy per mixture, training
 # and size, with the first size whose median reaches each threshold) and bounds.png into OUT.
 # Used for stage 5 of docs/findings.md: where each arm's transition lies, whatever budget
@@ -22,6 +23,7 @@ import pandas as pd
 import seaborn as sns
 
 from mechlistops import checkpoint as ckpt
+from mechlistops.config import TrainConfig
 
 THRESHOLDS = (0.5, 0.9)
 
@@ -40,6 +42,8 @@ def training(run: Path) -> str:
     """How the run was trained: '18,000 constant + 10,000 linear' for a continued run."""
     t = ckpt.load_run_config(run).train
     own = f"{t.steps:,} {t.schedule}"
+    if t.weight_decay != TrainConfig().weight_decay:
+        own += f", weight decay {t.weight_decay:g}"
     if t.init_from and ckpt.holds_run(Path(t.init_from)):
         return f"{training(Path(t.init_from))} + {own}"
     return own
