@@ -118,14 +118,38 @@ def train_ensemble(
     return [done[id(run)] for run in runs]
 
 
-def _along(values: Tensor, like: Tensor) -> Tensor:
-    """(K,) per-member values shaped to broadcast against a stacked (K, ...) tensor."""
-    return values.view(-1, *[1] * (like.dim() - 1))
+class _Layout:
+    """Where each named stacked (K, ...) tensor lies in one (K, P) buffer, name after name along
+    P: the weights, the gradients and each AdamW moment of every member are one tensor each, so
+    the optimiser is a few whole-buffer ops, not a few per named tensor."""
+
+    def __init__(self, shapes: dict[str, torch.Size]):  # one member's shape of each name
+        self.shapes, self.spans, at = shapes, {}, 0
+        for name, shape in shapes.items():
+            self.spans[name] = (at, at + shape.numel())
+            at += shape.numel()
+        self.size = at  # P
+
+    def join(self, stacked: dict[str, Tensor]) -> Tensor:
+        """(K, P) from {name: (K, ...)}."""
+        return torch.cat([stacked[n].reshape(len(stacked[n]), -1) for n in self.shapes], 1)
+
+    def split(self, buffer: Tensor) -> dict[str, Tensor]:
+        """{name: (K, ...)}, each a view into `buffer`."""
+        return {n: buffer[:, a:b].view(-1, *self.shapes[n]) for n, (a, b) in self.spans.items()}
+
+    def mask(self, names: set[str], device) -> Tensor:
+        """(P,) True at the entries of `names`."""
+        mask = torch.zeros(self.size, dtype=torch.bool)
+        for name in names:
+            a, b = self.spans[name]
+            mask[a:b] = True
+        return mask.to(device)
 
 
 class _Stacked:
-    """The stepper of K runs: parameters and AdamW moments stacked along a leading model dim,
-    one vmapped forward and backward pass, per-member clipping and AdamW in tensor ops."""
+    """The stepper of K runs: weights and AdamW moments stacked in (K, P) buffers (`_Layout`),
+    one vmapped forward and backward pass, per-member clipping and AdamW on the buffers."""
 
     def __init__(self, runs: list[RunState], compile: str = "off"):
         self.runs, template = list(runs), runs[0].model
@@ -133,16 +157,19 @@ class _Stacked:
         cfgs = [r.cfg for r in runs]
         # The optimizer's own groups and order (train.decay_groups).
         decayed, rest = decay_groups(template)
-        self.names, self.decayed = decayed + rest, set(decayed)
-        with torch.no_grad():
-            self.params = {
-                n: torch.stack([r.model.get_parameter(n) for r in runs]).requires_grad_()
-                for n in self.names
-            }
-            self.moments = {
-                n: [torch.stack([_moment(r, n, key) for r in runs]) for key in _MOMENTS]
-                for n in self.names
-            }
+        self.names = decayed + rest
+        self.layout = _Layout({n: template.get_parameter(n).shape for n in self.names})
+        self.decayed = self.layout.mask(set(decayed), self.device)
+
+        def stacked(value) -> Tensor:  # (K, P): value(run, name) of every member and name
+            return self.layout.join(
+                {n: torch.stack([value(r, n) for r in runs]) for n in self.names}
+            )
+
+        with torch.no_grad():  # the weights, then AdamW's two moments
+            self.weights = stacked(lambda r, n: r.model.get_parameter(n))
+            self.moments = [stacked(lambda r, n, k=k: _moment(r, n, k)) for k in _MOMENTS]
+        self.params = self._params()
         self.adam_step = _adam_step(runs[0], self.names[0])
         self.hyper = {
             name: self._per_member([getattr(c.train, name) for c in cfgs])
@@ -191,6 +218,11 @@ class _Stacked:
         start = runs[0].step
         self.upcoming = self._submit(start) if start < self.total else None
 
+    def _params(self) -> dict[str, Tensor]:
+        """The forward pass's inputs: each name's (K, ...) view into the weights, a leaf of its
+        own for autograd (the weights change under them, in place, between steps)."""
+        return {n: v.requires_grad_() for n, v in self.layout.split(self.weights).items()}
+
     def _per_member(self, values: list[float]) -> Tensor:  # one value per member, on the device
         return to_device(values, self.device, torch.float32)
 
@@ -222,9 +254,8 @@ class _Stacked:
         return tuple(None if x is None else x[rows] for x in inputs)
 
     def new_phase(self) -> None:  # a fresh AdamW for the main phase
-        for n in self.names:
-            for m in self.moments[n]:
-                m.zero_()
+        for m in self.moments:
+            m.zero_()
         self.adam_step = 0
 
     def step(self, step: int, phase: Phase, lrs: list[float]) -> Scores:
@@ -236,15 +267,15 @@ class _Stacked:
             self.upcoming = self._submit(step + 1)
         losses, hits = self.scores(self.params, tokens, pos, targets, mask)
         grads = torch.autograd.grad(losses.sum(), [self.params[n] for n in self.names])
+        grad = self.layout.join(dict(zip(self.names, grads)))  # (K, P)
         self.adam_step += 1
         # compiled: the step count as a tensor, so a new value is new data, not a new graph
         adam_step = self._per_member([self.adam_step])[0] if self.compiled else self.adam_step
         with torch.no_grad():
             self.update(
-                self.params,
+                self.weights,
                 self.moments,
-                self.names,
-                grads,
+                grad,
                 self.decayed,
                 self._per_member(lrs),
                 self.hyper,
@@ -260,15 +291,15 @@ class _Stacked:
     def hand_back(self, k: int) -> None:
         """Copy member k's weights and AdamW state into its own model and optimizer."""
         run = self.runs[k]
+        m, v = (self.layout.split(x) for x in self.moments)
         with torch.no_grad():
             for n in self.names:
                 p = run.model.get_parameter(n)
                 p.copy_(self.params[n][k])
-                m, v = self.moments[n]
                 run.opt.state[p] = {
                     "step": torch.tensor(float(self.adam_step)),
-                    "exp_avg": m[k].clone(),
-                    "exp_avg_sq": v[k].clone(),
+                    "exp_avg": m[n][k].clone(),
+                    "exp_avg_sq": v[n][k].clone(),
                 }
         for group in run.opt.param_groups:
             group["lr"] = self.lrs[k]
@@ -276,9 +307,9 @@ class _Stacked:
     def drop(self, k: int) -> None:
         """Member k has stopped: unstack it from the weights, moments and hyperparameters."""
         keep = torch.tensor([i for i in range(len(self.runs)) if i != k], device=self.device)
-        with torch.no_grad():
-            self.params = {n: p[keep].detach().requires_grad_() for n, p in self.params.items()}
-            self.moments = {n: [m[keep] for m in ms] for n, ms in self.moments.items()}
+        self.weights = self.weights[keep]
+        self.moments = [m[keep] for m in self.moments]
+        self.params = self._params()
         self.hyper = {name: v[keep] for name, v in self.hyper.items()}
         self.clip = self.clip[keep]
         del self.runs[k], self.lrs[k]
@@ -292,9 +323,8 @@ class _Stacked:
         torch._dynamo.reset()  # this ensemble's own graphs, and a fresh recompile count
         mode = None if self.compile_mode == "default" else self.compile_mode
         self.scores, self.update = (torch.compile(f, mode=mode) for f in self.eager)
-        for n in self.names:
-            for t in (self.params[n], *self.moments[n]):
-                torch._dynamo.mark_static_address(t)
+        for t in (self.weights, *self.moments, *self.params.values()):
+            torch._dynamo.mark_static_address(t)
 
     def close(self) -> None:
         self.prefetch.shutdown(cancel_futures=True)
@@ -379,32 +409,22 @@ def _adam_step(run: RunState, name: str) -> int:
     return int(state["step"]) if "step" in state else 0
 
 
-def _clip_per_member(grads: tuple[Tensor, ...], clip: Tensor) -> None:
-    """`clip_grad_norm_` for each member: scale its gradients to norm <= its clip value."""
-    norms = torch.stack([g.flatten(1).norm(dim=1) for g in grads]).norm(dim=0)
-    coef = (clip / (norms + 1e-6)).clamp(max=1.0)
-    for g in grads:
-        g.mul_(_along(coef, g))
-
-
-def _clip_and_adamw(params, moments, names, grads, decayed, lr, hyper, clip, step) -> None:
-    """One optimiser step of every member: clipping, then AdamW (compiled as one function)."""
-    _clip_per_member(grads, clip)
-    _adamw(params, moments, names, grads, decayed, lr, hyper, step)
-
-
-def _adamw(params, moments, names, grads, decayed, lr: Tensor, hyper, step: int | Tensor) -> None:
-    """torch's AdamW update (decoupled weight decay on matrices), with (K,) hyperparameters:
-    one value per member."""
-    b1, b2 = hyper["beta1"], hyper["beta2"]
+def _clip_and_adamw(weights, moments, grad, decayed, lr, hyper, clip, step) -> None:
+    """One optimiser step of every member, on (K, P) buffers with (K,) hyperparameters: each
+    member's gradient clipped to its norm (`clip_grad_norm_`), then torch's AdamW update
+    (decoupled weight decay where `decayed`, the matrices). Compiled as one function. The new
+    values are computed out of place and copied in at the end: updated in place step by step,
+    the buffers trip an inductor bug on CPU (pytorch/pytorch#196570); the values are the same."""
+    grad = grad * (clip / (grad.norm(dim=1) + 1e-6)).clamp(max=1.0)[:, None]
+    b1, b2 = hyper["beta1"][:, None], hyper["beta2"][:, None]
+    lr = lr[:, None]
     step_size = lr / (1 - b1**step)
     bias2_sqrt = (1 - b2**step).sqrt()
-    decay = 1 - lr * hyper["weight_decay"]
-    for n, g in zip(names, grads):
-        p, (m, v) = params[n], moments[n]
-        if n in decayed:
-            p.mul_(_along(decay, p))
-        m.lerp_(g, _along(1 - b1, p))
-        v.mul_(_along(b2, p)).add_(_along(1 - b2, p) * g * g)
-        denom = v.sqrt() / _along(bias2_sqrt, p) + ADAM_EPS
-        p.sub_(_along(step_size, p) * m / denom)
+    m, v = moments
+    decayed_weights = weights * torch.where(decayed, 1 - lr * hyper["weight_decay"][:, None], 1.0)
+    new_m = torch.lerp(m, grad, 1 - b1)
+    new_v = v * b2 + (1 - b2) * grad * grad
+    denom = new_v.sqrt() / bias2_sqrt + ADAM_EPS
+    weights.copy_(decayed_weights - step_size * new_m / denom)
+    m.copy_(new_m)
+    v.copy_(new_v)

@@ -51,7 +51,7 @@ def test_gpu_suite_runs_on_cpu_tiny(tmp_path):
     assert row["warmup_s"] > 0 and row["steady_model_steps_per_s"] > 0
     # the study's looped models are checked apart; the study compiles only if they passed
     looped, used = row["looped"], figures["compile_used"]
-    assert "error" in looped or looped["max_abs_weight_diff_vs_eager"] <= 1e-4
+    assert looped["max_abs_weight_diff_vs_eager"] <= 1e-4  # compiles on CPU (sweeps.md)
     assert used["sweep"] in ("off", "default")
     assert used["study"] == ("off" if "error" in looped else used["sweep"])
     assert figures["study"]["compile"] == used["study"]
