@@ -7,9 +7,11 @@
 # arm and size: each seed's held-out accuracy at equal examples of the op, the median of its
 # last --tail evaluations (a single read can be noisy: with a constant learning rate the curve
 # can swing by 0.3 between evaluations), the best, and where the curve first reaches 0.5 and
-# 0.9) and OUT/long_runs.png (the curves).
+# 0.9; with --steps, also at those steps) and OUT/long_runs.png (the curves). An arm is a
+# mixture, with its learning rate and weight decay where they are not the defaults.
 # Run: `python analyses/long_runs.py OUT SWEEP_DIR [SWEEP_DIR ...] [--op SUM]
-#       [--examples 1536000,4608000,15360000] [--tail 10]`. Used for stage 4 of docs/findings.md.
+#       [--examples 1536000,4608000,15360000|none] [--steps 60000,70000] [--tail 10]`.
+# Used for stages 4 and 7 of docs/findings.md.
 
 # %%
 import argparse
@@ -23,6 +25,7 @@ import pandas as pd
 import seaborn as sns
 
 from mechlistops import checkpoint as ckpt
+from mechlistops.config import TrainConfig
 from mechlistops.sweep import load_sweep
 
 
@@ -42,7 +45,7 @@ def curves(sweep_dir: Path, op: str) -> pd.DataFrame:
                 continue
             rows.append(
                 {
-                    "arm": "+".join(m.config.data.ops),
+                    "arm": arm(m.config),
                     "d_model": m.config.model.d_model,
                     "n_params": n_params,
                     "seed": m.config.train.seed,
@@ -53,6 +56,15 @@ def curves(sweep_dir: Path, op: str) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows)
+
+
+def arm(cfg) -> str:
+    """The mixture, with the learning rate and weight decay where they are not the defaults."""
+    t, default = cfg.train, TrainConfig()
+    changed = [f"lr {t.lr:g}"] if t.lr != default.lr else []
+    if t.weight_decay != default.weight_decay:
+        changed.append(f"weight decay {t.weight_decay:g}")
+    return "+".join(cfg.data.ops) + (f" ({', '.join(changed)})" if changed else "")
 
 
 def first_at(g: pd.DataFrame, bar: float) -> str:
@@ -66,14 +78,21 @@ def at_examples(g: pd.DataFrame, n: int) -> str:
     return f"{hit.heldout.iloc[0]:.2f}" if len(hit) else "."
 
 
-def table(df: pd.DataFrame, reads: list[int], op: str, tail: int) -> str:
+def at_step(g: pd.DataFrame, step: int) -> str:
+    """Held-out accuracy at the evaluation of that step."""
+    hit = g[g.step == step]
+    return f"{hit.heldout.iloc[0]:.2f}" if len(hit) else "."
+
+
+def table(df: pd.DataFrame, reads: list[int], steps: list[int], op: str, tail: int) -> str:
     head = [f"{op} held-out @{n / 1e6:g}M {op} examples" for n in reads]
+    head += [f"{op} held-out @{n:,} steps" for n in steps]
     lines = [
         "| arm | parameters | seed | last step | "
         + " | ".join(head)
         + f" | median of the last {tail} evaluations (min-max) | best (step) | first >= 0.5 |"
         " first >= 0.9 | pool at the last step |",
-        "|---|---|---|---|" + "---|" * len(reads) + "---|---|---|---|---|",
+        "|---|---|---|---|" + "---|" * len(head) + "---|---|---|---|---|",
     ]
     for (arm, n, seed), g in df.groupby(["arm", "n_params", "seed"]):
         g = g.sort_values("step")
@@ -81,7 +100,7 @@ def table(df: pd.DataFrame, reads: list[int], op: str, tail: int) -> str:
         pool = g.pool.iloc[-1]
         lines.append(
             f"| {arm} | {n:,} | {seed} | {int(g.step.iloc[-1]):,} | "
-            + " | ".join(at_examples(g, r) for r in reads)
+            + " | ".join([at_examples(g, r) for r in reads] + [at_step(g, n) for n in steps])
             + f" | {g.heldout.tail(tail).median():.2f} ({g.heldout.tail(tail).min():.2f}-"
             f"{g.heldout.tail(tail).max():.2f})"
             + f" | {best.heldout:.2f} ({int(best.step):,}) | {first_at(g, 0.5)} | "
@@ -114,16 +133,18 @@ if __name__ == "__main__":
     p.add_argument("out", type=Path)
     p.add_argument("sweeps", type=Path, nargs="+")
     p.add_argument("--op", default="SUM")
-    p.add_argument("--examples", default="1536000,4608000,15360000")
+    p.add_argument("--examples", default="1536000,4608000,15360000", help="or none")
+    p.add_argument("--steps", default="", help="steps to read at too, e.g. 60000,70000")
     p.add_argument("--tail", type=int, default=10, help="evaluations the end is read over")
     args = p.parse_args()
-    reads = [int(x) for x in args.examples.split(",")]
+    reads = [] if args.examples == "none" else [int(x) for x in args.examples.split(",")]
+    steps = [int(x) for x in args.steps.split(",") if x]
     df = pd.concat([curves(s, args.op) for s in args.sweeps], ignore_index=True)
     if df.empty:
         raise SystemExit(f"no evaluations of {args.op} in {', '.join(map(str, args.sweeps))}")
     args.out.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.out / "long_runs.csv", index=False)
-    (args.out / "long_runs.md").write_text(table(df, reads, args.op, args.tail))
+    (args.out / "long_runs.md").write_text(table(df, reads, steps, args.op, args.tail))
     plot(df, args.out / "long_runs.png", args.op)
     print((args.out / "long_runs.md").read_text())
     print(f"wrote {args.out}/long_runs.csv, .md and .png")
