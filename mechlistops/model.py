@@ -116,7 +116,6 @@ def to_device(values, device, dtype: torch.dtype | None = None) -> torch.Tensor:
     """A host array or list as a tensor on `device`. To a GPU it goes through pinned memory
     without waiting: a plain copy from the host waits for every kernel queued before it, which
     would make the training loop wait for the device at every step."""
-    tensor = torch.as_tensor(values, dtype=dtype)
     if torch.device(device).type != "cuda":
-        return tensor
-    return tensor.pin_memory().to(device, non_blocking=True)
+        return torch.as_tensor(values, dtype=dtype, device=device)
+    return torch.as_tensor(values, dtype=dtype).pin_memory().to(device, non_blocking=True)
