@@ -480,8 +480,7 @@ def drive(runs: list[RunState], stepper: Stepper, progress: bool = True) -> list
     live, results = list(runs), {}  # the stepper's k-th run is live[k]
     pending: list[tuple[int, Phase, list[float], Scores]] = []  # launched, not yet booked
 
-    def book() -> None:
-        due = [run.due(step) for run in live]
+    def book(due: list[bool]) -> None:  # due[k]: live[k] needs its weights after `step`
         for done, phase, lrs, scores in pending:
             for k, (run, (loss, hits)) in enumerate(zip(live, scores.read())):
                 if run.stopped:  # diverged at an earlier step of this booking
@@ -506,8 +505,9 @@ def drive(runs: list[RunState], stepper: Stepper, progress: bool = True) -> list
             scores = stepper.step(step, phase, lrs)
             step += 1
             pending.append((step, phase, lrs, scores))
-            if len(pending) >= READ_AHEAD or step == total or any(r.due(step) for r in live):
-                book()
+            due = [run.due(step) for run in live]
+            if len(pending) >= READ_AHEAD or step == total or any(due):
+                book(due)
             bar.update(1)
             if runs[0].evaluates(step):
                 bar.set_postfix_str(runs[0].summary() + (" ..." if len(runs) > 1 else ""))
