@@ -47,6 +47,8 @@ LOSS_ON = ("answer", "sequence")
 TRANSFER = ("all", "embed", "no-embed")
 MAX_TRAIN_SIZE = 10_000_000  # expressions per operator's pool
 MAX_STEPS = 100_000_000
+MAX_BATCH_SIZE = 65_536  # examples per step or per evaluation pass (a stream chunk is 64 steps)
+MAX_LENGTH_BUCKETS = 1_024  # batches pooled and sorted by length
 MODULI = (2, 36)  # smallest and largest modulus: one token per residue, 0-9 then a-z sized
 MAX_SEED = 2**32 - 1  # seeds are non-negative (numpy's and torch's generators need that)
 
@@ -366,12 +368,20 @@ class TrainConfig:
         for name in (*positive, "stream_chunk_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.length_buckets < 0 or self.length_buckets == 1:
+        for name in ("batch_size", "eval_batch_size"):
+            if getattr(self, name) > MAX_BATCH_SIZE:
+                raise ConfigError(
+                    f"{name} must be at most {MAX_BATCH_SIZE:,}, got {getattr(self, name):,}"
+                )
+        if not (0 <= self.length_buckets <= MAX_LENGTH_BUCKETS) or self.length_buckets == 1:
             raise ConfigError(
-                f"length_buckets must be 0 (off) or at least 2, got {self.length_buckets}"
+                f"length_buckets must be 0 (off) or 2..{MAX_LENGTH_BUCKETS:,}, "
+                f"got {self.length_buckets}"
             )
-        if self.steps > MAX_STEPS or self.pretrain_steps > MAX_STEPS:
-            raise ConfigError(f"steps must be at most {MAX_STEPS:,}")
+        if max(self.steps, self.pretrain_steps, self.warmup_steps) > MAX_STEPS:
+            raise ConfigError(
+                f"steps, pretrain_steps and warmup_steps must be at most {MAX_STEPS:,}"
+            )
         if self.pretrain_steps < 0 or self.warmup_steps < 0:
             raise ConfigError("pretrain_steps and warmup_steps must be non-negative")
         if self.budget_op is not None and self.budget_op not in OPERATORS:

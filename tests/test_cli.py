@@ -135,7 +135,11 @@ def test_data_evaluate_malformed_input(tmp_path, capsys, content, fragment):
         (["train", "--weight-decay", "nan"], "weight_decay must be a non-negative number"),
         (["train", "--eval-batch-size", "0"], "eval_batch_size must be positive"),
         (["train", "--normalization", "BN"], "'BN' is not one of LN, RMS, none"),
-        (["train", "--length-buckets", "1"], "length_buckets must be 0 (off) or at least 2"),
+        (["train", "--length-buckets", "1"], "length_buckets must be 0 (off) or 2..1,024"),
+        (["train", "--length-buckets", "100000"], "length_buckets must be 0 (off) or 2..1,024"),
+        (["train", "--batch-size", "100000000"], "batch_size must be at most 65,536"),
+        (["train", "--eval-batch-size", "100000000"], "eval_batch_size must be at most 65,536"),
+        (["train", "--warmup-steps", "1000000000"], "warmup_steps must be at most 100,000,000"),
         (["train", "--tree", "single", "--train-size", "-1"], "train_size must be in 1.."),
         (["train", "--train-size", "3000"], "needs single-operator trees"),
         (
