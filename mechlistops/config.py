@@ -37,6 +37,7 @@ SUBGROUP_OPERATORS = ("CYC", "BLK")  # operands from a subgroup: single-operator
 GROUP_K = (3, 5)  # S_3 .. S_5
 MEDIAN_RULES = ("listops", "lower")
 TREE_KINDS = ("mixed", "single")
+POOL_DRAWS = ("distinct", "sampled")
 ACT_FNS = ("relu", "gelu", "gelu_new", "silu")
 NORMALIZATIONS = ("LN", "RMS", None)
 # How an ensemble compiles its training step (an option of training, like the device: not part
@@ -133,6 +134,15 @@ class DataConfig:
         "finite training pool: N distinct expressions per operator, cycled in epochs "
         "(needs --tree single; 0 = a fresh sample stream)",
     )
+    # How a pool's N rows are drawn. distinct: N different expressions, so flat ones (few exist)
+    # are rarer than in the stream, the more so the larger N; sampled: N draws of the sampler,
+    # repeats kept, so the pool has the stream's mix of depths.
+    pool_draw: str = knob(
+        "distinct",
+        "finite pools: distinct = N different expressions; sampled = N draws of the sampler, "
+        "repeats kept (the stream's mix of depths)",
+        choices=POOL_DRAWS,
+    )
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -200,7 +210,11 @@ class DataConfig:
             raise ConfigError(
                 "train_size (a pool per operator) needs single-operator trees (tree 'single')"
             )
-        if self.train_size:
+        if self.pool_draw not in POOL_DRAWS:
+            raise ConfigError(f"pool_draw must be one of {POOL_DRAWS}, got {self.pool_draw!r}")
+        if self.pool_draw != "distinct" and not self.train_size:
+            raise ConfigError("pool_draw belongs to finite pools: give --train-size too")
+        if self.train_size and self.pool_draw == "distinct":
             op = min(self.ops, key=self.distinct)
             if self.train_size > self.distinct(op):
                 raise ConfigError(

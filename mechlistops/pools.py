@@ -5,10 +5,12 @@ to memorise; the paper very probably trained on a finite set for many epochs
 (../shared/PAPER.md). `DataConfig.train_size = N` switches to that regime:
 
 - Each operator's pool is N distinct single-operator expressions drawn from its own RNG
-  (data seed, operator), with every expression of that operator's test set left out. It depends
-  on nothing else: SUM's pool in SUM+MAX+MED is exactly SUM alone's pool, so two such runs
-  differ only in what is added. The mixture's own test set drops any expression that is in a
-  pool, so the pools are disjoint from every test set.
+  (data seed, operator), with every expression of that operator's test set left out; or, with
+  `pool_draw` "sampled", N draws of the sampler with their repeats (flat expressions, of which
+  few exist, then keep the share they have in the stream). It depends on nothing else: SUM's
+  pool in SUM+MAX+MED is exactly SUM alone's pool, so two such runs differ only in what is
+  added. The mixture's own test set drops any expression that is in a pool, so the pools are
+  disjoint from every test set.
 - Training rows draw their operator from the mixture weights (as the fresh stream does), and
   each operator walks through its own pool in epochs, reshuffled every epoch by an RNG keyed on
   (data seed, operator, epoch). SUM's k-th training example is therefore the same in SUM alone
@@ -41,7 +43,8 @@ _DRAW_ROUNDS = 60  # draws of 2N candidates before a pool is declared impossible
 
 
 def make_pool(cfg: DataConfig, op: str, test_set: Examples) -> Examples:
-    """`cfg.train_size` distinct expressions of `op`, none in `test_set`, in draw order."""
+    """`cfg.train_size` expressions of `op`, none in `test_set`, in draw order: distinct ones,
+    or (`pool_draw` "sampled") the sampler's draws with their repeats."""
     n = cfg.train_size
     rng = np.random.default_rng([cfg.seed, _POOL_DRAW, OPERATORS.index(op)])
     banned = np.unique(row_hashes(test_set.tokens))
@@ -50,9 +53,12 @@ def make_pool(cfg: DataConfig, op: str, test_set: Examples) -> Examples:
     for _ in range(_DRAW_ROUNDS):
         ex = sample_examples(cfg, max(2 * n, 4096), rng, ops=(op,), weights=(1.0,), tree="single")
         h = row_hashes(ex.tokens)
-        _, first = np.unique(h, return_index=True)
-        first = np.sort(first)  # the first occurrence of each expression, in draw order
-        first = first[~np.isin(h[first], banned) & ~np.isin(h[first], have)]
+        if cfg.pool_draw == "sampled":
+            first = np.flatnonzero(~np.isin(h, banned))
+        else:
+            _, first = np.unique(h, return_index=True)
+            first = np.sort(first)  # the first occurrence of each expression, in draw order
+            first = first[~np.isin(h[first], banned) & ~np.isin(h[first], have)]
         first = first[: n - len(have)]
         kept.append(ex.subset(first))
         have = np.concatenate([have, h[first]])

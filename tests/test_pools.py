@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from mechlistops.config import OPERATORS, DataConfig, TrainConfig
-from mechlistops.data import Examples, row_hashes
+from mechlistops.data import Examples, row_hashes, sample_examples
 from mechlistops.errors import ConfigError
 from mechlistops.evaluate import evaluate_set
 from mechlistops.model import build_model
@@ -40,6 +40,27 @@ def test_pools_are_distinct_deterministic_and_disjoint_from_every_test_set():
             assert not _hashes(pool) & _hashes(test), (op, name)
     other_seed = dataclasses.replace(POOLED, seed=1)
     assert pool_digest(evaluation_data(other_seed)[1]["SUM"]) != pool_digest(pools["SUM"])
+
+
+def test_sampled_pools_keep_the_streams_repeats_and_mix_of_depths():
+    # distinct pools lose flat expressions (only 1,000 three-operand SUM ones exist) as they
+    # grow; a sampled pool is the sampler's draws, repeats kept, so its depths are the stream's
+    cfg = DataConfig(ops=("SUM",), tree="single", min_args=3, train_size=6000, test_size=300)
+    sets, distinct = evaluation_data(cfg)
+    sampled_cfg = dataclasses.replace(cfg, pool_draw="sampled")
+    _, sampled = evaluation_data(sampled_cfg)
+    distinct, sampled = distinct["SUM"], sampled["SUM"]
+    assert len(sampled) == 6000 and len(_hashes(sampled)) < 0.95 * 6000  # repeats kept
+    assert not _hashes(sampled) & _hashes(sets["SUM"])  # still outside the test set
+    assert pool_digest(evaluation_data(sampled_cfg)[1]["SUM"]) == pool_digest(sampled)
+    stream = sample_examples(cfg, 20_000, np.random.default_rng(7), ops=("SUM",))
+    flat = {
+        name: float(np.mean(ex.depths == 1))
+        for name, ex in (("stream", stream), ("sampled", sampled), ("distinct", distinct))
+    }
+    # the test set bans about a fifth of the flat expressions, the stream none of them
+    assert abs(flat["sampled"] - flat["stream"]) < 0.08, flat
+    assert flat["distinct"] < flat["stream"] - 0.15, flat
 
 
 def test_sum_pool_is_the_same_alone_and_in_a_mixture():
@@ -144,6 +165,8 @@ def test_pooled_run_records_its_pools_and_resumes_exactly(tmp_path, monkeypatch)
         ({"train_size": 10**9}, "train_size must be in 1.."),
         ({"train_size": 100, "tree": "mixed"}, "needs single-operator trees"),
         ({"train_size": 101, "max_depth": 1, "min_args": 2, "max_args": 2}, "more than the 100"),
+        ({"train_size": 0, "pool_draw": "sampled"}, "pool_draw belongs to finite pools"),
+        ({"pool_draw": "some"}, "pool_draw must be one of"),
     ],
 )
 def test_impossible_pool_sizes_are_config_errors(changes, fragment):
