@@ -95,7 +95,7 @@ def summary(runs: pd.DataFrame, op: str) -> str:
         share = g.flat_share.iloc[0]
         constant = _per(g, "heldout_constant_end") if "heldout_constant_end" in g else "-"
         lines.append(
-            f"| {arm} | {data} | {'-' if np.isnan(share) else f'{share:.3f}'} | {n:,} | "
+            f"| {arm} | {data} | {'-' if np.isnan(share) else f'{share:.3f}'} | {int(n):,} | "
             f"{constant} | {_per(g, 'heldout_end')}; **{median}** | {pool} |"
         )
     return "\n".join(lines) + "\n"
