@@ -106,7 +106,7 @@ def plot(runs: pd.DataFrame, op: str, path: Path) -> None:
     sizes = sorted(n for n in done.train_size.unique() if n)
     fresh_x = (max(sizes) if sizes else 1000) * 4
     done["x"] = done.train_size.where(done.train_size > 0, fresh_x)
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plt.subplots(figsize=(8.5, 4.2))
     sns.lineplot(
         data=done,
         x="x",
@@ -121,6 +121,7 @@ def plot(runs: pd.DataFrame, op: str, path: Path) -> None:
     sns.scatterplot(
         data=done, x="x", y="heldout_end", hue="arm", legend=False, alpha=0.4, s=18, ax=ax
     )
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     ax.set_xscale("log")
     ticks = [*sizes, fresh_x]
     ax.set_xticks(ticks, [f"{n:,}" for n in sizes] + ["fresh"])
