@@ -4,7 +4,10 @@
 # with repeats, or a fresh stream; `--train-size`, `--pool-draw`) and, per arm (mixture) and
 # data, the operator's (--op, default SUM) held-out accuracy of every seed at the end of the
 # run and, for a `--schedule wsd` run, where its decay began (the constant-lr end), its pool
-# accuracy at the end (memorisation) and the share of flat (depth-1) expressions in its pool.
+# accuracy at the end (memorisation), the share of flat (depth-1) expressions in its pool and
+# the geometry of its value embeddings (claim 4: W_E's ordering along its first principal
+# component, and how close its first two lie to a circle in value order;
+# mechlistops.analysis.geometry).
 # Writes OUT/pool_sizes.csv (one row per run), OUT/pool_sizes.md and OUT/pool_sizes.png
 # (held-out at the end against pool size, the fresh stream at the right). Used for stage 8 of
 # docs/findings.md.
@@ -22,6 +25,9 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from mechlistops import load_run
+from mechlistops.analysis.geometry import geometry_metrics
+from mechlistops.checkpoint import is_finished
 from mechlistops.pools import evaluation_data
 from mechlistops.sweep import load_sweep
 from mechlistops.transition import accuracies_at
@@ -69,6 +75,10 @@ def sweep_runs(sweep_dir: Path, op: str) -> pd.DataFrame:
                 row[f"heldout_{name}"] = hit.accuracy_heldout.iloc[0]
                 if name == "end":
                     row["pool_end"] = hit.accuracy_pool.iloc[0]
+        if is_finished(sweep_dir / m.name):  # claim 4: the value embeddings' geometry
+            run = load_run(sweep_dir / m.name)
+            w_e = run.model.W_E[: c.data.n_values].detach().numpy()
+            row.update({f"W_E_{k}": v for k, v in geometry_metrics(w_e).items()})
         rows.append(row)
     return pd.DataFrame(rows).assign(flat_share=flat_share(cfg.data, op))
 
@@ -81,8 +91,8 @@ def summary(runs: pd.DataFrame, op: str) -> str:
     lines = [
         f"| trained as | {op}'s training data | flat share of the pool | parameters | "
         f"{op} held-out at the constant-lr end (per seed) | after the decay (per seed; median) "
-        f"| {op} pool after the decay (median) |",
-        "|---|---|---|---|---|---|---|",
+        f"| {op} pool after the decay (median) | W_E ordering / circularity (median) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     runs = runs.assign(order=runs.train_size.replace(0, np.inf))
     for (arm, data, n), g in runs.sort_values(["arm", "pool_draw", "order"]).groupby(
@@ -96,7 +106,8 @@ def summary(runs: pd.DataFrame, op: str) -> str:
         constant = _per(g, "heldout_constant_end") if "heldout_constant_end" in g else "-"
         lines.append(
             f"| {arm} | {data} | {'-' if np.isnan(share) else f'{share:.3f}'} | {int(n):,} | "
-            f"{constant} | {_per(g, 'heldout_end')}; **{median}** | {pool} |"
+            f"{constant} | {_per(g, 'heldout_end')}; **{median}** | {pool} | "
+            f"{done.W_E_ordering.median():.2f} / {done.W_E_circularity.median():.2f} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -339,7 +339,7 @@ def test_geometry_cli(run, capsys):
     code, out, _ = _run(capsys, "geometry", str(run), "--limit", "100")
     assert code == 0 and "circularity" in out and "blocks.0.hook_resid_post" in out
     saved = json.loads((run / "analysis" / "geometry.json").read_text())
-    assert len(saved["cosine_W_E"]) == 10 and len(saved["metrics"]) == 2 * 3
+    assert len(saved["cosine_W_E"]) == 10 and len(saved["metrics"]) == 2 * 5
     assert (run / "analysis" / "geometry.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -9,7 +9,11 @@ step-0 checkpoint, a random model of the same config):
   reflection, |mean_v exp(i (theta_v -/+ 2 pi v / n))|, best sign (1 = evenly spaced in order
   around the circle, ~0 = unrelated);
 - parity separability: accuracy of a linear parity classifier on held-out values (one even and
-  one odd value left out at a time).
+  one odd value left out at a time);
+- key frequency and its share: the share of the rows' variance at each frequency k = 1..n/2 of
+  the discrete Fourier transform over the value index (`fourier_spectrum`), and the k that
+  holds the most. A circle visited in the order v -> k*v mod n puts all of it at k: modular
+  addition can be solved on a circle at any k coprime to n, which circularity (k = 1) misses.
 Computed on the value rows of W_E, and on the residual stream at value tokens (the mean vector
 of each value at each layer's `resid_post`).
 
@@ -62,6 +66,16 @@ def circularity(coords: np.ndarray) -> float:
     return float(max(abs(np.exp(1j * (theta - s * target)).mean()) for s in (1, -1)))
 
 
+def fourier_spectrum(x: np.ndarray) -> np.ndarray:
+    """Share of the variance of the rows of `x` (row v represents value v) at each frequency
+    k = 1..n//2 of the discrete Fourier transform over v (k and n - k together)."""
+    x = x - x.mean(0)
+    n = len(x)
+    power = (np.abs(np.fft.fft(x, axis=0)) ** 2).sum(1)
+    per_k = [power[k] + (power[n - k] if 2 * k != n else 0) for k in range(1, n // 2 + 1)]
+    return np.asarray(per_k) / max(sum(per_k), 1e-30)
+
+
 def parity_separability(x: np.ndarray, values: np.ndarray | None = None) -> float:
     """Held-out accuracy of a linear parity classifier, leaving out one even and one odd value
     at a time (leaving out a single value would unbalance the classes and reward predicting the
@@ -111,10 +125,13 @@ def geometry_metrics(x: np.ndarray, group: SymmetricGroup | None = None) -> dict
             "cyclic coset": class_separability(x, labels["cyclic coset"]),
         }
     coords = pca(x, 2)
+    spectrum = fourier_spectrum(x)
     return {
         "ordering": ordering(coords),
         "circularity": circularity(coords),
         "parity": parity_separability(x),
+        "key frequency": float(np.argmax(spectrum) + 1),
+        "key frequency share": float(spectrum.max()),
     }
 
 

@@ -162,7 +162,9 @@ def cmd_geometry(args) -> int:
     if run.vocab.group is None:
         print(
             "value geometry: trained (random init); ordering = |Spearman(PC1, value)|, "
-            "circularity = fit of the PC1-PC2 angle to 2*pi*v/n, parity = held-out linear accuracy"
+            "circularity = fit of the PC1-PC2 angle to 2*pi*v/n, parity = held-out linear "
+            "accuracy, key frequency = the Fourier frequency over values holding the most "
+            "variance (share: how much)"
         )
     else:
         print(
@@ -171,7 +173,8 @@ def cmd_geometry(args) -> int:
         )
     for rep, row in table.iterrows():
         cells = "  ".join(
-            f"{m} {row[('trained', m)]:.2f} ({row[('random_init', m)]:.2f})"
+            f"{m} {row[('trained', m)]:.{0 if m == 'key frequency' else 2}f} "
+            f"({row[('random_init', m)]:.{0 if m == 'key frequency' else 2}f})"
             for m in geo.metrics.metric.unique()
         )
         print(f"  {rep:<26} {cells}")

@@ -3,13 +3,19 @@
 import numpy as np
 import pytest
 
-from mechlistops.analysis.geometry import circularity, geometry_metrics, ordering, pca
+from mechlistops.analysis.geometry import (
+    circularity,
+    fourier_spectrum,
+    geometry_metrics,
+    ordering,
+    pca,
+)
 
 
-def _circle(n=10, d=16, noise=0.0, seed=0, reflect=False):
+def _circle(n=10, d=16, noise=0.0, seed=0, reflect=False, k=1):
     rng = np.random.default_rng(seed)
     basis = np.linalg.qr(rng.normal(size=(d, 2)))[0].T  # two orthonormal directions
-    angle = 2 * np.pi * np.arange(n) / n * (-1 if reflect else 1) + 0.7
+    angle = 2 * np.pi * k * np.arange(n) / n * (-1 if reflect else 1) + 0.7
     pts = np.stack([np.cos(angle), np.sin(angle)], 1) @ basis
     return pts + noise * rng.normal(size=pts.shape)
 
@@ -19,6 +25,23 @@ def test_circle_scores_one_on_circularity(reflect):
     m = geometry_metrics(_circle(noise=0.01, reflect=reflect))
     assert m["circularity"] > 0.98
     assert m["parity"] < 0.6  # a circle in order does not separate even from odd linearly
+
+
+@pytest.mark.parametrize("k", [1, 3, 4])
+def test_a_circle_at_frequency_k_puts_its_variance_at_k(k):
+    # v -> k*v mod 10 around the circle: circularity (k = 1) sees it only when k is 1
+    m = geometry_metrics(_circle(noise=0.01, k=k))
+    assert m["key frequency"] == k and m["key frequency share"] > 0.98
+    assert (m["circularity"] > 0.98) == (k == 1)
+
+
+def test_the_spectrum_of_a_line_and_of_noise():
+    spectrum = fourier_spectrum(np.arange(10.0)[:, None] * np.ones((1, 16)))
+    assert spectrum.sum() == pytest.approx(1.0) and np.argmax(spectrum) == 0  # mostly k = 1
+    shares = [
+        fourier_spectrum(np.random.default_rng(s).normal(size=(10, 16))).max() for s in range(20)
+    ]
+    assert np.mean(shares) < 0.45  # five frequencies, none preferred
 
 
 def test_random_embeddings_score_low():
