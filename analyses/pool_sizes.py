@@ -6,8 +6,8 @@
 # run and, for a `--schedule wsd` run, where its decay began (the constant-lr end), its pool
 # accuracy at the end (memorisation), the share of flat (depth-1) expressions in its pool and
 # the geometry of its value embeddings (claim 4: W_E's ordering along its first principal
-# component, and how close its first two lie to a circle in value order;
-# mechlistops.analysis.geometry).
+# component, how close its first two lie to a circle in value order, and the Fourier frequency
+# over values that holds most of its variance; mechlistops.analysis.geometry).
 # Writes OUT/pool_sizes.csv (one row per run), OUT/pool_sizes.md and OUT/pool_sizes.png
 # (held-out at the end against pool size, the fresh stream at the right). Used for stage 8 of
 # docs/findings.md.
@@ -91,8 +91,9 @@ def summary(runs: pd.DataFrame, op: str) -> str:
     lines = [
         f"| trained as | {op}'s training data | flat share of the pool | parameters | "
         f"{op} held-out at the constant-lr end (per seed) | after the decay (per seed; median) "
-        f"| {op} pool after the decay (median) | W_E ordering / circularity (median) |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| {op} pool after the decay (median) | W_E ordering / circularity (median) "
+        "| W_E key frequency (share), per seed |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     runs = runs.assign(order=runs.train_size.replace(0, np.inf))
     for (arm, data, n), g in runs.sort_values(["arm", "pool_draw", "order"]).groupby(
@@ -107,7 +108,12 @@ def summary(runs: pd.DataFrame, op: str) -> str:
         lines.append(
             f"| {arm} | {data} | {'-' if np.isnan(share) else f'{share:.3f}'} | {int(n):,} | "
             f"{constant} | {_per(g, 'heldout_end')}; **{median}** | {pool} | "
-            f"{done.W_E_ordering.median():.2f} / {done.W_E_circularity.median():.2f} |"
+            f"{done.W_E_ordering.median():.2f} / {done.W_E_circularity.median():.2f} | "
+            + ", ".join(
+                f"{k:.0f} ({share:.2f})"
+                for k, share in zip(done["W_E_key frequency"], done["W_E_key frequency share"])
+            )
+            + " |"
         )
     return "\n".join(lines) + "\n"
 
