@@ -7,7 +7,9 @@
 # accuracy at the end (memorisation), the share of flat (depth-1) expressions in its pool and
 # the geometry of its value embeddings (claim 4: W_E's ordering along its first principal
 # component, how close its first two lie to a circle in value order, and the Fourier frequency
-# over values that holds most of its variance; mechlistops.analysis.geometry).
+# over values that holds most of its variance; mechlistops.analysis.geometry), and the share of
+# its wrong held-out answers that are off by exactly n/2 (5 mod 10: the sum mod 5 right, its
+# parity wrong).
 # Writes OUT/pool_sizes.csv (one row per run), OUT/pool_sizes.md and OUT/pool_sizes.png
 # (held-out at the end against pool size, the fresh stream at the right). Used for stage 8 of
 # docs/findings.md.
@@ -28,6 +30,8 @@ import seaborn as sns
 from mechlistops import load_run
 from mechlistops.analysis.geometry import geometry_metrics
 from mechlistops.checkpoint import is_finished
+from mechlistops.data import heldout_mask, make_test_sets
+from mechlistops.evaluate import predict
 from mechlistops.pools import evaluation_data
 from mechlistops.sweep import load_sweep
 from mechlistops.transition import accuracies_at
@@ -42,6 +46,20 @@ def flat_share(data, op: str) -> float:
     if not data.train_size:
         return float("nan")
     return float(np.mean(evaluation_data(data)[1][op].depths == 1))
+
+
+def half_turn_errors(run, op: str) -> float:
+    """The share of the op's wrong held-out answers that are off by exactly n/2 (mod n, n even):
+    a model that has the sum mod n/2 but not its parity makes no other error (nan: none wrong)."""
+    data, n = run.config.data, run.config.data.n_values
+    ex = make_test_sets(data)[op]
+    pred, _ = predict(run.model, ex)
+    held = heldout_mask(data, ex)
+    wrong = held & (pred != ex.answers)
+    if not wrong.any() or n % 2:
+        return float("nan")
+    off = (pred[wrong].astype(int) - ex.answers[wrong].astype(int)) % n
+    return float(np.mean((off == n // 2) & (pred[wrong] < n)))
 
 
 def sweep_runs(sweep_dir: Path, op: str) -> pd.DataFrame:
@@ -79,6 +97,7 @@ def sweep_runs(sweep_dir: Path, op: str) -> pd.DataFrame:
             run = load_run(sweep_dir / m.name)
             w_e = run.model.W_E[: c.data.n_values].detach().numpy()
             row.update({f"W_E_{k}": v for k, v in geometry_metrics(w_e).items()})
+            row["half_turn_errors"] = half_turn_errors(run, op)
         rows.append(row)
     return pd.DataFrame(rows).assign(flat_share=flat_share(cfg.data, op))
 
@@ -92,8 +111,8 @@ def summary(runs: pd.DataFrame, op: str) -> str:
         f"| trained as | {op}'s training data | flat share of the pool | parameters | "
         f"{op} held-out at the constant-lr end (per seed) | after the decay (per seed; median) "
         f"| {op} pool after the decay (median) | W_E ordering / circularity (median) "
-        "| W_E key frequency (share), per seed |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| W_E key frequency (share), per seed | held-out errors off by n/2, per seed |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     runs = runs.assign(order=runs.train_size.replace(0, np.inf))
     for (arm, data, n), g in runs.sort_values(["arm", "pool_draw", "order"]).groupby(
@@ -113,7 +132,7 @@ def summary(runs: pd.DataFrame, op: str) -> str:
                 f"{k:.0f} ({share:.2f})"
                 for k, share in zip(done["W_E_key frequency"], done["W_E_key frequency share"])
             )
-            + " |"
+            + f" | {_per(done, 'half_turn_errors')} |"
         )
     return "\n".join(lines) + "\n"
 
