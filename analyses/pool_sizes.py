@@ -115,7 +115,7 @@ def summary(runs: pd.DataFrame, op: str) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     runs = runs.assign(order=runs.train_size.replace(0, np.inf))
-    for (arm, data, n), g in runs.sort_values(["arm", "pool_draw", "order"]).groupby(
+    for (arm, data, n), g in runs.sort_values(["arm", "pool_draw", "order", "n_params"]).groupby(
         ["arm", "data", "n_params"], sort=False
     ):
         g = g.sort_values("seed")
