@@ -12,7 +12,14 @@ from mechlistops.config import GROUP_K, MAX_SEED, MEDIAN_RULES, MODULI, DataConf
 MAX_SAMPLE = 10_000_000  # lines per sample file
 
 # The sampler's knobs; the split and the training regime do not apply to a sample file.
-_NOT_SAMPLED = ("chain_of_thought", "seed", "test_size", "holdout_min_leaves", "train_size")
+_NOT_SAMPLED = (
+    "chain_of_thought",
+    "seed",
+    "test_size",
+    "holdout_min_leaves",
+    "train_size",
+    "pool_draw",
+)
 # The proxy depends on the family, its size, the median rule and the seed's relabellings only.
 _TASK_EXCLUDED = ("ops", "weights", "tree", "min_args", "max_args", "max_depth", "branch_prob")
 _TASK_EXCLUDED += _NOT_SAMPLED
