@@ -67,8 +67,7 @@ def sweep_runs(sweep_dir: Path, op: str) -> pd.DataFrame:
     if not members:
         return pd.DataFrame()
     cfg = members[0].config
-    end = accuracies_at(sweep_dir)
-    reads = {"end": end}
+    reads = {"end": accuracies_at(sweep_dir)}
     if cfg.train.schedule == "wsd":
         reads["constant_end"] = accuracies_at(
             sweep_dir, step=cfg.train.steps - cfg.train.decay_steps
