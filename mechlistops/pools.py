@@ -53,15 +53,15 @@ def make_pool(cfg: DataConfig, op: str, test_set: Examples) -> Examples:
     for _ in range(_DRAW_ROUNDS):
         ex = sample_examples(cfg, max(2 * n, 4096), rng, ops=(op,), weights=(1.0,), tree="single")
         h = row_hashes(ex.tokens)
-        if cfg.pool_draw == "sampled":
-            first = np.flatnonzero(~np.isin(h, banned))
-        else:
-            _, first = np.unique(h, return_index=True)
-            first = np.sort(first)  # the first occurrence of each expression, in draw order
-            first = first[~np.isin(h[first], banned) & ~np.isin(h[first], have)]
-        first = first[: n - len(have)]
-        kept.append(ex.subset(first))
-        have = np.concatenate([have, h[first]])
+        if cfg.pool_draw == "sampled":  # every draw outside the test set, repeats too
+            take = np.flatnonzero(~np.isin(h, banned))
+        else:  # the first occurrence of each new expression, in draw order
+            _, take = np.unique(h, return_index=True)
+            take = np.sort(take)
+            take = take[~np.isin(h[take], banned) & ~np.isin(h[take], have)]
+        take = take[: n - len(have)]
+        kept.append(ex.subset(take))
+        have = np.concatenate([have, h[take]])
         if len(have) == n:
             return kept[0] if len(kept) == 1 else Examples.concat(kept)
     raise ConfigError(
