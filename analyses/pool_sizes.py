@@ -37,10 +37,6 @@ from mechlistops.sweep import load_sweep
 from mechlistops.transition import accuracies_at
 
 
-def data_label(n: int, draw: str) -> str:
-    return "fresh stream" if not n else f"{n:,} {draw}"
-
-
 def flat_share(data, op: str) -> float:
     """The share of depth-1 expressions in the op's pool (nan with a fresh stream)."""
     if not data.train_size:
@@ -80,7 +76,7 @@ def sweep_runs(sweep_dir: Path, op: str) -> pd.DataFrame:
             "arm": "+".join(c.data.ops),
             "train_size": c.data.train_size,
             "pool_draw": c.data.pool_draw if c.data.train_size else "fresh",
-            "data": data_label(c.data.train_size, c.data.pool_draw),
+            "data": c.data.training_data,
             "d_model": c.model.d_model,
             "seed": c.train.seed,
         }

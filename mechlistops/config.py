@@ -248,6 +248,12 @@ class DataConfig:
         return count
 
     @property
+    def training_data(self) -> str:
+        """The training data in words: a pool ("3,000 distinct", "30,000 sampled": its size
+        and draw) or "fresh stream"."""
+        return f"{self.train_size:,} {self.pool_draw}" if self.train_size else "fresh stream"
+
+    @property
     def mixture_weights(self) -> tuple[float, ...]:
         """Normalised weights, one per op."""
         raw = self.weights or (1.0,) * len(self.ops)

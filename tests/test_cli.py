@@ -337,9 +337,12 @@ def test_attribute_cli(run, capsys):
 
 def test_geometry_cli(run, capsys):
     code, out, _ = _run(capsys, "geometry", str(run), "--limit", "100")
-    assert code == 0 and "circularity" in out and "blocks.0.hook_resid_post" in out
+    assert code == 0 and "circularity" in out and "blocks.0.hook_resid_post @ =" in out
     saved = json.loads((run / "analysis" / "geometry.json").read_text())
-    assert len(saved["cosine_W_E"]) == 10 and len(saved["metrics"]) == 2 * 5
+    reps = ["W_E", "blocks.0.hook_resid_post", "blocks.0.hook_resid_post @ =", "W_U"]
+    assert len(saved["cosine_W_E"]) == 10 and len(saved["metrics"]) == len(reps) * 5
+    assert list(saved["fourier_spectra"]) == reps
+    assert all(sum(s) == pytest.approx(1) for s in saved["fourier_spectra"].values())
     assert (run / "analysis" / "geometry.png").read_bytes()[:4] == b"\x89PNG"
 
 

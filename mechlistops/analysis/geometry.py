@@ -14,8 +14,11 @@ step-0 checkpoint, a random model of the same config):
   the discrete Fourier transform over the value index (`fourier_spectrum`), and the k that
   holds the most. A circle visited in the order v -> k*v mod n puts all of it at k: modular
   addition can be solved on a circle at any k coprime to n, which circularity (k = 1) misses.
-Computed on the value rows of W_E, and on the residual stream at value tokens (the mean vector
-of each value at each layer's `resid_post`).
+Computed on the value rows of W_E; on the residual stream at value tokens (the mean vector of
+each value at each layer's `resid_post`); on the residual stream at the `=` that predicts the
+answer (the mean vector of each answer at each layer's `resid_post`, named `... @ =`): what the
+model has computed, grouped by its result; and on the value columns of W_U (the readout). A
+model that adds on a circle at frequency k shows k in all three places, not only in W_E.
 
 The perm family's elements have no order; the group's own questions replace the three numbers:
 do the element embeddings separate by sign (the cosets of the alternating group), by the left
@@ -136,22 +139,47 @@ def geometry_metrics(x: np.ndarray, group: SymmetricGroup | None = None) -> dict
 
 
 @torch.no_grad()
-def value_means(model: HookedTransformer, sets: dict[str, Examples], modulus: int) -> dict:
-    """Mean residual stream (`blocks.{l}.hook_resid_post`) at value tokens, per value:
-    {hook name: (modulus, d_model)}."""
+def stream_means(model: HookedTransformer, sets: dict[str, Examples], modulus: int) -> dict:
+    """Mean residual stream (`blocks.{l}.hook_resid_post`) per value, {name: (modulus,
+    d_model)}: at value tokens, by the token's value (named by the hook), and at the `=` whose
+    next token is the answer, by the answer (named `{hook} @ =`)."""
     names = [f"blocks.{layer}.hook_resid_post" for layer in range(model.cfg.n_layers)]
-    sums = {n: torch.zeros(modulus, model.cfg.d_model, device=model.W_E.device) for n in names}
-    counts = torch.zeros(modulus, device=model.W_E.device)
+    device = model.W_E.device
+    sums = {
+        (n, at): torch.zeros(modulus, model.cfg.d_model, device=device)
+        for n in names
+        for at in ("value", "answer")
+    }
+    counts = {at: torch.zeros(modulus, device=device) for at in ("value", "answer")}
     for ex in sets.values():
-        for tokens, pos, _, lengths in batches(ex, device=model.W_E.device):
+        for tokens, pos, answers, lengths in batches(ex, device=device):
             _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
             is_value = (tokens < modulus) & position_mask(lengths, tokens.shape[1])
             is_value &= torch.arange(tokens.shape[1], device=tokens.device)[None] <= pos[:, None]
             vals = tokens[is_value]
-            counts += torch.bincount(vals, minlength=modulus)
+            counts["value"] += torch.bincount(vals, minlength=modulus)
+            counts["answer"] += torch.bincount(answers, minlength=modulus)
+            rows = torch.arange(len(pos), device=device)
             for n in names:
-                sums[n].index_add_(0, vals, cache[n][is_value])
-    return {n: (s / counts.clamp(min=1)[:, None]).cpu().numpy() for n, s in sums.items()}
+                sums[n, "value"].index_add_(0, vals, cache[n][is_value])
+                sums[n, "answer"].index_add_(0, answers, cache[n][rows, pos])
+    return {
+        (n if at == "value" else f"{n} @ ="): (s / counts[at].clamp(min=1)[:, None]).cpu().numpy()
+        for (n, at), s in sorted(sums.items(), key=lambda kv: kv[0][1] == "answer")
+    }
+
+
+def representations(
+    model: HookedTransformer, sets: dict[str, Examples], modulus: int
+) -> dict[str, np.ndarray]:
+    """Every (modulus, d) matrix whose row v stands for value v, in the order the model uses
+    them: W_E's value rows, `stream_means` (at value tokens, then at the answer's `=`), W_U's
+    value columns."""
+    return {
+        "W_E": model.W_E[:modulus].detach().cpu().numpy(),
+        **stream_means(model, sets, modulus),
+        "W_U": model.W_U[:, :modulus].T.detach().cpu().numpy(),
+    }
 
 
 @dataclass
@@ -162,20 +190,19 @@ class Geometry:
     cosine: np.ndarray  # (modulus, modulus)
     names: list[str]  # the value tokens, in row order
     parity: np.ndarray  # (modulus,) parity of a residue, sign of an element
+    spectra: dict[str, list[float]]  # representation: share at k = 1..n//2, trained (residues)
 
 
 def geometry(
     model: HookedTransformer, baseline: HookedTransformer, sets: dict[str, Examples], vocab: Vocab
 ) -> Geometry:
-    """Metrics for W_E and each layer's residual stream at value tokens, trained vs `baseline`
-    (a random initialisation of the same config)."""
+    """Metrics for W_E, each layer's residual stream at value tokens and at the answer's `=`,
+    and W_U's value columns, trained vs `baseline` (a random initialisation of the same
+    config)."""
     modulus = vocab.n_values
     reps = {}
     for label, m in (("trained", model), ("random_init", baseline)):
-        reps[label] = {
-            "W_E": m.W_E[:modulus].detach().cpu().numpy(),
-            **value_means(m, sets, modulus),
-        }
+        reps[label] = representations(m, sets, modulus)
     rows = []
     for rep in reps["trained"]:
         trained = geometry_metrics(reps["trained"][rep], vocab.group)
@@ -199,4 +226,7 @@ def geometry(
         unit @ unit.T,
         vocab.tokens[:modulus],
         vocab.parity(values),
+        {}  # the elements of S_k have no index order to transform over
+        if vocab.group is not None
+        else {rep: fourier_spectrum(x).tolist() for rep, x in reps["trained"].items()},
     )

@@ -149,6 +149,7 @@ def cmd_geometry(args) -> int:
         "metrics": geo.metrics.to_dict(orient="records"),
         "pca_W_E": geo.coords.tolist(),
         "cosine_W_E": geo.cosine.tolist(),
+        "fourier_spectra": geo.spectra,  # representation: variance share at k = 1..n//2
     }
     write_json(json_path, records)
     figure = plot_geometry(geo, json_path.with_suffix(".png"), title=args.run)
@@ -164,20 +165,22 @@ def cmd_geometry(args) -> int:
             "value geometry: trained (random init); ordering = |Spearman(PC1, value)|, "
             "circularity = fit of the PC1-PC2 angle to 2*pi*v/n, parity = held-out linear "
             "accuracy, key frequency = the Fourier frequency over values holding the most "
-            "variance (share: how much)"
+            "variance (share: how much); rows: W_E's value rows, the mean resid_post at value "
+            "tokens per value, at the answer's `=` per answer (@ =), W_U's value columns"
         )
     else:
         print(
             "element geometry: trained (random init); held-out linear accuracy of each element's "
             "sign, its coset of the last point's stabiliser, its coset of <r>"
         )
+    width = max(map(len, table.index)) + 2
     for rep, row in table.iterrows():
         cells = "  ".join(
             f"{m} {row[('trained', m)]:.{0 if m == 'key frequency' else 2}f} "
             f"({row[('random_init', m)]:.{0 if m == 'key frequency' else 2}f})"
             for m in geo.metrics.metric.unique()
         )
-        print(f"  {rep:<26} {cells}")
+        print(f"  {rep:<{width}}{cells}")
     print(f"\nsaved {json_path} and {figure}")
     return 0
 

@@ -73,3 +73,26 @@ def test_parity_of_random_embeddings_is_near_chance():
         parity_separability(np.random.default_rng(s).normal(size=(10, 16))) for s in range(10)
     ]
     assert 0.3 < np.mean(scores) < 0.7
+
+
+def test_stream_means_group_the_answer_position_by_answer(tiny_run):
+    import torch
+
+    from mechlistops import load_run
+    from mechlistops.analysis.geometry import representations
+    from mechlistops.data import make_test_sets
+
+    run = load_run(tiny_run)
+    ex = make_test_sets(run.config.data)["MAX"].subset(slice(0, 200))
+    reps = representations(run.model, {"MAX": ex}, 10)
+    hook = "blocks.0.hook_resid_post"
+    assert list(reps) == ["W_E", hook, f"{hook} @ =", "W_U"]
+    tokens = torch.as_tensor(ex.tokens[:, : ex.lengths.max()].astype(np.int64))
+    _, cache = run.model.run_with_cache(tokens, names_filter=hook)
+    at_eq = cache[hook][torch.arange(len(ex)), torch.as_tensor(ex.answer_pos)].numpy()
+    for v in np.unique(ex.answers):  # the mean over the examples whose answer is v
+        np.testing.assert_allclose(
+            reps[f"{hook} @ ="][v], at_eq[ex.answers == v].mean(0), rtol=1e-4, atol=1e-5
+        )
+    np.testing.assert_array_equal(reps["W_U"], run.model.W_U[:, :10].T.detach().numpy())
+    assert not np.allclose(reps[f"{hook} @ ="], reps[hook])  # not the value tokens' means

@@ -1,0 +1,149 @@
+# %% [markdown]
+# # Which Fourier frequencies carry the values, from the embedding to the readout
+# For every finished member of the given sweeps trained on the operator (--op, default SUM):
+# its held-out accuracy at the end, and how the variance of three (n values, d) matrices splits
+# over the Fourier frequencies k = 1..n/2 of the value index
+# (mechlistops.analysis.geometry.fourier_spectrum): W_E's value rows, the last layer's residual
+# stream at the `=` that predicts the answer, averaged per answer on the operator's test set
+# (what the model has computed, by its result), and W_U's value columns (the readout). Per
+# matrix: the two frequencies holding the most variance and their joint share; for W_U also
+# its share at even k, the part of the readout that gives v and v + n/2 the same logits (1 = it
+# cannot tell the sum mod n from the sum mod n/2).
+# Writes OUT/fourier.csv (one row per run and matrix, a column per k), OUT/fourier.md and
+# OUT/fourier.png (the spectra as heatmaps, one row per run). Used for stage 9 of
+# docs/findings.md.
+# Run: `python analyses/fourier.py OUT SWEEP_DIR [SWEEP_DIR ...] [--op SUM]`.
+
+# %%
+import argparse
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from mechlistops import load_run
+from mechlistops.analysis.geometry import fourier_spectrum, representations
+from mechlistops.checkpoint import is_finished
+from mechlistops.data import make_test_sets
+from mechlistops.sweep import load_sweep
+from mechlistops.transition import accuracies_at
+
+MATRICES = ("W_E", "@ =", "W_U")  # "@ =": the last layer's stream at the answer's `=`
+TITLES = {
+    "W_E": "W_E value rows",
+    "@ =": "last layer's stream at `=`, per answer",
+    "W_U": "W_U value columns",
+}
+
+
+def sweep_spectra(sweep_dir: Path, op: str) -> pd.DataFrame:
+    members = [m for m in load_sweep(sweep_dir).members() if op in m.config.data.ops]
+    if not members:
+        return pd.DataFrame()
+    acc = accuracies_at(sweep_dir)
+    rows = []
+    for m in members:
+        if not is_finished(sweep_dir / m.name):
+            continue
+        c = m.config
+        arm = "+".join(c.data.ops)
+        hit = acc[(acc.mixture == arm) & (acc.seed == c.train.seed) & (acc.op == op)]
+        hit = hit[hit.d_model == c.model.d_model]
+        run = load_run(sweep_dir / m.name)
+        n = c.data.n_values
+        reps = representations(run.model, {op: make_test_sets(c.data)[op]}, n)
+        last = f"blocks.{run.model.cfg.n_layers - 1}.hook_resid_post @ ="
+        for matrix, key in zip(MATRICES, ("W_E", last, "W_U")):
+            spectrum = fourier_spectrum(reps[key])
+            rows.append(
+                {
+                    "sweep": str(sweep_dir),
+                    "run": m.name,
+                    "arm": arm,
+                    "data": c.data.training_data,
+                    "n_params": int(hit.n_params.iloc[0]),
+                    "seed": c.train.seed,
+                    "heldout": float(hit.accuracy_heldout.iloc[0]),
+                    "matrix": matrix,
+                    **{f"k{k + 1}": share for k, share in enumerate(spectrum)},
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def top_two(row: pd.Series, ks: list[str]) -> str:
+    shares = row[ks].astype(float)
+    first, second = shares.sort_values(ascending=False).index[:2]
+    return f"{first[1:]}, {second[1:]} ({shares[first] + shares[second]:.2f})"
+
+
+def summary(df: pd.DataFrame, op: str) -> str:
+    ks = [c for c in df.columns if c.startswith("k") and c[1:].isdigit()]
+    even = [k for k in ks if int(k[1:]) % 2 == 0]
+    lines = [
+        f"| trained as | {op}'s training data | parameters | seed | {op} held-out "
+        "| W_E: top two k (share) | stream at `=`: top two k (share) "
+        "| W_U: top two k (share) | W_U share at even k |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    df = df.sort_values("arm", kind="stable")  # then in the order the sweeps were given
+    for (arm, data, n, seed, _), g in df.groupby(
+        ["arm", "data", "n_params", "seed", "run"], sort=False
+    ):
+        by = g.set_index("matrix")
+        cells = " | ".join(top_two(by.loc[m], ks) for m in MATRICES)
+        lines.append(
+            f"| {arm} | {data} | {n:,} | {seed} | {by.heldout.iloc[0]:.2f} | {cells} | "
+            f"{by.loc['W_U', even].sum():.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(df: pd.DataFrame, op: str, path: Path) -> None:
+    ks = [c for c in df.columns if c.startswith("k") and c[1:].isdigit()]
+    df = df.sort_values(["arm", "heldout"])
+    df = df.assign(
+        label=[
+            f"{r.arm}, {r.data}, {r.n_params:,} s{r.seed}: {r.heldout:.2f}" for r in df.itertuples()
+        ]
+    )
+    order = list(dict.fromkeys(df.label))
+    fig, axes = plt.subplots(
+        1, len(MATRICES), figsize=(4.2 * len(MATRICES) + 2.5, 0.28 * len(order) + 1.6), sharey=True
+    )
+    for ax, matrix in zip(axes, MATRICES):
+        grid = df[df.matrix == matrix].set_index("label").loc[order, ks]
+        grid.columns = [c[1:] for c in ks]
+        sns.heatmap(grid, vmin=0, vmax=1, cmap="viridis", ax=ax, cbar=matrix == MATRICES[-1])
+        ax.set(xlabel="Fourier frequency k over the value index", ylabel="", title=TITLES[matrix])
+    axes[0].set_ylabel(f"run ({op} held-out accuracy)")
+    fig.suptitle(f"share of each matrix's variance at each frequency ({op})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("out", type=Path)
+    p.add_argument("sweeps", type=Path, nargs="+")
+    p.add_argument("--op", default="SUM")
+    a = p.parse_args()
+    df = pd.concat([sweep_spectra(s, a.op) for s in a.sweeps], ignore_index=True)
+    if df.empty:
+        raise SystemExit(f"no finished run trained on {a.op} in {', '.join(map(str, a.sweeps))}")
+    a.out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(a.out / "fourier.csv", index=False)
+    table = summary(df, a.op)
+    (a.out / "fourier.md").write_text(table)
+    plot(df, a.op, a.out / "fourier.png")
+    print(table)
+    print(f"wrote {a.out}/fourier.csv, fourier.md and fourier.png")
+
+
+if __name__ == "__main__":
+    main()
