@@ -61,6 +61,8 @@ def test_sampled_pools_keep_the_streams_repeats_and_mix_of_depths():
     # the test set bans about a fifth of the flat expressions, the stream none of them
     assert abs(flat["sampled"] - flat["stream"]) < 0.08, flat
     assert flat["distinct"] < flat["stream"] - 0.15, flat
+    names = [c.training_data for c in (cfg, sampled_cfg, dataclasses.replace(cfg, train_size=0))]
+    assert names == ["6,000 distinct", "6,000 sampled", "fresh stream"]
 
 
 def test_sum_pool_is_the_same_alone_and_in_a_mixture():
