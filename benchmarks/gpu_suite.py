@@ -29,9 +29,11 @@ directories go to --scratch (a temporary folder by default):
    of the steps (eager, one process), extrapolated eager, compiled (the measured warm-up and
    speed-up) and in PROCESSES processes (the measured speed-up); the whole sweep, timed, the
    fastest way, when its extrapolation fits what is left of the budget;
-4. with the time left, the paper-like study in the regime of docs/findings.md stage 4 (pool of
-   3,000, exactly 3 operands, one single-head block applied twice; SUM alone and SUM+MAX+MED,
-   3 seeds; 18,000 constant-lr steps then 10,000 of linear decay to 0, `--schedule wsd`): the
+4. with the time left, the paper-like study: a size sweep on a finite training pool per
+   operator (--study-pool, --study-pool-draw; by default the sampled pool of 10,000 of
+   docs/findings.md stage 9, where SUM alone has not reached 0.9 at any size the CPU ran),
+   exactly 3 operands, one single-head block applied twice; SUM alone and SUM+MAX+MED, 3 seeds;
+   18,000 constant-lr steps then 10,000 of linear decay to 0, `--schedule wsd`: the
    `mechlistops sweep` command, every size at once in parallel processes, stopped at the
    deadline; the table reads SUM held-out accuracy before and after the decay, from whatever
    evaluations the runs reached.
@@ -81,6 +83,7 @@ class Suite:
         self.study_compile = "off"  # the mode the study uses: also checked on its models
         self.study_reserve_s = 0.0  # seconds the 120-run sweep leaves to the study (main)
         self.scratch = out  # where the study's run directories go (main sets it)
+        self.study_pool = (10_000, "sampled")  # the study's pool size and draw (main sets it)
 
     def left(self) -> float:
         return self.deadline - time.perf_counter()
@@ -604,12 +607,12 @@ def sweep_120(suite: Suite, device, tiny: bool) -> None:
 
 
 def study(suite: Suite, device, tiny: bool) -> None:
-    """The paper-like size sweep of docs/findings.md stage 4 (constant lr, then the decay), as
-    the `mechlistops sweep` command: every size at once, stopped at the deadline; the table
-    reads what the runs reached."""
+    """The paper-like size sweep of docs/findings.md stages 4-9 (constant lr, then the decay)
+    on suite.study_pool, as the `mechlistops sweep` command: every size at once, stopped at
+    the deadline; the table reads what the runs reached."""
     import signal
 
-    # 1,718 to 816,150 parameters: SUM alone past the 211,478 the CPU reached (findings)
+    # 1,718 to 816,150 parameters: SUM alone past the sizes the CPU reached (findings)
     sizes = (8, 12) if tiny else (8, 16, 32, 64, 128, 256)
     stable, decay = (40, 20) if tiny else (18_000, 10_000)
     reads = (stable, stable + decay)
@@ -619,7 +622,8 @@ def study(suite: Suite, device, tiny: bool) -> None:
         sys.executable, "-m", "mechlistops", "sweep",
         "--out", str(out), "--mixture", "SUM", "--mixture", "SUM,MAX,MED",
         "--d-model", ",".join(map(str, sizes)), "--seeds", "3",
-        "--tree", "single", "--train-size", "300" if tiny else "3000", "--min-args", "3",
+        "--tree", "single", "--train-size", str(suite.study_pool[0]),
+        "--pool-draw", suite.study_pool[1], "--min-args", "3",
         "--test-size", "200" if tiny else "1000", "--looped", "--n-heads", "1",
         "--steps", str(stable + decay), "--schedule", "wsd", "--decay-steps", str(decay),
         "--min-lr-frac", "0", "--eval-interval", "20" if tiny else "500",
@@ -664,6 +668,7 @@ def study_table(out: Path, reads: tuple[int, ...], hardware: str, decay: int):
     per seed), from whatever evaluations each run reached; and {run: last evaluated step}."""
     import pandas as pd
 
+    from mechlistops.sweep import load_sweep
     from mechlistops.transition import accuracies_at
 
     reached = {}
@@ -673,7 +678,10 @@ def study_table(out: Path, reads: tuple[int, ...], hardware: str, decay: int):
     common = min(reached.values(), default=0)  # an evaluation step every run got to
     if 0 < common < reads[-1]:  # stopped early: read there too
         reads = tuple(sorted({*reads, common}))
-    frames = []
+    frames, data = [], "?"
+    if (out / "sweep.json").is_file():
+        members = load_sweep(out).members()
+        data = members[0].config.data.training_data if members else data
     for step in reads:
         if (out / "sweep.json").is_file():
             df = accuracies_at(out, step=step)
@@ -684,9 +692,9 @@ def study_table(out: Path, reads: tuple[int, ...], hardware: str, decay: int):
         "",
         "SUM held-out accuracy (median of the seeds that got there; per seed) by size, SUM alone "
         f"and in SUM+MAX+MED, read at step {reads[0]:,} (the end of the constant learning "
-        f"rate) and {reads[1]:,} (after {decay:,} steps of linear decay to 0); pool of "
-        "3,000 per operator (300 with --tiny), exactly 3 operands, one single-head block "
-        "applied twice (docs/findings.md stage 4). '-': no run of the row reached the step; "
+        f"rate) and {reads[1]:,} (after {decay:,} steps of linear decay to 0); training "
+        f"pool per operator: {data}; exactly 3 operands, one single-head block applied twice "
+        "(docs/findings.md stages 4-9). '-': no run of the row reached the step; "
         "a study stopped at the deadline is also read at the last step every run reached.",
         "",
         "| parameters | trained as | " + " | ".join(f"@{r:,}" for r in reads) + " |",
@@ -704,6 +712,9 @@ def study_table(out: Path, reads: tuple[int, ...], hardware: str, decay: int):
 
 
 def main() -> None:
+    sys.path.insert(0, str(ROOT))  # the working tree, installed or not
+    from mechlistops.config import POOL_DRAWS  # stdlib only: safe before the wheels install
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--device", default="cuda")
@@ -738,6 +749,18 @@ def main() -> None:
         "its extrapolation leaves them (default: 240; 20 with --tiny)",
     )
     p.add_argument(
+        "--study-pool",
+        type=int,
+        default=None,
+        help="the study's training pool per operator (default: 10,000; 300 with --tiny)",
+    )
+    p.add_argument(
+        "--study-pool-draw",
+        choices=POOL_DRAWS,
+        default="sampled",
+        help="how the study's pool is drawn (mechlistops train --pool-draw; default: sampled)",
+    )
+    p.add_argument(
         "--skip",
         default="",
         help="stages to skip: correctness,throughput,concurrency,feed,sweep,study",
@@ -752,10 +775,13 @@ def main() -> None:
     )
     suite.figures["data_workers"] = suite.data_workers
     suite.study_reserve_s = args.study_s if args.study_s is not None else (20 if args.tiny else 240)
+    suite.study_pool = (
+        args.study_pool if args.study_pool is not None else (300 if args.tiny else 10_000),
+        args.study_pool_draw,
+    )
     suite.scratch = args.scratch or Path(tempfile.mkdtemp(prefix="gpu-suite-"))
     suite.figures["study_runs"] = str(suite.scratch / "study")
     install_wheels(args.wheels, suite)
-    sys.path.insert(0, str(ROOT))  # the working tree, installed or not
 
     import torch
 
