@@ -101,10 +101,11 @@ def plot_attribution(
 def plot_geometry(geo, out: Path, title: str = "") -> Path:
     """PC1-PC2 and PC2-PC3 of the value embeddings (labelled by value, coloured by parity, or
     by sign for the elements of S_k),
-    their cosine-similarity matrix, and the metrics beside a random initialisation."""
+    their cosine-similarity matrix, the metrics beside a random initialisation, and (residues)
+    the Fourier spectra of W_E, the last layer's stream at `=` per answer and W_U."""
     plt, sns = _pyplot()
     n = len(geo.coords)
-    fig, axes = plt.subplots(1, 4, figsize=(19, 4.3))
+    fig, axes = plt.subplots(1, 5, figsize=(23, 4.3))
     colours = ["tab:blue" if p == 0 else "tab:orange" for p in geo.parity]
     for ax, (i, j) in zip(axes[:2], ((0, 1), (1, 2))):
         if geo.coords.shape[1] <= j:
@@ -136,9 +137,30 @@ def plot_geometry(geo, out: Path, title: str = "") -> Path:
     axes[2].set(title="cosine similarity of W_E value rows", xlabel="value", ylabel="value")
     axes[2].title.set_fontsize(9)
     m = geo.metrics.melt(id_vars=["representation", "metric"], var_name="model")
-    sns.barplot(m[m.representation == "W_E"], x="metric", y="value", hue="model", ax=axes[3])
+    scores = m[(m.representation == "W_E") & (m.metric != "key frequency")]  # 0-1 scores only
+    sns.barplot(scores, x="metric", y="value", hue="model", ax=axes[3])
+    axes[3].tick_params(axis="x", labelrotation=20)
     axes[3].set(ylim=(0, 1.05), title="W_E metrics: trained vs random init", xlabel="", ylabel="")
     axes[3].title.set_fontsize(9)
+    if geo.spectra:  # the matrices a sum flows through: in, computed (last layer), out
+        last = [r for r in geo.spectra if r.endswith(" @ =")][-1]
+        spectra = pd.DataFrame(
+            [
+                {"matrix": name, "k": k + 1, "share": share}
+                for name, rep in (("W_E", "W_E"), ("last layer @ =", last), ("W_U", "W_U"))
+                for k, share in enumerate(geo.spectra[rep])
+            ]
+        )
+        sns.barplot(spectra, x="k", y="share", hue="matrix", ax=axes[4])
+        axes[4].set(
+            ylim=(0, 1.05),
+            title="Fourier spectrum over the value index (trained)",
+            xlabel="frequency k",
+            ylabel="share of variance",
+        )
+        axes[4].title.set_fontsize(9)
+    else:
+        axes[4].set_axis_off()
     fig.suptitle(title, fontsize=10)
     out = _save(fig, out)
     plt.close(fig)
