@@ -12,10 +12,12 @@
 
 # %%
 import argparse
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
 
+from mechlistops.analysis.common import save_outputs
 from mechlistops.transition import accuracies_at
 
 
@@ -110,7 +112,7 @@ def plot(runs: pd.DataFrame, out: Path, examples: int) -> Path:
     )
     ax.tick_params(axis="x", labelsize=8)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=110, format="png")
     plt.close(fig)
     return out
 
@@ -122,15 +124,9 @@ def main() -> None:
     p.add_argument("--examples", type=int, default=1_536_000)
     args = p.parse_args()
     runs = pd.concat([arm_runs(s, args.examples) for s in args.sweeps], ignore_index=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    runs.to_csv(args.out / "arms_runs.csv", index=False)
     text = summary(runs, args.examples)
-    (args.out / "arms.md").write_text(text + "\n")
-    print(text)
-    print(
-        f"\nsaved {args.out / 'arms_runs.csv'}, {args.out / 'arms.md'}, "
-        f"{plot(runs, args.out / 'arms.png', args.examples)}"
-    )
+    draw = partial(plot, runs, examples=args.examples)
+    save_outputs(args.out, "arms", runs, text + "\n", draw, csv_name="arms_runs")
 
 
 if __name__ == "__main__":

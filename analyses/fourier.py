@@ -26,6 +26,7 @@ import pandas as pd
 import seaborn as sns
 
 from mechlistops import load_run
+from mechlistops.analysis.common import save_outputs
 from mechlistops.analysis.geometry import fourier_spectrum, representations
 from mechlistops.checkpoint import is_finished
 from mechlistops.data import make_test_sets
@@ -123,7 +124,7 @@ def plot(df: pd.DataFrame, op: str, path: Path) -> None:
     axes[0].set_ylabel(f"run ({op} held-out accuracy)")
     fig.suptitle(f"share of each matrix's variance at each frequency ({op})", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
 
 
@@ -136,13 +137,8 @@ def main() -> None:
     df = pd.concat([sweep_spectra(s, a.op) for s in a.sweeps], ignore_index=True)
     if df.empty:
         raise SystemExit(f"no finished run trained on {a.op} in {', '.join(map(str, a.sweeps))}")
-    a.out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(a.out / "fourier.csv", index=False)
     table = summary(df, a.op)
-    (a.out / "fourier.md").write_text(table)
-    plot(df, a.op, a.out / "fourier.png")
-    print(table)
-    print(f"wrote {a.out}/fourier.csv, fourier.md and fourier.png")
+    save_outputs(a.out, "fourier", df, table, lambda path: plot(df, a.op, path))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import pandas as pd
 import seaborn as sns
 
 from mechlistops import load_run
+from mechlistops.analysis.common import save_outputs
 from mechlistops.analysis.geometry import geometry_metrics
 from mechlistops.checkpoint import is_finished
 from mechlistops.data import heldout_mask, make_test_sets
@@ -163,7 +164,7 @@ def plot(runs: pd.DataFrame, op: str, path: Path) -> None:
     ax.set_ylim(0, 1)
     ax.set_title(f"{op}: held-out accuracy against training data")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, format="png")
     plt.close(fig)
 
 
@@ -174,13 +175,8 @@ def main() -> None:
     p.add_argument("--op", default="SUM")
     a = p.parse_args()
     runs = pd.concat([sweep_runs(s, a.op) for s in a.sweeps], ignore_index=True)
-    a.out.mkdir(parents=True, exist_ok=True)
-    runs.to_csv(a.out / "pool_sizes.csv", index=False)
     table = summary(runs, a.op)
-    (a.out / "pool_sizes.md").write_text(table)
-    plot(runs, a.op, a.out / "pool_sizes.png")
-    print(table)
-    print(f"wrote {a.out}/pool_sizes.csv, pool_sizes.md and pool_sizes.png")
+    save_outputs(a.out, "pool_sizes", runs, table, lambda path: plot(runs, a.op, path))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mechlistops.atomic import check_writable_dir
+from mechlistops.atomic import atomic_write, check_writable_dir, write_text
 from mechlistops.checkpoint import LoadedRun, load_run, parse_run_spec
 from mechlistops.config import parse_ops
 from mechlistops.data import Examples, row_hashes, sample_examples
@@ -110,3 +110,18 @@ def random_init(run: LoadedRun, device="cpu"):
     model = build_model(cfg.model, cfg.data, seed=cfg.train.seed, device=device)
     model.eval()
     return model
+
+
+def save_outputs(out: Path, name: str, rows, summary: str, plot, csv_name: str = "") -> None:
+    """What an analysis script over sweeps leaves in `out`: CSV_NAME.csv (`rows`, a DataFrame;
+    default NAME.csv), NAME.md (`summary`) and NAME.png (`plot(path)` draws it), each written
+    atomically; then prints the summary and where the files went."""
+    out = check_writable_dir(out)
+    out.mkdir(parents=True, exist_ok=True)
+    csv = out / f"{csv_name or name}.csv"
+    atomic_write(csv, lambda tmp: rows.to_csv(tmp, index=False))
+    write_text(out / f"{name}.md", summary)
+    figure = out / f"{name}.png"
+    atomic_write(figure, lambda tmp: plot(tmp))
+    print(summary)
+    print(f"wrote {csv}, {out / f'{name}.md'} and {figure}")
