@@ -253,7 +253,8 @@ def render(summaries: list[RunSummary], sweeps: list[SweepSummary] = ()) -> str:
     )
     table(
         "Value geometry",
-        "W_E and residual stream at value tokens: trained vs random init.",
+        "W_E's value rows, the residual stream at value tokens (per value) and at the answer's "
+        "`=` (per answer: @ =), and W_U's value columns: trained vs random init.",
         {s.spec: s.geometry.set_index(["representation", "metric"]) for s in summaries},
     )
 
