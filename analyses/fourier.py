@@ -92,8 +92,8 @@ def summary(df: pd.DataFrame, op: str) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     df = df.sort_values("arm", kind="stable")  # then in the order the sweeps were given
-    for (arm, data, n, seed, _), g in df.groupby(
-        ["arm", "data", "n_params", "seed", "run"], sort=False
+    for (arm, data, n, seed, _, _), g in df.groupby(
+        ["arm", "data", "n_params", "seed", "sweep", "run"], sort=False
     ):
         by = g.set_index("matrix")
         cells = " | ".join(top_two(by.loc[m], ks) for m in MATRICES)
@@ -112,6 +112,8 @@ def plot(df: pd.DataFrame, op: str, path: Path) -> None:
             f"{r.arm}, {r.data}, {r.n_params:,} s{r.seed}: {r.heldout:.2f}" for r in df.itertuples()
         ]
     )
+    twice = df.duplicated(["label", "matrix"], keep=False)  # one run given in two sweeps
+    df.loc[twice, "label"] += " (" + df.loc[twice, "sweep"] + ")"
     order = list(dict.fromkeys(df.label))
     fig, axes = plt.subplots(
         1, len(MATRICES), figsize=(4.2 * len(MATRICES) + 2.5, 0.28 * len(order) + 1.6), sharey=True
