@@ -30,6 +30,7 @@ from mechlistops.analysis.common import save_outputs
 from mechlistops.analysis.geometry import fourier_spectrum, representations
 from mechlistops.checkpoint import is_finished
 from mechlistops.data import make_test_sets
+from mechlistops.errors import ConfigError
 from mechlistops.sweep import load_sweep
 from mechlistops.transition import accuracies_at
 
@@ -136,7 +137,10 @@ def main() -> None:
     p.add_argument("sweeps", type=Path, nargs="+")
     p.add_argument("--op", default="SUM")
     a = p.parse_args()
-    df = pd.concat([sweep_spectra(s, a.op) for s in a.sweeps], ignore_index=True)
+    try:
+        df = pd.concat([sweep_spectra(s, a.op) for s in a.sweeps], ignore_index=True)
+    except ConfigError as exc:  # a folder that is not a sweep, or an unreadable sweep.json
+        raise SystemExit(f"fourier: {exc}") from None
     if df.empty:
         raise SystemExit(f"no finished run trained on {a.op} in {', '.join(map(str, a.sweeps))}")
     table = summary(df, a.op)
