@@ -17,7 +17,8 @@ import dataclasses
 from pathlib import Path
 
 from mechlistops import checkpoint as ckpt
-from mechlistops.sweep import SWEEP_FILE, load_sweep, run_local
+from mechlistops.errors import ConfigError
+from mechlistops.sweep import finished_runs, run_local
 
 
 def anneal(src: str, out: str, steps: int) -> str:
@@ -47,16 +48,6 @@ def anneal(src: str, out: str, steps: int) -> str:
     return out
 
 
-def finished_runs(paths: list[Path]) -> list[Path]:
-    runs = []
-    for p in paths:
-        if (p / SWEEP_FILE).is_file():
-            runs += [p / m.name for m in load_sweep(p).members() if ckpt.is_finished(p / m.name)]
-        else:
-            runs.append(p)
-    return runs
-
-
 # %%
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description="continue runs with the learning rate decaying to 0")
@@ -65,7 +56,10 @@ if __name__ == "__main__":
     p.add_argument("--steps", type=int, default=10_000)
     p.add_argument("--workers", type=int, default=2)
     args = p.parse_args()
-    runs = finished_runs(args.runs)
+    try:
+        runs = finished_runs(args.runs)
+    except ConfigError as exc:
+        raise SystemExit(f"anneal: {exc}") from None
     calls = [(str(r), str(args.out / r.name), args.steps) for r in runs]
 
     def done(i, out):

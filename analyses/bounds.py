@@ -24,18 +24,10 @@ import seaborn as sns
 
 from mechlistops import checkpoint as ckpt
 from mechlistops.config import TrainConfig
+from mechlistops.errors import MechlistopsError, first_line
+from mechlistops.sweep import finished_runs
 
 THRESHOLDS = (0.5, 0.9)
-
-
-def runs_in(paths: list[Path]) -> list[Path]:
-    found = []
-    for p in paths:
-        if ckpt.is_finished(p):
-            found.append(p)
-        else:
-            found += sorted(d for d in p.iterdir() if d.is_dir() and ckpt.is_finished(d))
-    return found
 
 
 def training(run: Path) -> str:
@@ -51,7 +43,7 @@ def training(run: Path) -> str:
 
 def table(paths: list[Path]) -> pd.DataFrame:
     rows = []
-    for run in runs_in(paths):
+    for run in finished_runs(paths):
         cfg = ckpt.load_run_config(run)
         if "SUM" not in cfg.data.ops:
             continue
@@ -113,7 +105,10 @@ if __name__ == "__main__":
     p.add_argument("out", type=Path)
     p.add_argument("runs", type=Path, nargs="+", help="runs, or folders holding runs")
     args = p.parse_args()
-    df = table(args.runs)
+    try:
+        df = table(args.runs)
+    except MechlistopsError as exc:  # a missing path, an unfinished run, a corrupted run file
+        raise SystemExit(f"bounds: {first_line(exc)}") from None
     if df.empty:
         raise SystemExit("no finished run with SUM among those given")
     args.out.mkdir(parents=True, exist_ok=True)

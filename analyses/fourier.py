@@ -1,6 +1,7 @@
 # %% [markdown]
 # # Which Fourier frequencies carry the values, from the embedding to the readout
-# For every finished member of the given sweeps trained on the operator (--op, default SUM):
+# For every finished run trained on the operator (--op, default SUM) among those given (runs,
+# sweeps, or folders of runs trained one by one):
 # its held-out accuracy at the end, and how the variance of three (n values, d) matrices splits
 # over the Fourier frequencies k = 1..n/2 of the value index
 # (mechlistops.analysis.geometry.fourier_spectrum): W_E's value rows, the last layer's residual
@@ -12,7 +13,7 @@
 # Writes OUT/fourier.csv (one row per run and matrix, a column per k), OUT/fourier.md and
 # OUT/fourier.png (the spectra as heatmaps, one row per run). Used for stage 9 of
 # docs/findings.md.
-# Run: `python analyses/fourier.py OUT SWEEP_DIR [SWEEP_DIR ...] [--op SUM]`.
+# Run: `python analyses/fourier.py OUT RUN_OR_FOLDER [...] [--op SUM]`.
 
 # %%
 import argparse
@@ -24,15 +25,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
+from tqdm.auto import tqdm
 
 from mechlistops import load_run
 from mechlistops.analysis.common import save_outputs
 from mechlistops.analysis.geometry import fourier_spectrum, representations
-from mechlistops.checkpoint import is_finished
+from mechlistops.checkpoint import read_n_params, read_results
 from mechlistops.data import make_test_sets
-from mechlistops.errors import ConfigError
-from mechlistops.sweep import load_sweep
-from mechlistops.transition import accuracies_at
+from mechlistops.errors import MechlistopsError, first_line
+from mechlistops.sweep import finished_runs
 
 MATRICES = ("W_E", "@ =", "W_U")  # "@ =": the last layer's stream at the answer's `=`
 TITLES = {
@@ -42,38 +43,29 @@ TITLES = {
 }
 
 
-def sweep_spectra(sweep_dir: Path, op: str) -> pd.DataFrame:
-    members = [m for m in load_sweep(sweep_dir).members() if op in m.config.data.ops]
-    if not members:
+def run_spectra(run_dir: Path, op: str) -> pd.DataFrame:
+    run = load_run(run_dir)
+    c = run.config
+    if op not in c.data.ops:
         return pd.DataFrame()
-    acc = accuracies_at(sweep_dir)
+    n = c.data.n_values
+    reps = representations(run.model, {op: make_test_sets(c.data)[op]}, n)
+    last = f"blocks.{run.model.cfg.n_layers - 1}.hook_resid_post @ ="
+    common = {
+        "folder": str(run_dir.parent),
+        "run": run_dir.name,
+        "arm": "+".join(c.data.ops),
+        "data": c.data.training_data,
+        "n_params": read_n_params(run_dir),
+        "seed": c.train.seed,
+        "heldout": float(read_results(run_dir)["results"][op]["accuracy_heldout"]),
+    }
     rows = []
-    for m in members:
-        if not is_finished(sweep_dir / m.name):
-            continue
-        c = m.config
-        arm = "+".join(c.data.ops)
-        hit = acc[(acc.mixture == arm) & (acc.seed == c.train.seed) & (acc.op == op)]
-        hit = hit[hit.d_model == c.model.d_model]
-        run = load_run(sweep_dir / m.name)
-        n = c.data.n_values
-        reps = representations(run.model, {op: make_test_sets(c.data)[op]}, n)
-        last = f"blocks.{run.model.cfg.n_layers - 1}.hook_resid_post @ ="
-        for matrix, key in zip(MATRICES, ("W_E", last, "W_U")):
-            spectrum = fourier_spectrum(reps[key])
-            rows.append(
-                {
-                    "sweep": str(sweep_dir),
-                    "run": m.name,
-                    "arm": arm,
-                    "data": c.data.training_data,
-                    "n_params": int(hit.n_params.iloc[0]),
-                    "seed": c.train.seed,
-                    "heldout": float(hit.accuracy_heldout.iloc[0]),
-                    "matrix": matrix,
-                    **{f"k{k + 1}": share for k, share in enumerate(spectrum)},
-                }
-            )
+    for matrix, key in zip(MATRICES, ("W_E", last, "W_U")):
+        spectrum = fourier_spectrum(reps[key])
+        rows.append(
+            {**common, "matrix": matrix, **{f"k{k + 1}": v for k, v in enumerate(spectrum)}}
+        )
     return pd.DataFrame(rows)
 
 
@@ -92,9 +84,9 @@ def summary(df: pd.DataFrame, op: str) -> str:
         "| W_U: top two k (share) | W_U share at even k |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    df = df.sort_values("arm", kind="stable")  # then in the order the sweeps were given
+    df = df.sort_values("arm", kind="stable")  # then in the order the runs were given
     for (arm, data, n, seed, _, _), g in df.groupby(
-        ["arm", "data", "n_params", "seed", "sweep", "run"], sort=False
+        ["arm", "data", "n_params", "seed", "folder", "run"], sort=False
     ):
         by = g.set_index("matrix")
         cells = " | ".join(top_two(by.loc[m], ks) for m in MATRICES)
@@ -113,8 +105,8 @@ def plot(df: pd.DataFrame, op: str, path: Path) -> None:
             f"{r.arm}, {r.data}, {r.n_params:,} s{r.seed}: {r.heldout:.2f}" for r in df.itertuples()
         ]
     )
-    twice = df.duplicated(["label", "matrix"], keep=False)  # one run given in two sweeps
-    df.loc[twice, "label"] += " (" + df.loc[twice, "sweep"] + ")"
+    twice = df.duplicated(["label", "matrix"], keep=False)  # alike runs in two folders
+    df.loc[twice, "label"] += " (" + df.loc[twice, "folder"] + ")"
     order = list(dict.fromkeys(df.label))
     fig, axes = plt.subplots(
         1, len(MATRICES), figsize=(4.2 * len(MATRICES) + 2.5, 0.28 * len(order) + 1.6), sharey=True
@@ -134,15 +126,16 @@ def plot(df: pd.DataFrame, op: str, path: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("out", type=Path)
-    p.add_argument("sweeps", type=Path, nargs="+")
+    p.add_argument("runs", type=Path, nargs="+", help="runs, sweeps or folders of runs")
     p.add_argument("--op", default="SUM")
     a = p.parse_args()
     try:
-        df = pd.concat([sweep_spectra(s, a.op) for s in a.sweeps], ignore_index=True)
-    except ConfigError as exc:  # a folder that is not a sweep, or an unreadable sweep.json
-        raise SystemExit(f"fourier: {exc}") from None
+        frames = [run_spectra(run, a.op) for run in tqdm(finished_runs(a.runs), desc="runs")]
+    except MechlistopsError as exc:  # a missing path, an unfinished run, a corrupted run file
+        raise SystemExit(f"fourier: {first_line(exc)}") from None
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if df.empty:
-        raise SystemExit(f"no finished run trained on {a.op} in {', '.join(map(str, a.sweeps))}")
+        raise SystemExit(f"no finished run trained on {a.op} in {', '.join(map(str, a.runs))}")
     table = summary(df, a.op)
     save_outputs(a.out, "fourier", df, table, lambda path: plot(df, a.op, path))
 

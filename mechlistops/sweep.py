@@ -309,3 +309,24 @@ def load_sweep(path: Path) -> SweepConfig:
         return SweepConfig.from_dict(json.loads(saved.read_text()))
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise ConfigError(f"{saved}: corrupted sweep file ({exc})") from None
+
+
+def finished_runs(paths: list[Path]) -> list[Path]:
+    """The finished runs that analyses of many runs read, from the paths given: a finished run
+    as given; a sweep's finished members in the sweep's order; any other folder's finished
+    subfolders by name (runs trained one by one into one folder). Unfinished members are left
+    out, so a sweep can be read while it trains; a path that does not exist, or a run named
+    directly that has not finished, is a ConfigError."""
+    runs: list[Path] = []
+    for p in map(Path, paths):
+        if ckpt.is_finished(p):
+            runs.append(p)
+        elif ckpt.holds_run(p):
+            raise ConfigError(f"{p}: the run has not finished (no {ckpt.RESULTS})")
+        elif (p / SWEEP_FILE).is_file():
+            runs += [p / m.name for m in load_sweep(p).members() if ckpt.is_finished(p / m.name)]
+        elif p.is_dir():
+            runs += sorted(d for d in p.iterdir() if d.is_dir() and ckpt.is_finished(d))
+        else:
+            raise ConfigError(f"{p}: no such run or folder")
+    return runs

@@ -2,6 +2,8 @@
 
 import dataclasses
 import json
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from mechlistops.data import make_test_sets
 from mechlistops.errors import ConfigError
 from mechlistops.evaluate import to_tensors
 from mechlistops.launch import SlurmOptions
-from mechlistops.sweep import SweepConfig, plan_tasks, run_sweep
+from mechlistops.sweep import SweepConfig, finished_runs, plan_tasks, run_sweep
 from mechlistops.train import train
 from tests.conftest import tiny_config
 
@@ -77,6 +79,45 @@ def test_interrupted_member_resumes(tmp_path):
     again = load_file(out / member.name / "model.safetensors")
     for name in ref:
         torch.testing.assert_close(again[name], ref[name], atol=1e-6, rtol=1e-6)
+
+
+def test_finished_runs_reads_runs_sweeps_and_folders_of_runs(tmp_path, tiny_run):
+    sweep = _sweep(mixtures=(("MAX",),))
+    out = run_sweep(sweep, tmp_path / "sw", workers=1, progress=False).out
+    (out / "max_d8_s0" / "results.json").unlink()  # a member still training
+    folder = tmp_path / "one_by_one"
+    for name in ("b", "a"):
+        shutil.copytree(tiny_run, folder / name)
+    shutil.copytree(tiny_run, folder / "c")
+    (folder / "c" / "results.json").unlink()
+    (folder / "notes").mkdir()
+    assert finished_runs([out, folder, tiny_run]) == [
+        out / "max_d16_s0",
+        folder / "a",
+        folder / "b",
+        tiny_run,
+    ]
+    with pytest.raises(ConfigError, match="has not finished"):
+        finished_runs([folder / "c"])
+    with pytest.raises(ConfigError, match="no such run or folder"):
+        finished_runs([tmp_path / "missing"])
+
+
+def test_fourier_analysis_reads_a_folder_of_runs(tmp_path, tiny_run):
+    folder = tmp_path / "runs"
+    shutil.copytree(tiny_run, folder / "tiny")
+    script = Path(__file__).resolve().parents[1] / "analyses" / "fourier.py"
+    args = [sys.executable, str(script), str(tmp_path / "out"), str(folder), "--op", "MAX"]
+    done = subprocess.run(args, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    table = (tmp_path / "out" / "fourier.md").read_text().splitlines()
+    assert len(table) == 3 and table[2].startswith("| MAX |")
+    assert (tmp_path / "out" / "fourier.png").stat().st_size > 0
+    missing = subprocess.run(args[:3] + [str(tmp_path / "nope")], capture_output=True, text=True)
+    assert missing.returncode == 1
+    assert missing.stderr.strip().splitlines() == [
+        f"fourier: {tmp_path / 'nope'}: no such run or folder"
+    ]
 
 
 def test_sizes_that_do_not_divide_fail_before_training(tmp_path):
