@@ -84,7 +84,7 @@ def summary(df: pd.DataFrame, op: str) -> str:
         "| W_U: top two k (share) | W_U share at even k |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    df = df.sort_values("arm", kind="stable")  # then in the order the runs were given
+    df = df.sort_values(["arm", "n_params"], kind="stable")  # then in the order given
     for (arm, data, n, seed, _, _), g in df.groupby(
         ["arm", "data", "n_params", "seed", "folder", "run"], sort=False
     ):
