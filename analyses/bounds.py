@@ -6,7 +6,9 @@
 # of training (steps, schedule and a weight decay other than the default; a continued run as
 # its source's steps + its own). Writes
 # bounds.csv (one row per run), bounds.md (median and per-seed accuracy per mixture, training
-# and size, with the first size whose median reaches each threshold) and bounds.png into OUT.
+# and size, with the first size whose median reaches each threshold and, per way of training,
+# SUM alone's such size over each mixture's with a 95% interval from resampling seeds) and
+# bounds.png into OUT.
 # Used for stage 5 of docs/findings.md: where each arm's transition lies, whatever budget
 # each size was run at.
 # Run: `python analyses/bounds.py OUT RUN_OR_FOLDER [...]`.
@@ -26,6 +28,7 @@ from mechlistops import checkpoint as ckpt
 from mechlistops.config import TrainConfig
 from mechlistops.errors import MechlistopsError, first_line
 from mechlistops.sweep import finished_runs
+from mechlistops.transition import transitions
 
 THRESHOLDS = (0.5, 0.9)
 
@@ -82,7 +85,30 @@ def summary(df: pd.DataFrame) -> list[str]:
             hit = [n for n, m in sorted(medians.items()) if m >= t]
             where = f"{hit[0]:,}" if hit else f"not reached up to {max(medians):,}"
             firsts.append(f"- {mixture}, {how}: first size with median >= {t}: {where}")
-    return lines + [""] + firsts
+    return lines + [""] + firsts + ratios(df)
+
+
+def ratios(df: pd.DataFrame) -> list[str]:
+    """Per way of training: SUM alone's first passing size over each mixture's, with a 95%
+    interval from resampling seeds within each size (mechlistops.transition.transitions)."""
+    lines = []
+    for how, g in df.groupby("training"):
+        if "SUM" not in set(g.mixture) or g.mixture.nunique() < 2:
+            continue
+        runs = g.rename(columns={"sum_heldout": "accuracy"}).assign(op="SUM")
+        for _, r in transitions(runs, thresholds=THRESHOLDS).iterrows():
+            if r.mixture == "SUM":
+                continue
+            for t in THRESHOLDS:
+                ratio, ci = r[f"ratio_smallest_{t}"], r[f"ratio_smallest_{t}_ci"]
+                if ratio is None or pd.isna(ratio):
+                    text = "undefined (an arm's median does not reach it)"
+                else:
+                    text = f"{ratio:.1f}x, 95% interval " + (
+                        f"{ci[0]:.1f}-{ci[1]:.1f}x" if ci else "undefined (too few resamples pass)"
+                    )
+                lines.append(f"- SUM alone over {r.mixture}, {how}, at {t}: {text}")
+    return [""] + lines if lines else []
 
 
 def plot(df: pd.DataFrame, path: Path) -> None:
