@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from mechlistops import load_run
 from mechlistops.analysis.common import save_outputs
 from mechlistops.analysis.geometry import fourier_spectrum, representations
-from mechlistops.checkpoint import read_n_params, read_results
+from mechlistops.checkpoint import load_run_config, read_n_params, read_results
 from mechlistops.data import make_test_sets
 from mechlistops.errors import MechlistopsError, first_line
 from mechlistops.sweep import finished_runs
@@ -44,10 +44,10 @@ TITLES = {
 
 
 def run_spectra(run_dir: Path, op: str) -> pd.DataFrame:
+    if op not in load_run_config(run_dir).data.ops:  # before loading the weights
+        return pd.DataFrame()
     run = load_run(run_dir)
     c = run.config
-    if op not in c.data.ops:
-        return pd.DataFrame()
     n = c.data.n_values
     reps = representations(run.model, {op: make_test_sets(c.data)[op]}, n)
     last = f"blocks.{run.model.cfg.n_layers - 1}.hook_resid_post @ ="
