@@ -4,11 +4,10 @@
 # or folders of continued runs such as `analyses/anneal.py` writes) and plots SUM's final
 # held-out accuracy against the parameter count, one colour per mixture and one marker per way
 # of training (steps, schedule and a weight decay other than the default; a continued run as
-# its source's steps + its own). Writes
-# bounds.csv (one row per run), bounds.md (median and per-seed accuracy per mixture, training
-# and size, with the first size whose median reaches each threshold and, per way of training,
-# SUM alone's such size over each mixture's with a 95% interval from resampling seeds) and
-# bounds.png into OUT.
+# its source's steps + its own). Writes bounds.csv (one row per run), bounds.md (median and
+# per-seed accuracy per mixture, training and size, with the first size whose median reaches
+# each threshold and, per way of training, SUM alone's such size and sigmoid midpoint over
+# each mixture's, with a 95% interval from resampling seeds) and bounds.png into OUT.
 # Used for stage 5 of docs/findings.md: where each arm's transition lies, whatever budget
 # each size was run at.
 # Run: `python analyses/bounds.py OUT RUN_OR_FOLDER [...]`.
@@ -89,8 +88,9 @@ def summary(df: pd.DataFrame) -> list[str]:
 
 
 def ratios(df: pd.DataFrame) -> list[str]:
-    """Per way of training: SUM alone's first passing size over each mixture's, with a 95%
-    interval from resampling seeds within each size (mechlistops.transition.transitions)."""
+    """Per way of training: SUM alone's first passing size over each mixture's, and its sigmoid
+    midpoint's (where both arms have one), with a 95% interval from resampling seeds within
+    each size (mechlistops.transition.transitions, which computes both)."""
     lines = []
     for how, g in df.groupby("training"):
         if "SUM" not in set(g.mixture) or g.mixture.nunique() < 2:
@@ -99,15 +99,16 @@ def ratios(df: pd.DataFrame) -> list[str]:
         for _, r in transitions(runs, thresholds=THRESHOLDS).iterrows():
             if r.mixture == "SUM":
                 continue
-            for t in THRESHOLDS:
-                ratio, ci = r[f"ratio_smallest_{t}"], r[f"ratio_smallest_{t}_ci"]
+            keys = {f"smallest_{t}": f"at {t}" for t in THRESHOLDS}
+            for key, where in {**keys, "midpoint": "at the sigmoid midpoint"}.items():
+                ratio, ci = r[f"ratio_{key}"], r[f"ratio_{key}_ci"]
                 if ratio is None or pd.isna(ratio):
-                    text = "undefined (an arm's median does not reach it)"
+                    text = "undefined (not reached, or no sigmoid fit, in an arm)"
                 else:
                     text = f"{ratio:.1f}x, 95% interval " + (
                         f"{ci[0]:.1f}-{ci[1]:.1f}x" if ci else "undefined (too few resamples pass)"
                     )
-                lines.append(f"- SUM alone over {r.mixture}, {how}, at {t}: {text}")
+                lines.append(f"- SUM alone over {r.mixture}, {how}, {where}: {text}")
     return [""] + lines if lines else []
 
 
