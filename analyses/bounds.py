@@ -4,12 +4,16 @@
 # or folders of continued runs such as `analyses/anneal.py` writes) and plots SUM's final
 # held-out accuracy against the parameter count, one colour per mixture and one marker per way
 # of training (steps, schedule and a weight decay other than the default; a continued run as
-# its source's steps + its own). Writes bounds.csv (one row per run), bounds.md (median and
-# per-seed accuracy per mixture, training and size, with the first size whose median reaches
-# each threshold and, per way of training, SUM alone's such size and sigmoid midpoint over
-# each mixture's, with a 95% interval from resampling seeds) and bounds.png into OUT.
-# Used for stage 5 of docs/findings.md: where each arm's transition lies, whatever budget
-# each size was run at.
+# its source's steps + its own) and training data (pool size and draw, or a fresh stream):
+# runs on different pools are never pooled. Writes bounds.csv (one row per run), bounds.md
+# (median and per-seed accuracy per mixture, data, training and size, with the first size
+# whose median reaches each threshold and, per data and training, SUM alone's such size and
+# sigmoid midpoint over each mixture's, with a 95% interval from resampling seeds, or a lower
+# bound where SUM alone never reaches the threshold), ratios.csv (those ratios, one per row)
+# and bounds.png into OUT; given runs on two or more pool sizes, also ratio_vs_data.png: each
+# ratio against the pool size.
+# Used for stages 5-9 of docs/findings.md: where each arm's transition lies, whatever budget
+# each size was run at, and how the ratio moves with SUM's data.
 # Run: `python analyses/bounds.py OUT RUN_OR_FOLDER [...]`.
 
 # %%
@@ -17,6 +21,7 @@ import argparse
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -54,6 +59,8 @@ def table(paths: list[Path]) -> pd.DataFrame:
             {
                 "run": str(run),
                 "mixture": "+".join(cfg.data.ops),
+                "data": cfg.data.training_data,
+                "train_size": cfg.data.train_size,  # 0: a fresh stream
                 "training": training(run),
                 "n_params": ckpt.read_n_params(run),
                 "seed": cfg.train.seed,
@@ -64,63 +71,136 @@ def table(paths: list[Path]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def summary(df: pd.DataFrame) -> list[str]:
+def summary(df: pd.DataFrame, ratio_rows: pd.DataFrame) -> list[str]:
     lines = [
-        "| mixture | training | parameters | SUM held-out, median (per seed) | SUM pool, median |",
-        "|---|---|---|---|---|",
+        "| mixture | data | training | parameters | SUM held-out, median (per seed) "
+        "| SUM pool, median |",
+        "|---|---|---|---|---|---|",
     ]
     firsts = []
-    for (mixture, how), g in df.groupby(["mixture", "training"]):
+    for (mixture, data, how), g in df.groupby(["mixture", "data", "training"]):
         medians = {}
         for n, h in g.groupby("n_params"):
             h = h.sort_values("seed")
             medians[n] = h.sum_heldout.median()
             per_seed = " / ".join(f"{x:.2f}" for x in h.sum_heldout)
             lines.append(
-                f"| {mixture} | {how} | {n:,} | {medians[n]:.2f} ({per_seed}) | "
+                f"| {mixture} | {data} | {how} | {n:,} | {medians[n]:.2f} ({per_seed}) | "
                 f"{h.sum_pool.median():.2f} |"
             )
         for t in THRESHOLDS:
             hit = [n for n, m in sorted(medians.items()) if m >= t]
             where = f"{hit[0]:,}" if hit else f"not reached up to {max(medians):,}"
-            firsts.append(f"- {mixture}, {how}: first size with median >= {t}: {where}")
-    return lines + [""] + firsts + ratios(df)
+            firsts.append(f"- {mixture}, {data}, {how}: first size with median >= {t}: {where}")
+    return lines + [""] + firsts + ([""] + ratio_lines(ratio_rows) if len(ratio_rows) else [])
 
 
-def ratios(df: pd.DataFrame) -> list[str]:
-    """Per way of training: SUM alone's first passing size over each mixture's, and its sigmoid
+def ratios(df: pd.DataFrame) -> pd.DataFrame:
+    """Per training data and way of training, and per mixture beside SUM alone: SUM alone's
+    first size whose median reaches each threshold over the mixture's, and its sigmoid
     midpoint's (where both arms have one), with a 95% interval from resampling seeds within
-    each size (mechlistops.transition.transitions, which computes both)."""
-    lines = []
-    for how, g in df.groupby("training"):
+    each size (mechlistops.transition.transitions, which computes both). Where the mixture
+    reaches a threshold and SUM alone does not, `bound` is the lower bound that leaves:
+    SUM alone's largest size over the mixture's first passing one."""
+    rows = []
+    for (data, how), g in df.groupby(["data", "training"]):
         if "SUM" not in set(g.mixture) or g.mixture.nunique() < 2:
             continue
         runs = g.rename(columns={"sum_heldout": "accuracy"}).assign(op="SUM")
+        largest_alone = runs[runs.mixture == "SUM"].n_params.max()
         for _, r in transitions(runs, thresholds=THRESHOLDS).iterrows():
             if r.mixture == "SUM":
                 continue
-            keys = {f"smallest_{t}": f"at {t}" for t in THRESHOLDS}
-            for key, where in {**keys, "midpoint": "at the sigmoid midpoint"}.items():
-                ratio, ci = r[f"ratio_{key}"], r[f"ratio_{key}_ci"]
-                if ratio is None or pd.isna(ratio):
-                    text = "undefined (not reached, or no sigmoid fit, in an arm)"
-                else:
-                    text = f"{ratio:.1f}x, 95% interval " + (
-                        f"{ci[0]:.1f}-{ci[1]:.1f}x" if ci else "undefined (too few resamples pass)"
-                    )
-                lines.append(f"- SUM alone over {r.mixture}, {how}, {where}: {text}")
-    return [""] + lines if lines else []
+            for key in [f"smallest_{t}" for t in THRESHOLDS] + ["midpoint"]:
+                ratio, ci, mine = r[f"ratio_{key}"], r[f"ratio_{key}_ci"], r[key]
+                defined = ratio is not None and not pd.isna(ratio)
+                reached = mine is not None and not pd.isna(mine)
+                rows.append(
+                    {
+                        "data": data,
+                        "train_size": g.train_size.iloc[0],
+                        "training": how,
+                        "mixture": r.mixture,
+                        "threshold": key.removeprefix("smallest_"),
+                        "ratio": ratio if defined else None,
+                        "ci_low": ci[0] if defined and ci else None,
+                        "ci_high": ci[1] if defined and ci else None,
+                        # SUM alone never reached it where the mixture did
+                        "bound": largest_alone / mine
+                        if not defined and reached and key != "midpoint"
+                        else None,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def ratio_lines(rows: pd.DataFrame) -> list[str]:
+    lines = []
+    for _, r in rows.iterrows():
+        where = "the sigmoid midpoint" if r.threshold == "midpoint" else r.threshold
+        if r.ratio is not None and not pd.isna(r.ratio):
+            ci = "undefined (too few resamples pass)"
+            if not pd.isna(r.ci_low):
+                ci = f"{r.ci_low:.1f}-{r.ci_high:.1f}x"
+            text = f"{r.ratio:.1f}x, 95% interval {ci}"
+        elif r.bound is not None and not pd.isna(r.bound):
+            text = f"at least {r.bound:.1f}x (SUM alone never reaches it)"
+        else:
+            text = "undefined (not reached, or no sigmoid fit, in an arm)"
+        lines.append(f"- SUM alone over {r.mixture}, {r.data}, {r.training}, at {where}: {text}")
+    return lines
 
 
 def plot(df: pd.DataFrame, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    sns.scatterplot(
-        data=df, x="n_params", y="sum_heldout", hue="mixture", style="training", s=60, ax=ax
-    )
+    style = df.training + "; " + df.data
+    sns.scatterplot(data=df, x="n_params", y="sum_heldout", hue="mixture", style=style, s=60, ax=ax)
     for t in THRESHOLDS:
         ax.axhline(t, color="grey", lw=0.8, ls="--")
     ax.set(xscale="log", xlabel="parameters", ylabel="SUM held-out accuracy", ylim=(0, 1))
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_ratios(rows: pd.DataFrame, path: Path) -> None:
+    """Each threshold's ratio against the pool size, with its interval; a lower bound as a
+    triangle pointing up. Thresholds sit a little apart on x so their intervals stay legible."""
+    rows = rows[(rows.train_size > 0) & (rows.threshold != "midpoint")]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    groups = list(rows.groupby(["threshold", "mixture", "training"]))
+    colours = sns.color_palette(n_colors=len(groups))
+    for i, ((threshold, mixture, how), g) in enumerate(groups):
+        g = g.sort_values("train_size")
+        x = g.train_size * 1.015 ** (i - (len(groups) - 1) / 2)  # dodge, on the log axis
+        label = f"at {threshold}, {mixture}" + (f", {how}" if rows.training.nunique() > 1 else "")
+        known = g.ratio.notna()
+        err = [
+            g.ratio[known] - g.ci_low[known].fillna(g.ratio[known]),
+            g.ci_high[known].fillna(g.ratio[known]) - g.ratio[known],
+        ]
+        ax.errorbar(
+            x[known], g.ratio[known], yerr=err, fmt="o-", capsize=3, color=colours[i], label=label
+        )
+        bound = g.bound.notna()
+        ax.scatter(x[bound], g.bound[bound], marker="^", s=70, color=colours[i])
+    ax.axhspan(2, 7, color="grey", alpha=0.15, label="the paper's 2-7x")
+    ax.axhline(1, color="grey", lw=0.8)
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="SUM training examples (pool size; ^ = lower bound: SUM alone never reaches it)",
+        ylabel="N*(SUM alone) / N*(mixture)",
+    )
+    sizes = sorted(set(rows.train_size))
+    ax.set_xticks(sizes, [f"{s:,}" for s in sizes])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    low, high = ax.get_ylim()
+    ax.set_yticks([t for t in (0.5, 1, 2, 4, 7, 10, 20, 50, 100) if low <= t <= high])
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}x"))
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -139,7 +219,11 @@ if __name__ == "__main__":
     if df.empty:
         raise SystemExit("no finished run with SUM among those given")
     args.out.mkdir(parents=True, exist_ok=True)
+    rows = ratios(df)
     df.to_csv(args.out / "bounds.csv", index=False)
-    (args.out / "bounds.md").write_text("\n".join(summary(df)) + "\n")
+    rows.to_csv(args.out / "ratios.csv", index=False)
+    (args.out / "bounds.md").write_text("\n".join(summary(df, rows)) + "\n")
     plot(df, args.out / "bounds.png")
+    if len(rows) and rows[rows.train_size > 0].train_size.nunique() >= 2:
+        plot_ratios(rows, args.out / "ratio_vs_data.png")
     print((args.out / "bounds.md").read_text())

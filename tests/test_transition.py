@@ -1,4 +1,8 @@
-"""Transition fits on synthetic sweeps with known midpoints."""
+"""Transition fits on synthetic sweeps with known midpoints, and the ratios analyses/bounds.py
+prints from them."""
+
+import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -76,3 +80,57 @@ def test_figure_takes_more_mixtures_than_a_palette_has_colours(tmp_path):
     df = pd.DataFrame(rows)
     out = plot_transitions(df, transitions(df, n_boot=5), tmp_path / "t.png")
     assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def _bounds_script():
+    """analyses/bounds.py as a module (an analysis script, not part of the package)."""
+    path = Path(__file__).resolve().parents[1] / "analyses" / "bounds.py"
+    spec = importlib.util.spec_from_file_location("bounds_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _runs(data, train_size, mixture, accuracies):
+    """bounds.table's rows for {n_params: [accuracy per seed]}."""
+    return [
+        {
+            "run": f"{data}/{mixture}_{n}_s{seed}",
+            "mixture": mixture,
+            "data": data,
+            "train_size": train_size,
+            "training": "100 wsd",
+            "n_params": n,
+            "seed": seed,
+            "sum_heldout": acc,
+            "sum_pool": acc,
+        }
+        for n, accs in accuracies.items()
+        for seed, acc in enumerate(accs)
+    ]
+
+
+def test_bounds_ratios_keep_pools_apart_and_bound_what_sum_alone_never_reaches(tmp_path):
+    bounds = _bounds_script()
+    df = pd.DataFrame(
+        # 20,000: SUM alone passes 0.9 at 2,000, jointly at 1,000 (2x)
+        _runs("20,000 sampled", 20_000, "SUM", {1000: [0.1, 0.2, 0.1], 2000: [0.95, 0.92, 0.96]})
+        + _runs("20,000 sampled", 20_000, "SUM+MAX+MED", {1000: [0.95, 0.93, 0.96]})
+        # 10,000: SUM alone never passes up to 4,000, jointly at 1,000 (at least 4x)
+        + _runs("10,000 sampled", 10_000, "SUM", {1000: [0.1, 0.1, 0.2], 4000: [0.3, 0.2, 0.1]})
+        + _runs("10,000 sampled", 10_000, "SUM+MAX+MED", {1000: [0.91, 0.95, 0.9]})
+    )
+    rows = bounds.ratios(df).set_index(["data", "threshold"])
+    assert rows.loc[("20,000 sampled", "0.9"), "ratio"] == pytest.approx(2.0)
+    assert pd.isna(rows.loc[("20,000 sampled", "0.9"), "bound"])
+    assert pd.isna(rows.loc[("10,000 sampled", "0.9"), "ratio"])
+    assert rows.loc[("10,000 sampled", "0.9"), "bound"] == pytest.approx(4.0)
+    assert pd.isna(rows.loc[("10,000 sampled", "midpoint"), "bound"])  # no bound from no fit
+    text = bounds.summary(df, bounds.ratios(df))
+    assert (
+        "- SUM alone over SUM+MAX+MED, 10,000 sampled, 100 wsd, at 0.9: "
+        "at least 4.0x (SUM alone never reaches it)"
+    ) in text
+    assert "- SUM, 20,000 sampled, 100 wsd: first size with median >= 0.9: 2,000" in text
+    bounds.plot_ratios(bounds.ratios(df), tmp_path / "ratio_vs_data.png")
+    assert (tmp_path / "ratio_vs_data.png").stat().st_size > 0
