@@ -138,12 +138,12 @@ def ratio_lines(rows: pd.DataFrame) -> list[str]:
     lines = []
     for _, r in rows.iterrows():
         where = "the sigmoid midpoint" if r.threshold == "midpoint" else r.threshold
-        if r.ratio is not None and not pd.isna(r.ratio):
+        if pd.notna(r.ratio):
             ci = "undefined (too few resamples pass)"
-            if not pd.isna(r.ci_low):
+            if pd.notna(r.ci_low):
                 ci = f"{r.ci_low:.1f}-{r.ci_high:.1f}x"
             text = f"{r.ratio:.1f}x, 95% interval {ci}"
-        elif r.bound is not None and not pd.isna(r.bound):
+        elif pd.notna(r.bound):
             text = f"at least {r.bound:.1f}x (SUM alone never reaches it)"
         else:
             text = "undefined (not reached, or no sigmoid fit, in an arm)"
