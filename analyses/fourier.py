@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Which Fourier frequencies carry the values, from the embedding to the readout
 # For every finished run trained on the operator (--op, default SUM) among those given (runs,
-# sweeps, or folders of runs trained one by one):
+# sweeps, or folders of runs trained one by one, at any depth):
 # its held-out accuracy at the end, and how the variance of three (n values, d) matrices splits
 # over the Fourier frequencies k = 1..n/2 of the value index
 # (mechlistops.analysis.geometry.fourier_spectrum): W_E's value rows, the last layer's residual

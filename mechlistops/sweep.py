@@ -314,19 +314,36 @@ def load_sweep(path: Path) -> SweepConfig:
 def finished_runs(paths: list[Path]) -> list[Path]:
     """The finished runs that analyses of many runs read, from the paths given: a finished run
     as given; a sweep's finished members in the sweep's order; any other folder's finished
-    subfolders by name (runs trained one by one into one folder). Unfinished members are left
-    out, so a sweep can be read while it trains; a path that does not exist, or a run named
-    directly that has not finished, is a ConfigError."""
+    runs and sweeps below it, at any depth, by name (runs trained one by one into folders, e.g.
+    scan/alone/..., scan/joint/...; linked folders are not followed). Unfinished members are
+    left out, so a sweep can be read while it trains; a path that does not exist, or a run
+    named directly that has not finished, is a ConfigError."""
     runs: list[Path] = []
     for p in map(Path, paths):
         if ckpt.is_finished(p):
             runs.append(p)
         elif ckpt.holds_run(p):
             raise ConfigError(f"{p}: the run has not finished (no {ckpt.RESULTS})")
-        elif (p / SWEEP_FILE).is_file():
-            runs += [p / m.name for m in load_sweep(p).members() if ckpt.is_finished(p / m.name)]
         elif p.is_dir():
-            runs += sorted(d for d in p.iterdir() if d.is_dir() and ckpt.is_finished(d))
+            runs += _runs_below(p)
         else:
             raise ConfigError(f"{p}: no such run or folder")
+    return runs
+
+
+def _runs_below(folder: Path) -> list[Path]:
+    """A folder's finished runs: a sweep's members in its order, else the finished runs among
+    its subfolders and below them, by name (an unfinished run is skipped, not entered)."""
+    if (folder / SWEEP_FILE).is_file():
+        return [
+            folder / m.name
+            for m in load_sweep(folder).members()
+            if ckpt.is_finished(folder / m.name)
+        ]
+    runs: list[Path] = []
+    for d in sorted(d for d in folder.iterdir() if d.is_dir()):
+        if ckpt.is_finished(d):
+            runs.append(d)
+        elif not ckpt.holds_run(d) and not d.is_symlink():
+            runs += _runs_below(d)
     return runs

@@ -91,10 +91,15 @@ def test_finished_runs_reads_runs_sweeps_and_folders_of_runs(tmp_path, tiny_run)
     shutil.copytree(tiny_run, folder / "c")
     (folder / "c" / "results.json").unlink()
     (folder / "notes").mkdir()
+    shutil.copytree(tiny_run, folder / "more" / "alone" / "d")  # a folder of folders of runs
+    (folder / "more" / "loop").symlink_to(folder, target_is_directory=True)  # not followed
+    shutil.copytree(out, folder / "more" / "sw")  # a sweep inside: its finished members
     assert finished_runs([out, folder, tiny_run]) == [
         out / "max_d16_s0",
         folder / "a",
         folder / "b",
+        folder / "more" / "alone" / "d",
+        folder / "more" / "sw" / "max_d16_s0",
         tiny_run,
     ]
     with pytest.raises(ConfigError, match="has not finished"):
