@@ -1,10 +1,11 @@
-"""Analyses of a whole sweep: claims 4 and 5 as properties of populations, not of one run.
+"""Analyses of a whole population: claims 4 and 5 as properties of populations, not of one run.
 
-For every member of a sweep (or those a filter keeps), `member_metrics` runs the chosen
+For every finished run of a sweep, or of folders of runs trained one by one (or those a filter
+keeps), `member_metrics` runs the chosen
 analyses on its final weights and reduces each to a few numbers (table below); the numbers are
 cached in RUN/analysis/population.json with the settings that produced them, so a rerun skips
-what is done. `aggregate` gives, per mixture x size and metric, the median over seeds and a 95%
-bootstrap interval (seeds resampled).
+what is done. `aggregate` gives, per mixture x training data x size and metric, the median over
+seeds and a 95% bootstrap interval (seeds resampled).
 
 - geometry (claim 4): W_E ordering, circularity and parity separability, trained, at random
   init, and their difference;
@@ -17,7 +18,7 @@ bootstrap interval (seeds resampled).
   every attention layer mean-ablated; on its test set, or (`ablate_on="pool"`) on its training
   pool, where a model that memorised has accuracy to lose.
 
-The target operator (for the ablation drops) is the sweep's study operator, SUM by default;
+The target operator (for the ablation drops) is the study operator, SUM by default;
 members whose mixture lacks it get no ablation numbers (a stated skip, not an error).
 """
 
@@ -39,6 +40,7 @@ ANALYSES = ("geometry", "probe", "attribute", "ablate")
 CACHE = "population.json"
 CACHE_VERSION = 2  # 2: mean ablation averages over a reference batch apart from the test set
 ABLATE_ON = ("test", "pool")
+COLUMNS = ["member", "mixture", "data", "d_model", "seed", "n_params", "metric", "value"]
 
 
 @dataclass(frozen=True)
@@ -264,8 +266,28 @@ def plot_steps(df: pd.DataFrame, run_dir: Path, out: Path) -> Path:
     return _save(fig, out)
 
 
-def analyse_sweep(
-    sweep_dir: Path,
+def _members(paths: list[Path]) -> tuple[list[tuple[str, Path, object]], list[str]]:
+    """(name, run directory, RunConfig) of every finished run the paths give (as
+    sweep.finished_runs reads them: runs, sweeps, folders of runs at any depth), named by the
+    path below the one given (prefixed by its folder's name when several are given); and the
+    names of the sweeps' unfinished members."""
+    from mechlistops.sweep import SWEEP_FILE, finished_runs, load_sweep
+
+    members, skipped = [], []
+    for p in map(Path, paths):
+        prefix = f"{p.name}/" if len(paths) > 1 else ""
+        if (p / SWEEP_FILE).is_file():
+            skipped += [
+                prefix + m.name for m in load_sweep(p).members() if not ckpt.is_finished(p / m.name)
+            ]
+        for run in finished_runs([p]):
+            name = prefix + (run.relative_to(p).as_posix() if run != p else p.name)
+            members.append((name, run, ckpt.load_run_config(run)))
+    return members, skipped
+
+
+def analyse_runs(
+    paths: list[Path],
     analyses=ANALYSES,
     settings: Settings = Settings(),
     mixtures: tuple[str, ...] | None = None,
@@ -274,46 +296,48 @@ def analyse_sweep(
     device: str = "cpu",
     progress: bool = True,
 ) -> pd.DataFrame:
-    """One row per (member, metric): mixture, d_model, seed, n_params, metric, value. Members
-    are analysed in parallel single-thread workers; unfinished members are listed in
+    """One row per (member, metric): mixture, data (the training pool in words, so that runs
+    on different pools are never pooled), d_model, seed, n_params, metric, value, over every
+    finished run the paths give: sweeps, or runs trained one by one into folders. Members
+    are analysed in parallel single-thread workers; a sweep's unfinished members are listed in
     `df.attrs["skipped"]`, failed ones in `df.attrs["failed"]` (member -> reason)."""
     from tqdm.auto import tqdm
 
-    from mechlistops.sweep import load_sweep, run_local
+    from mechlistops.sweep import run_local
 
     unknown = set(analyses) - set(ANALYSES)
     if unknown or not analyses:
         raise ConfigError(f"analyses must be some of {', '.join(ANALYSES)}")
-    sweep = load_sweep(sweep_dir)
-    members = []
-    for m in sweep.members():
-        name = "+".join(m.config.data.ops)
-        if mixtures and name not in mixtures:
-            continue
-        if d_models and m.config.model.d_model not in d_models:
-            continue
-        members.append(m)
-    if not members:
-        raise ConfigError(f"{sweep_dir}: no member matches the filter")
-    done = [m for m in members if ckpt.is_finished(Path(sweep_dir) / m.name)]
-    skipped = [m.name for m in members if m not in done]
-    calls = [(str(Path(sweep_dir) / m.name), tuple(analyses), settings, device) for m in done]
+    found, skipped = _members(paths)
+    where = ", ".join(map(str, paths))
+    if not found:
+        raise ConfigError(f"{where}: no finished run (give runs, sweeps or folders of runs)")
+    keep = [
+        (mixtures is None or "+".join(cfg.data.ops) in mixtures)
+        and (d_models is None or cfg.model.d_model in d_models)
+        for _, _, cfg in found
+    ]
+    done = [m for m, k in zip(found, keep) if k]
+    if not done:
+        raise ConfigError(f"{where}: no finished member matches the filter")
+    calls = [(str(run), tuple(analyses), settings, device) for _, run, _ in done]
     rows, failed = [], {}
     bar = tqdm(total=len(calls), desc="members", disable=not progress)
 
     def on_done(i: int, metrics: dict) -> None:
-        m = done[i]
-        label = "+".join(m.config.data.ops)
-        if m.config.train.pretrain_steps:
-            label += " after " + "+".join(m.config.train.pretrain_ops)
-        n_params = ckpt.read_n_params(Path(sweep_dir) / m.name)
+        name, run, cfg = done[i]
+        label = "+".join(cfg.data.ops)
+        if cfg.train.pretrain_steps:
+            label += " after " + "+".join(cfg.train.pretrain_ops)
+        n_params = ckpt.read_n_params(run)
         for metric, value in metrics.items():
             rows.append(
                 {
-                    "member": m.name,
+                    "member": name,
                     "mixture": label,
-                    "d_model": m.config.model.d_model,
-                    "seed": m.config.train.seed,
+                    "data": cfg.data.training_data,
+                    "d_model": cfg.model.d_model,
+                    "seed": cfg.train.seed,
                     "n_params": n_params,
                     "metric": metric,
                     "value": value,
@@ -322,14 +346,12 @@ def analyse_sweep(
         bar.update()
 
     def on_failed(i: int, reason: str) -> None:
-        failed[done[i].name] = reason
+        failed[done[i][0]] = reason
         bar.update()
 
     run_local(_member_task, calls, workers or os.cpu_count() or 1, on_done, on_failed)
     bar.close()
-    df = pd.DataFrame(
-        rows, columns=["member", "mixture", "d_model", "seed", "n_params", "metric", "value"]
-    )
+    df = pd.DataFrame(rows, columns=COLUMNS)
     df.attrs.update(skipped=skipped, failed=failed)
     return df
 
@@ -349,15 +371,16 @@ def bootstrap_median(values: np.ndarray, n_boot: int = 1000, seed: int = 0) -> t
 
 
 def aggregate(df: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
-    """Per mixture x size x metric: seeds, median, ci_low, ci_high."""
+    """Per mixture x training data x size x metric: seeds, median, ci_low, ci_high."""
     out = []
-    for (mixture, n_params, d_model, metric), g in df.groupby(
-        ["mixture", "n_params", "d_model", "metric"], sort=True
+    for (mixture, data, n_params, d_model, metric), g in df.groupby(
+        ["mixture", "data", "n_params", "d_model", "metric"], sort=True
     ):
         median, low, high = bootstrap_median(g["value"].to_numpy(), n_boot)
         out.append(
             {
                 "mixture": mixture,
+                "data": data,
                 "n_params": n_params,
                 "d_model": d_model,
                 "metric": metric,
@@ -376,27 +399,33 @@ def plot_metric(df: pd.DataFrame, table: pd.DataFrame, metric: str, out: Path) -
 
     plt, sns = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    points = df[df.metric == metric]
-    lines = table[table.metric == metric]
-    mixtures = sorted(points.mixture.unique())
-    palette = dict(zip(mixtures, sns.color_palette("tab10")))
+    several = table.data.nunique() > 1  # one line per mixture and training data
+
+    def series(frame: pd.DataFrame) -> pd.Series:
+        return frame.mixture + ", " + frame.data if several else frame.mixture
+
+    points = df[df.metric == metric].assign(series=series)
+    lines = table[table.metric == metric].assign(series=series)
+    names = sorted(points.series.unique())
+    palette = dict(zip(names, sns.color_palette("tab10", len(names))))
     sns.scatterplot(
         points,
         x="n_params",
         y="value",
-        hue="mixture",
+        hue="series",
         palette=palette,
         ax=ax,
         alpha=0.6,
         legend=False,
     )
-    for mixture, g in lines.groupby("mixture"):
+    for name, g in lines.groupby("series"):
         g = g.sort_values("n_params")
-        ax.plot(g.n_params, g["median"], marker="o", color=palette[mixture], label=mixture)
-        ax.fill_between(g.n_params, g.ci_low, g.ci_high, color=palette[mixture], alpha=0.15)
+        ax.plot(g.n_params, g["median"], marker="o", color=palette[name], label=name)
+        ax.fill_between(g.n_params, g.ci_low, g.ci_high, color=palette[name], alpha=0.15)
     ax.set(xscale="log", xlabel="parameters", ylabel=metric, title=metric)
     ax.title.set_fontsize(10)
-    ax.legend(fontsize=8, title="mixture (median, 95% interval)")
+    title = "mixture, training data" if several else "mixture"
+    ax.legend(fontsize=8, title=f"{title} (median, 95% interval)")
     return _save(fig, out)
 
 

@@ -51,9 +51,9 @@ class SweepSummary:
 def summarise_sweep(spec: str, device="cpu", workers: int = 0) -> SweepSummary:
     """`mechlistops analyse` on a sweep, every analysis at its default settings (so the
     per-run caches of `analyse` serve both); writes the sweep's analysis.json/.csv and figures."""
-    from mechlistops.population import aggregate, analyse_sweep, write_outputs
+    from mechlistops.population import aggregate, analyse_runs, write_outputs
 
-    df = analyse_sweep(Path(spec), workers=workers, device=str(device), progress=False)
+    df = analyse_runs([Path(spec)], workers=workers, device=str(device), progress=False)
     notes = [f"{name}: not finished, skipped" for name in df.attrs["skipped"]]
     notes += [f"{name}: failed ({why})" for name, why in df.attrs["failed"].items()]
     if df.empty:
@@ -179,7 +179,8 @@ def _population(sweep: SweepSummary) -> str:
         size=[f"{n:,} parameters (d_model {d})" for n, d in zip(t.n_params, t.d_model)],
     )
     order = list(dict.fromkeys(cells.sort_values("n_params")["size"]))
-    table = cells.pivot(index=["metric", "mixture"], columns="size", values="cell")[order]
+    rows = ["metric", "mixture"] + (["data"] if t.data.nunique() > 1 else [])
+    table = cells.pivot(index=rows, columns="size", values="cell")[order]
     seeds = (
         f"{t.seeds.min()}" if t.seeds.min() == t.seeds.max() else f"{t.seeds.min()}-{t.seeds.max()}"
     )

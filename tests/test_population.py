@@ -1,5 +1,5 @@
-"""Analyses of a whole sweep: aggregation with known medians and intervals, the cache, the
-filters, skips, and the command line."""
+"""Analyses of a whole population: aggregation with known medians and intervals, the cache,
+the filters, skips, folders of runs, and the command line."""
 
 import json
 from pathlib import Path
@@ -13,7 +13,7 @@ from mechlistops.errors import ConfigError
 from mechlistops.population import (
     Settings,
     aggregate,
-    analyse_sweep,
+    analyse_runs,
     bootstrap_median,
     member_metrics,
 )
@@ -34,23 +34,27 @@ def test_bootstrap_median_on_known_values():
 def test_aggregate_fabricated_runs():
     rows = []
     for mixture, offset in (("SUM", 0.0), ("SUM+MAX+MED", 0.5)):
-        for n_params, d in ((1000, 8), (4000, 16)):
-            for seed, v in enumerate((0.1, 0.2, 0.3)):
-                rows.append(
-                    {
-                        "member": f"{mixture}{d}{seed}",
-                        "mixture": mixture,
-                        "d_model": d,
-                        "seed": seed,
-                        "n_params": n_params,
-                        "metric": "W_E ordering",
-                        "value": v + offset,
-                    }
-                )
+        for data, shift in (("12,500 sampled", 0.0), ("fresh stream", 0.05)):
+            for n_params, d in ((1000, 8), (4000, 16)):
+                for seed, v in enumerate((0.1, 0.2, 0.3)):
+                    rows.append(
+                        {
+                            "member": f"{mixture}{data}{d}{seed}",
+                            "mixture": mixture,
+                            "data": data,
+                            "d_model": d,
+                            "seed": seed,
+                            "n_params": n_params,
+                            "metric": "W_E ordering",
+                            "value": v + offset + shift,
+                        }
+                    )
     table = aggregate(pd.DataFrame(rows), n_boot=500)
-    assert len(table) == 4 and set(table.seeds) == {3}
-    joint = table[(table.mixture == "SUM+MAX+MED") & (table.n_params == 1000)].iloc[0]
-    assert joint["median"] == pytest.approx(0.7)
+    assert len(table) == 8 and set(table.seeds) == {3}  # training data never pooled
+    cell = table[(table.mixture == "SUM+MAX+MED") & (table.n_params == 1000)].set_index("data")
+    assert cell.loc["12,500 sampled", "median"] == pytest.approx(0.7)
+    assert cell.loc["fresh stream", "median"] == pytest.approx(0.75)
+    joint = cell.loc["12,500 sampled"]
     assert 0.6 - 1e-9 <= joint.ci_low <= 0.7 <= joint.ci_high <= 0.8 + 1e-9
 
 
@@ -66,7 +70,7 @@ def sweep_dir(tmp_path_factory):
 
 
 def test_analyse_sweep_caches_filters_and_skips(sweep_dir):
-    df = analyse_sweep(sweep_dir, ("geometry", "ablate"), workers=1, progress=False)
+    df = analyse_runs([sweep_dir], ("geometry", "ablate"), workers=1, progress=False)
     assert df.attrs["skipped"] == ["max+min_d16_s1"] and not df.attrs["failed"]
     assert set(df.member) == {"max_d16_s0", "max_d16_s1", "max+min_d16_s0"}
     metrics = set(df.metric)
@@ -78,12 +82,30 @@ def test_analyse_sweep_caches_filters_and_skips(sweep_dir):
     assert cache.stat().st_mtime_ns == stamp  # served from the cache
     first = df[(df.member == "max_d16_s0")].set_index("metric")["value"]
     assert all(first[k] == v for k, v in again.items())
-    only = analyse_sweep(sweep_dir, ("geometry",), mixtures=("MAX",), workers=1, progress=False)
-    assert set(only.mixture) == {"MAX"}
-    with pytest.raises(ConfigError, match="no member matches"):
-        analyse_sweep(sweep_dir, ("geometry",), d_models=(99,), progress=False)
+    only = analyse_runs([sweep_dir], ("geometry",), mixtures=("MAX",), workers=1, progress=False)
+    assert set(only.mixture) == {"MAX"} and set(only.data) == {"fresh stream"}
+    with pytest.raises(ConfigError, match="no finished member matches"):
+        analyse_runs([sweep_dir], ("geometry",), d_models=(99,), progress=False)
     with pytest.raises(ConfigError, match="analyses must be"):
-        analyse_sweep(sweep_dir, ("magic",), progress=False)
+        analyse_runs([sweep_dir], ("magic",), progress=False)
+
+
+def test_analyse_runs_trained_one_by_one_into_folders(sweep_dir, tmp_path):
+    """A scan kept as scan/alone/RUN and scan/joint/RUN, given beside a sweep: every finished
+    run read (the cache of the sweep's members serves the copies), named by its path."""
+    import shutil
+
+    scan = tmp_path / "scan"
+    shutil.copytree(sweep_dir / "max_d16_s0", scan / "alone" / "max_d16_s0")
+    shutil.copytree(sweep_dir / "max+min_d16_s0", scan / "joint" / "max+min_d16_s0")
+    shutil.copytree(sweep_dir / "max+min_d16_s1", scan / "joint" / "unfinished")
+    df = analyse_runs([scan], ("geometry",), workers=1, progress=False)
+    assert set(df.member) == {"alone/max_d16_s0", "joint/max+min_d16_s0"}
+    both = analyse_runs([scan, sweep_dir], ("geometry",), workers=1, progress=False)
+    assert {"scan/alone/max_d16_s0", "sw/max_d16_s1"} <= set(both.member)
+    assert both.attrs["skipped"] == ["sw/max+min_d16_s1"]
+    with pytest.raises(ConfigError, match="has not finished"):
+        analyse_runs([scan / "joint" / "unfinished"], ("geometry",), progress=False)
 
 
 def test_ablation_drops_for_the_target_operator(sweep_dir):
@@ -118,9 +140,11 @@ def test_analyse_cli(sweep_dir, tmp_path, capsys):
     assert (tmp_path / "analysis.csv").is_file()
     assert list((tmp_path / "analysis").glob("*.png"))
     for argv, fragment in (
-        (["analyse", str(tmp_path)], "not a sweep directory"),
+        (["analyse", str(tmp_path)], "no finished run"),
+        (["analyse", str(tmp_path / "missing")], "no such run or folder"),
+        (["analyse", str(sweep_dir), str(sweep_dir)], "say where the table goes (--out)"),
         (["analyse", str(sweep_dir), "--analyses", "magic"], "unknown analysis 'magic'"),
-        (["analyse", str(sweep_dir), "--d-model", "99"], "no member matches"),
+        (["analyse", str(sweep_dir), "--d-model", "99"], "no finished member matches"),
     ):
         assert main(argv) == 2
         err = capsys.readouterr().err

@@ -287,15 +287,17 @@ def cmd_analyse(args) -> int:
         ANALYSES,
         Settings,
         aggregate,
-        analyse_sweep,
+        analyse_runs,
         write_outputs,
     )
 
     analyses = _choices(args.analyses, ANALYSES, "analysis") if args.analyses else ANALYSES
-    out = check_writable_dir(Path(args.out or args.sweep), "output directory")
+    if args.out is None and len(args.runs) > 1:
+        raise ConfigError("several runs or folders given: say where the table goes (--out)")
+    out = check_writable_dir(Path(args.out or args.runs[0]), "output directory")
     target = parse_ops(args.target)[0]
-    df = analyse_sweep(
-        Path(args.sweep),
+    df = analyse_runs(
+        [Path(p) for p in args.runs],
         tuple(analyses),
         Settings(limit=args.limit, target=target, ablate_on=args.ablate_on),
         mixtures=tuple("+".join(parse_ops(m)) for m in args.mixture or ()) or None,
@@ -309,7 +311,7 @@ def cmd_analyse(args) -> int:
     for name, reason in df.attrs["failed"].items():
         print(f"  FAILED {name}: {reason}")
     if df.empty:
-        raise ConfigError(f"{args.sweep}: no member could be analysed")
+        raise ConfigError(f"{', '.join(args.runs)}: no member could be analysed")
     table = aggregate(df, n_boot=args.bootstrap)
     files = write_outputs(df, table, out)
     if not any(target in m.split(" after ")[0].split("+") for m in df.mixture.unique()):
@@ -324,10 +326,12 @@ def cmd_analyse(args) -> int:
             + "]"
         )
     )
+    several = table.data.nunique() > 1
     for metric, g in shown.groupby("metric", sort=False):
         print(f"\n{metric} (median over seeds [95% bootstrap interval]):")
-        for r in g.sort_values(["mixture", "n_params"]).itertuples():
-            print(f"  {r.mixture:<24} {r.n_params:>9,} params  {r.cell}  ({r.seeds} seeds)")
+        for r in g.sort_values(["mixture", "data", "n_params"]).itertuples():
+            label = f"{r.mixture}, {r.data}" if several else r.mixture
+            print(f"  {label:<24} {r.n_params:>9,} params  {r.cell}  ({r.seeds} seeds)")
     print(
         f"\nsaved {files['json']}, {files['csv']} and {len(files) - 2} figures in {out}/analysis/"
     )
@@ -394,9 +398,11 @@ def add_parsers(sub) -> None:
     from mechlistops.analysis.ablation import COMPONENTS, MODES
 
     w = sub.add_parser(
-        "analyse", help="geometry, probes, attribution and ablation over every member of a sweep"
+        "analyse",
+        help="geometry, probes, attribution and ablation over every finished run of a sweep or "
+        "of folders of runs",
     )
-    w.add_argument("sweep", help="sweep directory")
+    w.add_argument("runs", nargs="+", help="sweeps, runs, or folders of runs (read at any depth)")
     w.add_argument("--analyses", help="some of geometry,probe,attribute,ablate (default: all)")
     w.add_argument("--mixture", action="append", help="only this mixture (repeat for several)")
     w.add_argument("--d-model", dest="d_model_list", type=numbers(int), help="only these sizes")
@@ -410,7 +416,9 @@ def add_parsers(sub) -> None:
     )
     w.add_argument("--bootstrap", type=bounded(int, 1, 100_000), default=1000)
     w.add_argument("--workers", type=bounded(int, 0, 1024), default=0, help="0: one per core")
-    w.add_argument("--out", help="where the table and figures go (default: the sweep)")
+    w.add_argument(
+        "--out", help="where the table and figures go (default: the one sweep or folder given)"
+    )
     w.add_argument("--no-progress", action="store_true")
     add_device_option(w, threads=False)
     w.set_defaults(func=cmd_analyse)
