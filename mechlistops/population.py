@@ -40,7 +40,7 @@ ANALYSES = ("geometry", "probe", "attribute", "ablate")
 CACHE = "population.json"
 CACHE_VERSION = 2  # 2: mean ablation averages over a reference batch apart from the test set
 ABLATE_ON = ("test", "pool")
-COLUMNS = ["member", "mixture", "data", "d_model", "seed", "n_params", "metric", "value"]
+COLUMNS = ["member", "mixture", "data", "d_model", "seed", "n_params", "heldout", "metric", "value"]
 
 
 @dataclass(frozen=True)
@@ -297,7 +297,9 @@ def analyse_runs(
     progress: bool = True,
 ) -> pd.DataFrame:
     """One row per (member, metric): mixture, data (the training pool in words, so that runs
-    on different pools are never pooled), d_model, seed, n_params, metric, value, over every
+    on different pools are never pooled), d_model, seed, n_params, heldout (the target
+    operator's final held-out accuracy; NaN where the run does not train it), metric, value,
+    over every
     finished run the paths give: sweeps, or runs trained one by one into folders. Members
     are analysed in parallel single-thread workers; a sweep's unfinished members are listed in
     `df.attrs["skipped"]`, failed ones in `df.attrs["failed"]` (member -> reason)."""
@@ -330,6 +332,8 @@ def analyse_runs(
         if cfg.train.pretrain_steps:
             label += " after " + "+".join(cfg.train.pretrain_ops)
         n_params = ckpt.read_n_params(run)
+        final = ckpt.read_results(run)["results"].get(settings.target)
+        heldout = final["accuracy_heldout"] if final else float("nan")
         for metric, value in metrics.items():
             rows.append(
                 {
@@ -339,6 +343,7 @@ def analyse_runs(
                     "d_model": cfg.model.d_model,
                     "seed": cfg.train.seed,
                     "n_params": n_params,
+                    "heldout": heldout,
                     "metric": metric,
                     "value": value,
                 }
@@ -354,6 +359,18 @@ def analyse_runs(
     df = pd.DataFrame(rows, columns=COLUMNS)
     df.attrs.update(skipped=skipped, failed=failed)
     return df
+
+
+def split_at(df: pd.DataFrame, threshold: float, target: str = "SUM") -> pd.DataFrame:
+    """The rows with each mixture split by whether the run learned the target: "SUM, SUM
+    held-out >= 0.9" and "SUM, SUM held-out < 0.9" (runs that do not train it keep their
+    label), so that models that compute the target can be compared with each other and not
+    only with those that memorise."""
+    learned = df.heldout >= threshold
+    tag = np.where(
+        learned, f", {target} held-out >= {threshold:g}", f", {target} held-out < {threshold:g}"
+    )
+    return df.assign(mixture=df.mixture + np.where(df.heldout.isna(), "", tag))
 
 
 def bootstrap_median(values: np.ndarray, n_boot: int = 1000, seed: int = 0) -> tuple:

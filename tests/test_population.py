@@ -16,6 +16,7 @@ from mechlistops.population import (
     analyse_runs,
     bootstrap_median,
     member_metrics,
+    split_at,
 )
 from mechlistops.sweep import SweepConfig, run_sweep
 from tests.conftest import tiny_config
@@ -58,6 +59,21 @@ def test_aggregate_fabricated_runs():
     assert 0.6 - 1e-9 <= joint.ci_low <= 0.7 <= joint.ci_high <= 0.8 + 1e-9
 
 
+def test_split_at_separates_the_runs_that_learned_the_target():
+    df = pd.DataFrame(
+        {
+            "mixture": ["SUM", "SUM", "SUM+MAX+MED", "MAX"],
+            "heldout": [0.95, 0.3, 0.9, float("nan")],  # MAX: does not train SUM
+        }
+    )
+    assert split_at(df, 0.9).mixture.tolist() == [
+        "SUM, SUM held-out >= 0.9",
+        "SUM, SUM held-out < 0.9",
+        "SUM+MAX+MED, SUM held-out >= 0.9",
+        "MAX",
+    ]
+
+
 @pytest.fixture(scope="module")
 def sweep_dir(tmp_path_factory):
     """Two mixtures x one size x 2 seeds of tiny runs, one member left unfinished."""
@@ -84,6 +100,13 @@ def test_analyse_sweep_caches_filters_and_skips(sweep_dir):
     assert all(first[k] == v for k, v in again.items())
     only = analyse_runs([sweep_dir], ("geometry",), mixtures=("MAX",), workers=1, progress=False)
     assert set(only.mixture) == {"MAX"} and set(only.data) == {"fresh stream"}
+    assert only.heldout.isna().all()  # the target, SUM, is not trained: no accuracy to read
+    on_max = analyse_runs(
+        [sweep_dir], ("geometry",), Settings(target="MAX"), workers=1, progress=False
+    )
+    result = json.loads((sweep_dir / "max_d16_s0" / "results.json").read_text())
+    first = on_max[on_max.member == "max_d16_s0"].heldout
+    assert (first == result["results"]["MAX"]["accuracy_heldout"]).all()
     with pytest.raises(ConfigError, match="no finished member matches"):
         analyse_runs([sweep_dir], ("geometry",), d_models=(99,), progress=False)
     with pytest.raises(ConfigError, match="analyses must be"):

@@ -288,6 +288,7 @@ def cmd_analyse(args) -> int:
         Settings,
         aggregate,
         analyse_runs,
+        split_at,
         write_outputs,
     )
 
@@ -312,6 +313,8 @@ def cmd_analyse(args) -> int:
         print(f"  FAILED {name}: {reason}")
     if df.empty:
         raise ConfigError(f"{', '.join(args.runs)}: no member could be analysed")
+    if args.split_at is not None:
+        df = split_at(df, args.split_at, target)
     table = aggregate(df, n_boot=args.bootstrap)
     files = write_outputs(df, table, out)
     if not any(target in m.split(" after ")[0].split("+") for m in df.mixture.unique()):
@@ -324,14 +327,14 @@ def cmd_analyse(args) -> int:
             + ", "
             + t.ci_high.map("{:.2f}".format)
             + "]"
-        )
+        ),
+        label=lambda t: t.mixture + ", " + t.data if t.data.nunique() > 1 else t.mixture,
     )
-    several = table.data.nunique() > 1
+    width = max(24, shown.label.str.len().max())
     for metric, g in shown.groupby("metric", sort=False):
         print(f"\n{metric} (median over seeds [95% bootstrap interval]):")
         for r in g.sort_values(["mixture", "data", "n_params"]).itertuples():
-            label = f"{r.mixture}, {r.data}" if several else r.mixture
-            print(f"  {label:<24} {r.n_params:>9,} params  {r.cell}  ({r.seeds} seeds)")
+            print(f"  {r.label:<{width}} {r.n_params:>9,} params  {r.cell}  ({r.seeds} seeds)")
     print(
         f"\nsaved {files['json']}, {files['csv']} and {len(files) - 2} figures in {out}/analysis/"
     )
@@ -413,6 +416,12 @@ def add_parsers(sub) -> None:
         choices=("test", "pool"),
         default="test",
         help="the target's test set, or its training pool (where a memoriser is accurate)",
+    )
+    w.add_argument(
+        "--split-at",
+        type=bounded(float, 0.0, 1.0),
+        help="split each mixture by the target's final held-out accuracy at this threshold "
+        "(e.g. 0.9: the models that compute it apart from those that do not)",
     )
     w.add_argument("--bootstrap", type=bounded(int, 1, 100_000), default=1000)
     w.add_argument("--workers", type=bounded(int, 0, 1024), default=0, help="0: one per core")
