@@ -32,6 +32,7 @@ import seaborn as sns
 from mechlistops import checkpoint as ckpt
 from mechlistops.config import TrainConfig
 from mechlistops.errors import MechlistopsError, first_line
+from mechlistops.plots import parameter_axis
 from mechlistops.sweep import finished_runs
 from mechlistops.transition import transitions
 
@@ -158,7 +159,8 @@ def plot(df: pd.DataFrame, path: Path) -> None:
     sns.scatterplot(data=df, x="n_params", y="sum_heldout", hue="mixture", style=style, s=60, ax=ax)
     for t in THRESHOLDS:
         ax.axhline(t, color="grey", lw=0.8, ls="--")
-    ax.set(xscale="log", xlabel="parameters", ylabel="SUM held-out accuracy", ylim=(0, 1))
+    ax.set(ylabel="SUM held-out accuracy", ylim=(0, 1))
+    parameter_axis(ax, df.n_params)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=120)

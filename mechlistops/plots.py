@@ -19,6 +19,18 @@ from mechlistops.checkpoint import read_metrics
 from mechlistops.errors import CheckpointError
 
 
+def parameter_axis(ax, sizes) -> None:
+    """A log x-axis of parameter counts, labelled at the sizes run ("1,718") instead of at
+    powers of ten, whose minor labels collide between sizes a few thousand apart."""
+    from matplotlib.ticker import NullLocator
+
+    sizes = sorted({int(n) for n in sizes})
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticks(sizes, [f"{n:,}" for n in sizes], rotation=30 if len(sizes) > 4 else 0)
+    ax.set_xlabel("parameters")
+
+
 def metrics_frame(run_dir: Path) -> pd.DataFrame:
     """One row per (evaluation step, test set)."""
     rows = []
@@ -152,7 +164,8 @@ def plot_transitions(df: pd.DataFrame, fits: pd.DataFrame, out: Path) -> Path:
                 y = sigmoid(x, *fit.sigmoid.iloc[0])
                 ax.plot(10**x, y, color=palette[mixture], linestyle="--", lw=1)
                 ax.axvline(fit.midpoint.iloc[0], color=palette[mixture], linestyle=":", lw=1)
-        ax.set(xscale="log", ylim=(0, 1.02), title=op, xlabel="parameters")
+        ax.set(ylim=(0, 1.02), title=op)
+        parameter_axis(ax, part.n_params)
         ax.legend(fontsize=8, title="mixture (dashed: sigmoid fit)", title_fontsize=8)
     fig.tight_layout()
     atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))

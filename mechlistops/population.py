@@ -413,6 +413,7 @@ def aggregate(df: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
 def plot_metric(df: pd.DataFrame, table: pd.DataFrame, metric: str, out: Path) -> Path:
     """One metric against parameters: a line per mixture (medians), seeds as points."""
     from mechlistops.analysis.viz import _pyplot, _save
+    from mechlistops.plots import parameter_axis
 
     plt, sns = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4))
@@ -439,7 +440,8 @@ def plot_metric(df: pd.DataFrame, table: pd.DataFrame, metric: str, out: Path) -
         g = g.sort_values("n_params")
         ax.plot(g.n_params, g["median"], marker="o", color=palette[name], label=name)
         ax.fill_between(g.n_params, g.ci_low, g.ci_high, color=palette[name], alpha=0.15)
-    ax.set(xscale="log", xlabel="parameters", ylabel=metric, title=metric)
+    ax.set(ylabel=metric, title=metric)
+    parameter_axis(ax, points.n_params)
     ax.title.set_fontsize(10)
     title = "mixture, training data" if several else "mixture"
     ax.legend(fontsize=8, title=f"{title} (median, 95% interval)")
