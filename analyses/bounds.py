@@ -3,7 +3,7 @@
 # Reads finished runs (given directly, or every finished run inside the folders given, at any
 # depth: sweeps, scans trained one by one such as scan/alone/..., or folders of continued runs
 # such as `analyses/anneal.py` writes) and plots SUM's final held-out accuracy against the
-# parameter count, one colour per mixture and one marker per way of training (steps, schedule
+# parameter count (runs as points, medians as lines), one colour per mixture and one marker per way of training (steps, schedule
 # and a weight decay other than the default; a continued run as its source's steps + its own)
 # and training data (pool size and draw, or a fresh stream):
 # runs on different pools are never pooled. Writes bounds.csv (one row per run), bounds.md
@@ -155,8 +155,22 @@ def ratio_lines(rows: pd.DataFrame) -> list[str]:
 
 def plot(df: pd.DataFrame, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    style = df.training + "; " + df.data
-    sns.scatterplot(data=df, x="n_params", y="sum_heldout", hue="mixture", style=style, s=60, ax=ax)
+    df = df.assign(way=df.training + "; " + df.data)  # how and on what each run trained
+    palette = dict(zip(sorted(df.mixture.unique()), sns.color_palette("tab10")))
+    sns.scatterplot(
+        data=df.rename(columns={"way": "training; data"}),
+        x="n_params",
+        y="sum_heldout",
+        hue="mixture",
+        style="training; data",
+        palette=palette,
+        s=60,
+        alpha=0.7,
+        ax=ax,
+    )
+    for (mixture, _), g in df.groupby(["mixture", "way"]):  # the medians the thresholds read
+        med = g.groupby("n_params").sum_heldout.median()
+        ax.plot(med.index, med.values, color=palette[mixture], lw=1.2)
     for t in THRESHOLDS:
         ax.axhline(t, color="grey", lw=0.8, ls="--")
     ax.set(ylabel="SUM held-out accuracy", ylim=(0, 1))
