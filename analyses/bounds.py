@@ -3,9 +3,10 @@
 # Reads finished runs (given directly, or every finished run inside the folders given, at any
 # depth: sweeps, scans trained one by one such as scan/alone/..., or folders of continued runs
 # such as `analyses/anneal.py` writes) and plots SUM's final held-out accuracy against the
-# parameter count (runs as points, medians as lines), one colour per mixture and one marker per way of training (steps, schedule
-# and a weight decay other than the default; a continued run as its source's steps + its own)
-# and training data (pool size and draw, or a fresh stream):
+# parameter count (runs as points, medians as lines), one colour per mixture and one marker
+# per way of training (steps, schedule and a weight decay other than the default; a continued
+# run as its source's steps + its own) and training data (pool size and draw, or a fresh
+# stream):
 # runs on different pools are never pooled. Writes bounds.csv (one row per run), bounds.md
 # (median and per-seed accuracy per mixture, data, training and size, with the first size
 # whose median reaches each threshold and, per data and training, SUM alone's such size and
