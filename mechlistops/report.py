@@ -3,12 +3,13 @@
 Runs every analysis on each run (saving its numbers and figures under `RUN/analysis/` as the
 single commands do) and lays the results out in columns, one per run: per-operator accuracy,
 ablation, usage ratios, direct logit attribution, probes, geometry, and circuitsvis attention
-views on a few examples. A sweep directory given in place of a run becomes a population
-section: `mechlistops analyse` over its members (cached per run, so what `analyse` already
-computed is reused), its table of medians and 95% intervals over seeds, and its figure per
-metric. Figures are embedded as data URIs and the circuitsvis bundle is
-inlined once, so the page loads nothing from anywhere: it can be mailed, archived, or opened
-offline.
+views on a few examples. A sweep directory, or a folder of runs trained one by one (at any
+depth, e.g. scan/alone/..., scan/joint/...), given in place of a run becomes a population
+section: `mechlistops analyse` over its finished runs (cached per run, so what `analyse`
+already computed is reused), its table of medians and 95% intervals over seeds, and its
+figure per metric, optionally with each mixture split by whether SUM was learned. Figures
+are embedded as data URIs and the circuitsvis bundle is inlined once, so the page loads
+nothing from anywhere: it can be mailed, archived, or opened offline.
 """
 
 from __future__ import annotations
@@ -33,34 +34,39 @@ from mechlistops.analysis.geometry import geometry
 from mechlistops.analysis.probes import parity_probes
 from mechlistops.analysis.views import attention_view, views_page_fragment
 from mechlistops.analysis.viz import plot_ablation, plot_attribution, plot_geometry, plot_probes
-from mechlistops.atomic import check_writable_file, write_text
-from mechlistops.checkpoint import parse_run_spec, read_config, read_metrics
+from mechlistops.atomic import check_writable_dir, check_writable_file, write_text
+from mechlistops.checkpoint import holds_run, parse_run_spec, read_config, read_metrics
 from mechlistops.errors import ConfigError
 from mechlistops.evaluate import evaluate_sets
 from mechlistops.plots import plot_training
 
 
 @dataclass
-class SweepSummary:
+class PopulationSummary:
     spec: str
     table: pd.DataFrame  # population.aggregate's: mixture, n_params, metric, median, ci_...
     figures: dict[str, Path]  # metric -> figure
     notes: list[str] = field(default_factory=list)  # members skipped or failed
 
 
-def summarise_sweep(spec: str, device="cpu", workers: int = 0) -> SweepSummary:
-    """`mechlistops analyse` on a sweep, every analysis at its default settings (so the
-    per-run caches of `analyse` serve both); writes the sweep's analysis.json/.csv and figures."""
-    from mechlistops.population import aggregate, analyse_runs, write_outputs
+def summarise_population(
+    spec: str, device="cpu", workers: int = 0, split: float | None = None
+) -> PopulationSummary:
+    """`mechlistops analyse` on a sweep or a folder of runs, every analysis at its default
+    settings (so the per-run caches of `analyse` serve both), each mixture split at SUM
+    held-out `split` if given; writes its analysis.json/.csv and figures into the folder."""
+    from mechlistops.population import aggregate, analyse_runs, split_at, write_outputs
 
     df = analyse_runs([Path(spec)], workers=workers, device=str(device), progress=False)
     notes = [f"{name}: not finished, skipped" for name in df.attrs["skipped"]]
     notes += [f"{name}: failed ({why})" for name, why in df.attrs["failed"].items()]
     if df.empty:
-        raise ConfigError(f"{spec}: no member of the sweep could be analysed")
+        raise ConfigError(f"{spec}: no member could be analysed")
+    if split is not None:
+        df = split_at(df, split)
     table = aggregate(df)
     files = write_outputs(df, table, Path(spec))
-    return SweepSummary(
+    return PopulationSummary(
         spec, table, {k: v for k, v in files.items() if k not in ("json", "csv")}, notes
     )
 
@@ -167,8 +173,8 @@ th, td { padding: 3px 8px; text-align: right; border-bottom: 1px solid #eee; }
 """
 
 
-def _population(sweep: SweepSummary) -> str:
-    """A sweep's section: medians [95% interval] per metric x mixture (rows) and size
+def _population(sweep: PopulationSummary) -> str:
+    """A population's section: medians [95% interval] per metric x mixture (rows) and size
     (columns), and a figure per metric."""
     t = sweep.table
     cells = t.assign(
@@ -197,8 +203,8 @@ def _population(sweep: SweepSummary) -> str:
     )
 
 
-def render(summaries: list[RunSummary], sweeps: list[SweepSummary] = ()) -> str:
-    """The HTML page for sweep and run summaries (sweeps first)."""
+def render(summaries: list[RunSummary], sweeps: list[PopulationSummary] = ()) -> str:
+    """The HTML page for population and run summaries (populations first)."""
     names = [s.spec for s in [*sweeps, *summaries]]
     parts = [f"<h1>mechlistops report: {html.escape(', '.join(names))}</h1>"]
     parts += [_population(sweep) for sweep in sweeps]
@@ -285,17 +291,32 @@ def _page(parts: list[str], head: str) -> str:
 
 
 def build_report(
-    specs: list[str], out: Path, limit: int | None = 1000, device="cpu", workers: int = 0
+    specs: list[str],
+    out: Path,
+    limit: int | None = 1000,
+    device="cpu",
+    workers: int = 0,
+    split: float | None = None,
 ) -> Path:
-    """The page for runs and sweeps (a directory holding sweep.json is a sweep)."""
-    from mechlistops.sweep import SWEEP_FILE
+    """The page for runs and populations: a directory that holds no run itself (a sweep, or
+    a folder of runs) is a population, split at SUM held-out `split` if given."""
+    from mechlistops.sweep import finished_runs
 
     check_writable_file(out, "report")
-    is_sweep = [(Path(s) / SWEEP_FILE).is_file() for s in specs]
-    sweeps = [summarise_sweep(s, device, workers) for s, yes in zip(specs, is_sweep) if yes]
-    runs = [s for s, yes in zip(specs, is_sweep) if not yes]
-    for spec in runs:  # a missing or foreign run fails here, before any work or progress bar
+    is_population = [Path(s).is_dir() and not holds_run(Path(s)) for s in specs]
+    populations = [s for s, yes in zip(specs, is_population) if yes]
+    runs = [s for s, yes in zip(specs, is_population) if not yes]
+    # a missing or foreign run, or a folder without one, fails here, before any work
+    for spec in runs:
         read_config(parse_run_spec(spec)[0])
-    summaries = [summarise_run(s, limit=limit, device=device) for s in tqdm(runs, desc="runs")]
+    for spec in populations:  # its table and figures go into the folder, as `analyse`'s do
+        check_writable_dir(Path(spec), "population folder")
+        if not finished_runs([Path(spec)]):
+            raise ConfigError(f"{spec}: no finished run (give runs, sweeps or folders of runs)")
+    sweeps = [summarise_population(s, device, workers, split) for s in populations]
+    summaries = [
+        summarise_run(s, limit=limit, device=device)
+        for s in tqdm(runs, desc="runs", disable=not runs)
+    ]
     write_text(Path(out), render(summaries, sweeps))
     return Path(out)

@@ -219,6 +219,42 @@ def test_analyses_across_training_at_every_saved_step(tiny_run, tmp_path, capsys
     assert "no saved steps" in capsys.readouterr().err
 
 
+def test_report_of_a_folder_of_runs_split_at_the_target(sweep_dir, tmp_path, capsys):
+    """Runs trained one by one into folders make a population section as a sweep does;
+    --split-at splits each mixture by SUM's held-out accuracy."""
+    import shutil
+
+    scan = tmp_path / "scan"
+    shutil.copytree(sweep_dir / "max_d16_s0", scan / "alone" / "max_d16_s0")
+    shutil.copytree(sweep_dir / "max+min_d16_s0", scan / "joint" / "max+min_d16_s0")
+    # this copy's results say it learned SUM (held-out 0.95), so that the split has a side
+    results = scan / "alone" / "max_d16_s0" / "results.json"
+    doc = json.loads(results.read_text())
+    doc["results"]["SUM"] = {**doc["results"]["MAX"], "accuracy_heldout": 0.95}
+    results.write_text(json.dumps(doc))
+    out = tmp_path / "report.html"
+    argv = ["report", str(scan), "--out", str(out), "--workers", "1", "--split-at", "0.9"]
+    assert main(argv) == 0
+    assert "runs:" not in capsys.readouterr().err  # no runs given: no empty progress bar
+    page = out.read_text()
+    assert f"Population: {scan}" in page and "CircuitsVis" not in page
+    table = json.loads((scan / "analysis.json").read_text())
+    assert {r["mixture"] for r in table} == {"MAX, SUM held-out >= 0.9", "MAX+MIN"}
+    assert "MAX, SUM held-out &gt;= 0.9" in page
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    for argv, fragment in (
+        (["report", str(empty), "--out", str(out)], "no finished run"),
+        (["report", str(scan), "--split-at", "2", "--out", str(out)], "--split-at"),
+        (["report", str(tmp_path / "missing"), "--out", str(out)], "missing"),
+    ):
+        stamp = out.stat().st_mtime_ns
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert len(err.splitlines()) == 1 and fragment in err, err
+        assert out.stat().st_mtime_ns == stamp  # the page given is left as it was
+
+
 def test_log_spaced_snapshots():
     from mechlistops.config import TrainConfig
     from mechlistops.train import snapshot_steps

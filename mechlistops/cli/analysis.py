@@ -275,6 +275,7 @@ def cmd_report(args) -> int:
         limit=args.limit,
         device=resolve_device(args.device),
         workers=args.workers,
+        split=args.split_at,
     )
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, self-contained)")
     return 0
@@ -531,15 +532,21 @@ def add_parsers(sub) -> None:
     r.add_argument(
         "runs",
         nargs="+",
-        help="run directories (or RUN@STEP), and sweep directories (their population figures)",
+        help="run directories (or RUN@STEP); sweeps and folders of runs (their populations)",
     )
     r.add_argument("--out", default="report.html")
+    r.add_argument(
+        "--split-at",
+        type=bounded(float, 0.0, 1.0),
+        help="populations: split each mixture by SUM's final held-out accuracy at this "
+        "threshold (as `analyse --split-at`)",
+    )
     r.add_argument("--limit", type=_LIMIT, default=1000, help="examples per test set (runs)")
     r.add_argument(
         "--workers",
         type=bounded(int, 0, 1024),
         default=0,
-        help="sweeps: processes (0: one per core)",
+        help="populations: processes (0: one per core)",
     )
     add_device_option(r)
     r.set_defaults(func=cmd_report)
