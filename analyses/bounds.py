@@ -30,48 +30,23 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from mechlistops import checkpoint as ckpt
-from mechlistops.config import TrainConfig
 from mechlistops.errors import MechlistopsError, first_line
 from mechlistops.plots import parameter_axis
-from mechlistops.sweep import finished_runs
-from mechlistops.transition import transitions
+from mechlistops.transition import accuracies_at, transitions
 
 THRESHOLDS = (0.5, 0.9)
 
 
-def training(run: Path) -> str:
-    """How the run was trained: '18,000 constant + 10,000 linear' for a continued run."""
-    t = ckpt.load_run_config(run).train
-    own = f"{t.steps:,} {t.schedule}"
-    if t.weight_decay != TrainConfig().weight_decay:
-        own += f", weight decay {t.weight_decay:g}"
-    if t.init_from and ckpt.holds_run(Path(t.init_from)):
-        return f"{training(Path(t.init_from))} + {own}"
-    return own
-
-
 def table(paths: list[Path]) -> pd.DataFrame:
-    rows = []
-    for run in finished_runs(paths):
-        cfg = ckpt.load_run_config(run)
-        if "SUM" not in cfg.data.ops:
-            continue
-        sum_ = ckpt.read_results(run)["results"]["SUM"]
-        rows.append(
-            {
-                "run": str(run),
-                "mixture": "+".join(cfg.data.ops),
-                "data": cfg.data.training_data,
-                "train_size": cfg.data.train_size,  # 0: a fresh stream
-                "training": training(run),
-                "n_params": ckpt.read_n_params(run),
-                "seed": cfg.train.seed,
-                "sum_heldout": sum_["accuracy_heldout"],
-                "sum_pool": sum_["accuracy_pool"],
-            }
-        )
-    return pd.DataFrame(rows)
+    """One row per finished run that trains SUM: its SUM accuracies at the end of training."""
+    df = accuracies_at(paths)
+    if df.empty:
+        return df
+    df = df[df.op == "SUM"].rename(
+        columns={"accuracy_heldout": "sum_heldout", "accuracy_pool": "sum_pool"}
+    )
+    columns = ["run", "mixture", "data", "train_size", "training", "n_params", "seed"]
+    return df[[*columns, "sum_heldout", "sum_pool"]].reset_index(drop=True)
 
 
 def summary(df: pd.DataFrame, ratio_rows: pd.DataFrame) -> list[str]:
@@ -102,38 +77,33 @@ def ratios(df: pd.DataFrame) -> pd.DataFrame:
     """Per training data and way of training, and per mixture beside SUM alone: SUM alone's
     first size whose median reaches each threshold over the mixture's, and its sigmoid
     midpoint's (where both arms have one), with a 95% interval from resampling seeds within
-    each size (mechlistops.transition.transitions, which computes both). Where the mixture
-    reaches a threshold and SUM alone does not, `bound` is the lower bound that leaves:
-    SUM alone's largest size over the mixture's first passing one."""
+    each size, or the lower bound that leaves where SUM alone never reaches the threshold
+    (mechlistops.transition.transitions, which computes all three)."""
+    runs = df.rename(columns={"sum_heldout": "accuracy"}).assign(op="SUM")
+    with_alone = set(df[df.mixture == "SUM"][["data", "training"]].itertuples(index=False))
+    sizes = df.groupby("data").train_size.first()
     rows = []
-    for (data, how), g in df.groupby(["data", "training"]):
-        if "SUM" not in set(g.mixture) or g.mixture.nunique() < 2:
+    for _, r in transitions(runs, thresholds=THRESHOLDS).iterrows():
+        if r.mixture == "SUM" or (r.data, r.training) not in with_alone:
             continue
-        runs = g.rename(columns={"sum_heldout": "accuracy"}).assign(op="SUM")
-        largest_alone = runs[runs.mixture == "SUM"].n_params.max()
-        for _, r in transitions(runs, thresholds=THRESHOLDS).iterrows():
-            if r.mixture == "SUM":
-                continue
-            for key in [f"smallest_{t}" for t in THRESHOLDS] + ["midpoint"]:
-                ratio, ci, mine = r[f"ratio_{key}"], r[f"ratio_{key}_ci"], r[key]
-                defined = ratio is not None and not pd.isna(ratio)
-                reached = mine is not None and not pd.isna(mine)
-                rows.append(
-                    {
-                        "data": data,
-                        "train_size": g.train_size.iloc[0],
-                        "training": how,
-                        "mixture": r.mixture,
-                        "threshold": key.removeprefix("smallest_"),
-                        "ratio": ratio if defined else None,
-                        "ci_low": ci[0] if defined and ci else None,
-                        "ci_high": ci[1] if defined and ci else None,
-                        # SUM alone never reached it where the mixture did
-                        "bound": largest_alone / mine
-                        if not defined and reached and key != "midpoint"
-                        else None,
-                    }
-                )
+        for key in [f"smallest_{t}" for t in THRESHOLDS] + ["midpoint"]:
+            ratio, ci = r[f"ratio_{key}"], r[f"ratio_{key}_ci"]
+            bound = r.get(f"ratio_{key}_bound")
+            defined = ratio is not None and not pd.isna(ratio)
+            rows.append(
+                {
+                    "data": r.data,
+                    "train_size": sizes[r.data],
+                    "training": r.training,
+                    "mixture": r.mixture,
+                    "threshold": key.removeprefix("smallest_"),
+                    "ratio": ratio if defined else None,
+                    "ci_low": ci[0] if defined and ci else None,
+                    "ci_high": ci[1] if defined and ci else None,
+                    # SUM alone never reached it where the mixture did
+                    "bound": bound if bound is not None and not pd.isna(bound) else None,
+                }
+            )
     return pd.DataFrame(rows)
 
 

@@ -121,17 +121,27 @@ def plot_training(run_dir: Path, out: Path | None = None) -> Path:
     return out
 
 
+def _series(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with a `series` label: the mixture, followed by the training data and training
+    when the rows differ in them (transition.GROUPS)."""
+    from mechlistops.transition import varying_groups
+
+    label = frame.mixture
+    for c in varying_groups(frame):
+        label = label + ", " + frame[c].astype(str)
+    return frame.assign(series=label)
+
+
 def plot_transitions(df: pd.DataFrame, fits: pd.DataFrame, out: Path) -> Path:
-    """Final accuracy against parameters, one panel per operator, one colour per mixture (seeds
-    as points, median as a line), with the sigmoid `fits` holds where the fit succeeded."""
+    """Final accuracy against parameters, one panel per operator, one colour per mixture (and
+    per training data and training, when the runs differ in them; seeds as points, median as a
+    line), with the sigmoid `fits` holds where the fit succeeded."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
     import seaborn as sns
-
-    from mechlistops.transition import sigmoid
 
     sns.set_theme(style="whitegrid", context="notebook")
     ops = list(dict.fromkeys(df.op))
@@ -140,7 +150,11 @@ def plot_transitions(df: pd.DataFrame, fits: pd.DataFrame, out: Path) -> Path:
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 4 * rows), squeeze=False, sharey=True)
     for ax in axes.flat[len(ops) :]:
         ax.set_visible(False)
-    mixtures = list(dict.fromkeys(df.mixture))
+    from mechlistops.transition import sigmoid, varying_groups
+
+    title = ", ".join(["mixture", *varying_groups(df)]) + " (dashed: sigmoid fit)"
+    df, fits = _series(df), _series(fits)
+    mixtures = list(dict.fromkeys(df.series))
     colours = sns.color_palette("tab10" if len(mixtures) <= 10 else "husl", len(mixtures))
     palette = dict(zip(mixtures, colours))
     for ax, op in zip(axes.flat, ops):
@@ -149,16 +163,16 @@ def plot_transitions(df: pd.DataFrame, fits: pd.DataFrame, out: Path) -> Path:
             part,
             x="n_params",
             y="accuracy",
-            hue="mixture",
+            hue="series",
             palette=palette,
             ax=ax,
             alpha=0.5,
             legend=False,
         )
-        for mixture, g in part.groupby("mixture"):
+        for mixture, g in part.groupby("series"):
             med = g.groupby("n_params")["accuracy"].median()
             ax.plot(med.index, med.values, color=palette[mixture], label=mixture)
-            fit = fits[(fits.op == op) & (fits.mixture == mixture)]
+            fit = fits[(fits.op == op) & (fits.series == mixture)]
             if len(fit) and fit.sigmoid.iloc[0] is not None:
                 x = np.linspace(np.log10(g.n_params.min()), np.log10(g.n_params.max()), 100)
                 y = sigmoid(x, *fit.sigmoid.iloc[0])
@@ -166,7 +180,7 @@ def plot_transitions(df: pd.DataFrame, fits: pd.DataFrame, out: Path) -> Path:
                 ax.axvline(fit.midpoint.iloc[0], color=palette[mixture], linestyle=":", lw=1)
         ax.set(ylim=(0, 1.02), title=op)
         parameter_axis(ax, part.n_params)
-        ax.legend(fontsize=8, title="mixture (dashed: sigmoid fit)", title_fontsize=8)
+        ax.legend(fontsize=8, title=title, title_fontsize=8)
     fig.tight_layout()
     atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)

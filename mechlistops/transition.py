@@ -23,50 +23,95 @@ import pandas as pd
 from scipy.optimize import OptimizeWarning, curve_fit
 
 from mechlistops import checkpoint as ckpt
+from mechlistops.config import RunConfig, TrainConfig
 from mechlistops.errors import ConfigError
-from mechlistops.sweep import load_sweep
+from mechlistops.sweep import SWEEP_FILE, finished_runs, load_sweep
+
+GROUPS = ("data", "training")  # runs that differ in these are never pooled into one transition
 
 
-def final_accuracies(sweep_dir: Path) -> pd.DataFrame:
-    """One row per (finished member, test set) at the end of training: mixture (with " after
-    OPS" for a curriculum), d_model, seed, n_params, op, accuracy, accuracy_heldout,
-    accuracy_pool and memorisation_gap (pool minus held-out; None without pools), step."""
-    return accuracies_at(sweep_dir)
+def varying_groups(frame: pd.DataFrame) -> list[str]:
+    """The columns of GROUPS whose values differ between the rows (those to name the rows by)."""
+    return [c for c in GROUPS if c in frame.columns and frame[c].nunique() > 1]
+
+
+def training_label(run_dir: Path, cfg: RunConfig | None = None) -> str:
+    """How a run was trained, in words: steps and schedule ("28,000 wsd"), and a weight decay
+    other than the default; a run continued from another (init_from) as its source's + its
+    own ("18,000 constant + 10,000 linear")."""
+    t = (cfg or ckpt.load_run_config(run_dir)).train
+    own = f"{t.steps:,} {t.schedule}"
+    if t.weight_decay != TrainConfig().weight_decay:
+        own += f", weight decay {t.weight_decay:g}"
+    if t.init_from and ckpt.holds_run(Path(t.init_from)):
+        return f"{training_label(Path(t.init_from))} + {own}"
+    return own
+
+
+def final_accuracies(paths: Path | list[Path]) -> pd.DataFrame:
+    """One row per (finished run, test set) at the end of training: run (its name below the
+    path given), mixture (with " after OPS" for a curriculum), data (the training pool in
+    words), train_size (0: a fresh stream), training (`training_label`), d_model, seed,
+    n_params, op, accuracy, accuracy_heldout, accuracy_pool and memorisation_gap (pool minus
+    held-out; None without pools), step."""
+    return accuracies_at(paths)
+
+
+def _runs_of(paths: list[Path]) -> list[tuple[str, Path, RunConfig]]:
+    """(name, run directory, config) of each run the paths give: a sweep's members (finished
+    or not, so that a sweep can be read at a step while it trains), or the finished runs a
+    run or a folder of runs holds (sweep.finished_runs); named by the path below the one given,
+    prefixed by its folder's name when several are given."""
+    runs = []
+    for p in map(Path, paths):
+        prefix = f"{p.name}/" if len(paths) > 1 else ""
+        if (p / SWEEP_FILE).is_file():
+            runs += [(prefix + m.name, p / m.name, m.config) for m in load_sweep(p).members()]
+            continue
+        for run in finished_runs([p]):
+            name = prefix + (run.relative_to(p).as_posix() if run != p else p.name)
+            runs.append((name, run, ckpt.load_run_config(run)))
+    return runs
 
 
 def accuracies_at(
-    sweep_dir: Path, step: int | None = None, examples: tuple[str, int] | None = None
+    paths: Path | list[Path], step: int | None = None, examples: tuple[str, int] | None = None
 ) -> pd.DataFrame:
-    """As `final_accuracies`, read from each member's evaluations at a point of training:
-    exactly at `step` (it must be an evaluation step), or at the first evaluation by which the
-    run had seen `examples` = (OP, N) training examples of OP; then `examples_seen` says how
-    many it had (the read is exact to within one eval_interval of examples). Members that
-    never reached the point (unfinished, failed) are left out and named in
-    `df.attrs["missing"]`. Neither given: the final results."""
-    sweep = load_sweep(sweep_dir)
+    """As `final_accuracies`, for the runs of one path or several (sweeps, runs, folders of
+    runs), read from each run's evaluations at a point of training: exactly at `step` (it must
+    be an evaluation step), or at the first evaluation by which the run had seen `examples` =
+    (OP, N) training examples of OP; then `examples_seen` says how many it had (the read is
+    exact to within one eval_interval of examples). Runs that never reached the point
+    (unfinished, failed) are left out and named in `df.attrs["missing"]`. Neither given: the
+    final results."""
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     rows, missing = [], []
-    for m in sweep.members():
-        run_dir = Path(sweep_dir) / m.name
+    for name, run_dir, cfg in _runs_of(paths):
         if step is None and examples is None:
             saved = ckpt.read_results(run_dir)
             record = None if saved is None else {**saved, "eval": saved["results"]}
         else:
             record = _record_at(run_dir, step, examples)
         if record is None:
-            missing.append(m.name)
+            missing.append(name)
             continue
         n_params = ckpt.read_n_params(run_dir)
-        mixture = "+".join(m.config.data.ops)
-        if m.config.train.pretrain_steps:  # a curriculum: not the mixture alone
-            mixture += " after " + "+".join(m.config.train.pretrain_ops)
+        mixture = "+".join(cfg.data.ops)
+        if cfg.train.pretrain_steps:  # a curriculum: not the mixture alone
+            mixture += " after " + "+".join(cfg.train.pretrain_ops)
+        training = training_label(run_dir, cfg)
         for op, r in record["eval"].items():
             if op == "mixture":
                 continue
             rows.append(
                 {
+                    "run": name,
                     "mixture": mixture,
-                    "d_model": m.config.model.d_model,
-                    "seed": m.config.train.seed,
+                    "data": cfg.data.training_data,
+                    "train_size": cfg.data.train_size,
+                    "training": training,
+                    "d_model": cfg.model.d_model,
+                    "seed": cfg.train.seed,
                     "n_params": n_params,
                     "op": op,
                     "accuracy": r["accuracy"],
@@ -165,16 +210,21 @@ def _ci(samples: np.ndarray, min_defined: float = 0.5) -> tuple[float, float] | 
 def transitions(
     df: pd.DataFrame, thresholds=(0.9, 0.99), n_boot: int = 1000, seed: int = 0
 ) -> pd.DataFrame:
-    """One row per (op, mixture): N* by sigmoid midpoint and by each threshold, with 95% CIs,
-    and the ratio to the op alone where the sweep has the op alone."""
+    """One row per (op, mixture), and per training data and training where `df` has those
+    columns (runs that differ in them are never pooled): N* by sigmoid midpoint and by each
+    threshold, with 95% CIs, and the ratio to the op alone on the same data and training,
+    where the runs have the op alone. Where the mixture reaches a threshold and the op alone
+    does not, `ratio_smallest_T_bound` is the lower bound that leaves: the op alone's largest
+    size over the mixture's N*."""
     rng = np.random.default_rng(seed)
+    keys = ["op", "mixture", *(c for c in GROUPS if c in df.columns)]
     rows, boots = [], {}
-    for (op, mixture), g in df.groupby(["op", "mixture"], sort=False):
+    for values, g in df.groupby(keys, sort=False):
         fit = fit_transition(g["n_params"], g["accuracy"])
         row = {
-            "op": op,
-            "mixture": mixture,
+            **dict(zip(keys, values)),
             "n_runs": len(g),
+            "largest": float(g["n_params"].max()),
             "midpoint": fit.midpoint,
             "midpoint_note": fit.reason,
             # the fitted rise: a midpoint of a rise that levels off low is no "learned" size
@@ -188,34 +238,39 @@ def transitions(
 
         b = _bootstrap(g, mid, n_boot, rng) if fit.midpoint else np.full(n_boot, np.nan)
         row["midpoint_ci"] = _ci(b)
-        boots[(op, mixture, "midpoint")] = b
+        boots[(*values, "midpoint")] = b
         for t in thresholds:
             row[f"smallest_{t}"] = smallest_passing(g, t)
             bt = _bootstrap(g, lambda d, t=t: smallest_passing(d, t), n_boot, rng)
             row[f"smallest_{t}_ci"] = _ci(bt)
-            boots[(op, mixture, f"smallest_{t}")] = bt
+            boots[(*values, f"smallest_{t}")] = bt
         rows.append(row)
     out = pd.DataFrame(rows)
     # Ratio N*(op alone) / N*(op in this mixture), with an interval from the two bootstraps.
     for key in ["midpoint"] + [f"smallest_{t}" for t in thresholds]:
-        ratios, cis = [], []
+        ratios, cis, bounds = [], [], []
         for _, r in out.iterrows():
-            alone = out[(out.op == r["op"]) & (out.mixture == r["op"])]
+            mine_key = tuple(r[k] for k in keys)
+            alone_key = (r["op"], r["op"], *mine_key[2:])
+            alone = out[(out[keys] == pd.Series(dict(zip(keys, alone_key)))).all(axis=1)]
             a = alone[key].iloc[0] if len(alone) else None
             mine = r[key]
-            if a is None or mine is None or _isnan(a) or _isnan(mine):
+            reached = not (mine is None or _isnan(mine))
+            if a is None or _isnan(a) or not reached:
                 ratios.append(None)
                 cis.append(None)
+                never = len(alone) > 0 and (a is None or _isnan(a))  # alone never reaches it
+                bound = reached and key != "midpoint" and never and r["mixture"] != r["op"]
+                bounds.append(alone["largest"].iloc[0] / mine if bound else None)
                 continue
             ratios.append(a / mine)
+            bounds.append(None)
             with np.errstate(divide="ignore", invalid="ignore"):
-                alone_b, mine_b = (
-                    boots[(r["op"], r["op"], key)],
-                    boots[(r["op"], r["mixture"], key)],
-                )
-                cis.append(_ci(alone_b / mine_b))
+                cis.append(_ci(boots[(*alone_key, key)] / boots[(*mine_key, key)]))
         out[f"ratio_{key}"] = ratios
         out[f"ratio_{key}_ci"] = cis
+        if key != "midpoint":
+            out[f"ratio_{key}_bound"] = bounds
     return out
 
 

@@ -206,6 +206,7 @@ def _files(d: Path) -> None:
     (d / "label.tsv").write_text("[SUM 3 2 ]\t\u0665\n")
     (d / "binary.tsv").write_bytes(b"\xff\xfe\x00[SUM")
     (d / "a_file").write_text("not a directory")
+    (d / "a_dir" / "empty").mkdir(parents=True)
 
 
 LIMIT = ["--limit", "20"]
@@ -247,7 +248,9 @@ CASES = {
     # transition
     "bootstrap 0": (["transition", "sw", "--bootstrap", "0"], "1..100,000"),
     "threshold 2": (["transition", "sw", "--threshold", "2"], "0.001..1"),
-    "not a sweep": (["transition", R], "not a sweep directory"),
+    "a run, no --out": (["transition", R], "is a run: say where the results go (--out)"),
+    "no such sweep": (["transition", "missing"], "no such run or folder"),
+    "a folder of no run": (["transition", "a_dir"], "no finished run"),
     # output paths
     "sample into a directory": (["data", "sample", "--n", "3", "--out", "."], "is a directory"),
     "sample under a file": (["data", "sample", "--n", "3", "--out", "a_file/x"], "not a directory"),

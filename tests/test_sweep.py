@@ -184,8 +184,10 @@ def test_sweep_and_transition_cli(tmp_path, capsys):
     assert "MAX in MAX+MIN: proxy" in stdout and "fit: N* ~" in stdout
     saved = json.loads((out / "transitions_complexity.json").read_text())
     assert {p["task"] for p in saved["points"]} == {"MAX", "MAX+MIN"} and saved["fit"]["n"] == 3
-    code = main(["transition", str(tmp_path)])
-    assert code == 2
+    # the folder above the sweep: its finished runs read at any depth, the same transitions
+    assert main(["transition", str(tmp_path), "--bootstrap", "10", "--json"]) == 0
+    assert [r["n_runs"] for r in json.loads(capsys.readouterr().out)] == [8, 8, 8]
+    assert main(["transition", str(tmp_path / "missing")]) == 2
 
 
 def _final_weights(out):

@@ -69,6 +69,58 @@ def test_a_rise_that_levels_off_low_is_reported_with_its_plateau():
     assert row["smallest_0.9"] is None
 
 
+def _two_pools() -> pd.DataFrame:
+    """SUM held-out accuracy by seed on two pools: on 20,000 SUM alone passes 0.9 at 2,000
+    parameters and SUM+MAX+MED at 1,000 (2x); on 10,000 SUM alone never passes up to 4,000
+    and SUM+MAX+MED does at 1,000 (at least 4x)."""
+    arms = {
+        ("20,000 sampled", "SUM"): {1000: [0.1, 0.2, 0.1], 2000: [0.95, 0.92, 0.96]},
+        ("20,000 sampled", "SUM+MAX+MED"): {1000: [0.95, 0.93, 0.96]},
+        ("10,000 sampled", "SUM"): {1000: [0.1, 0.1, 0.2], 4000: [0.3, 0.2, 0.1]},
+        ("10,000 sampled", "SUM+MAX+MED"): {1000: [0.91, 0.95, 0.9]},
+    }
+    rows = [
+        {"op": "SUM", "mixture": mixture, "data": data, "training": "100 wsd", "n_params": n}
+        | {"seed": seed, "accuracy": acc, "memorisation_gap": None}
+        for (data, mixture), sizes in arms.items()
+        for n, accs in sizes.items()
+        for seed, acc in enumerate(accs)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_runs_on_different_data_are_never_pooled_and_a_bound_is_given():
+    out = transitions(_two_pools(), thresholds=(0.9,), n_boot=50)
+    rows = out.set_index(["data", "mixture"])
+    joint20, joint10 = (
+        rows.loc[("20,000 sampled", "SUM+MAX+MED")],
+        rows.loc[("10,000 sampled", "SUM+MAX+MED")],
+    )
+    assert joint20["ratio_smallest_0.9"] == pytest.approx(2.0)  # pooled, it would be undefined
+    assert pd.isna(joint20["ratio_smallest_0.9_bound"])
+    assert pd.isna(joint10["ratio_smallest_0.9"])
+    assert joint10["ratio_smallest_0.9_bound"] == pytest.approx(4.0)
+    assert pd.isna(rows.loc[("10,000 sampled", "SUM"), "ratio_smallest_0.9_bound"])
+    assert "ratio_midpoint_bound" not in out  # no bound from a missing sigmoid fit
+
+
+def test_transition_cli_names_each_pool_and_prints_the_bound(monkeypatch, tmp_path, capsys):
+    import mechlistops.transition as transition_mod
+    from mechlistops.cli import main
+
+    monkeypatch.setattr(transition_mod, "accuracies_at", lambda *a: _two_pools())
+    argv = ["transition", str(tmp_path / "a"), str(tmp_path / "b"), "--bootstrap", "20"]
+    assert main(argv) == 2  # several paths: where the results go must be said
+    assert "--out" in capsys.readouterr().err
+    assert main([*argv, "--threshold", "0.9", "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert "SUM in SUM+MAX+MED, 10,000 sampled (3 runs):" in printed
+    assert "smallest_0.9: at least 4.00x (SUM alone never reaches it)" in printed
+    assert "SUM in SUM+MAX+MED, 20,000 sampled (3 runs):" in printed
+    assert "smallest_0.9: 2.00x" in printed
+    assert (tmp_path / "out" / "transitions.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_figure_takes_more_mixtures_than_a_palette_has_colours(tmp_path):
     from mechlistops.plots import plot_transitions
 
@@ -91,35 +143,13 @@ def _bounds_script():
     return module
 
 
-def _runs(data, train_size, mixture, accuracies):
-    """bounds.table's rows for {n_params: [accuracy per seed]}."""
-    return [
-        {
-            "run": f"{data}/{mixture}_{n}_s{seed}",
-            "mixture": mixture,
-            "data": data,
-            "train_size": train_size,
-            "training": "100 wsd",
-            "n_params": n,
-            "seed": seed,
-            "sum_heldout": acc,
-            "sum_pool": acc,
-        }
-        for n, accs in accuracies.items()
-        for seed, acc in enumerate(accs)
-    ]
-
-
 def test_bounds_ratios_keep_pools_apart_and_bound_what_sum_alone_never_reaches(tmp_path):
     bounds = _bounds_script()
-    df = pd.DataFrame(
-        # 20,000: SUM alone passes 0.9 at 2,000, jointly at 1,000 (2x)
-        _runs("20,000 sampled", 20_000, "SUM", {1000: [0.1, 0.2, 0.1], 2000: [0.95, 0.92, 0.96]})
-        + _runs("20,000 sampled", 20_000, "SUM+MAX+MED", {1000: [0.95, 0.93, 0.96]})
-        # 10,000: SUM alone never passes up to 4,000, jointly at 1,000 (at least 4x)
-        + _runs("10,000 sampled", 10_000, "SUM", {1000: [0.1, 0.1, 0.2], 4000: [0.3, 0.2, 0.1]})
-        + _runs("10,000 sampled", 10_000, "SUM+MAX+MED", {1000: [0.91, 0.95, 0.9]})
+    runs = _two_pools()  # as bounds.table reads runs
+    df = runs.rename(columns={"accuracy": "sum_heldout"}).assign(
+        sum_pool=runs.accuracy, train_size=runs.data.str.split().str[0].str.replace(",", "")
     )
+    df = df.assign(train_size=df.train_size.astype(int))
     ratios = bounds.ratios(df)  # 1,000 seed resamples per arm: computed once
     rows = ratios.set_index(["data", "threshold"])
     assert rows.loc[("20,000 sampled", "0.9"), "ratio"] == pytest.approx(2.0)

@@ -12,7 +12,7 @@ from mechlistops.cli.train import add_device_option, add_run_options, run_config
 from mechlistops.config import COMPILE_MODES, parse_ops
 from mechlistops.errors import ConfigError, MechlistopsError
 from mechlistops.launch import SLURM_EXECUTORS, SlurmOptions
-from mechlistops.sweep import ENGINES, LAUNCHERS
+from mechlistops.sweep import ENGINES, LAUNCHERS, SWEEP_FILE
 
 EXIT_SOME_FAILED = 1
 
@@ -73,35 +73,45 @@ def _bisect(sweep, args) -> int:
 
 
 def cmd_transition(args) -> int:
-    from mechlistops.atomic import write_json
+    from mechlistops.atomic import check_writable_dir, write_json
+    from mechlistops.checkpoint import holds_run
     from mechlistops.plots import plot_transitions
-    from mechlistops.transition import accuracies_at, transitions
+    from mechlistops.transition import accuracies_at, transitions, varying_groups
 
     if args.at_step is not None and args.at_examples is not None:
         raise ConfigError("give --at-step or --at-examples, not both")
-    df = accuracies_at(Path(args.sweep), args.at_step, args.at_examples)
+    if args.out is None and len(args.paths) > 1:
+        raise ConfigError("several sweeps or folders given: say where the results go (--out)")
+    if args.out is None and holds_run(Path(args.paths[0])):  # its files stay as they are
+        raise ConfigError(f"{args.paths[0]} is a run: say where the results go (--out)")
+    out = check_writable_dir(Path(args.out or args.paths[0]), "output directory")
+    sweeps = [Path(p) for p in args.paths if (Path(p) / SWEEP_FILE).is_file()]
+    if args.complexity and len(sweeps) < len(args.paths):
+        raise ConfigError("--complexity reads the tasks of sweeps: give sweep directories")
+    where = ", ".join(args.paths)
+    df = accuracies_at([Path(p) for p in args.paths], args.at_step, args.at_examples)
     missing = df.attrs.get("missing", [])
     if missing:  # unfinished or failed members: the fits use the others
         shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
-        print(
-            f"{len(missing)} members missing (unfinished, failed or short of this point): {shown}"
-        )
+        print(f"{len(missing)} runs missing (unfinished, failed or short of this point): {shown}")
     point = "" if args.at_step is None else f"_step{args.at_step}"
     if args.at_examples:
         point = f"_{args.at_examples[0]}{args.at_examples[1]}"
+    if df.empty and not missing:
+        raise ConfigError(f"{where}: no finished run (give sweeps, runs or folders of runs)")
     if df.empty:
-        raise ConfigError(f"{args.sweep}: no runs have reached this point yet")
+        raise ConfigError(f"{where}: no runs have reached this point yet")
     if args.heldout:  # score only the test expressions guaranteed absent from training
         df = df.assign(accuracy=df["accuracy_heldout"])
     elif args.pool:  # accuracy on training expressions: memorisation, not the transition
         if df["accuracy_pool"].isna().all():
-            raise ConfigError(f"{args.sweep}: its runs have no training pools (--train-size)")
+            raise ConfigError(f"{where}: its runs have no training pools (--train-size)")
         df = df.dropna(subset=["accuracy_pool"]).assign(accuracy=lambda d: d["accuracy_pool"])
     stem = "transitions" + point + ("_heldout" if args.heldout else "_pool" if args.pool else "")
     args.threshold = args.threshold or [0.9, 0.99]
     fits = transitions(df, thresholds=tuple(args.threshold), n_boot=args.bootstrap)
-    write_json(Path(args.sweep) / f"{stem}.json", json.loads(fits.to_json(orient="records")))
-    figure = plot_transitions(df, fits, Path(args.sweep) / f"{stem}.png")
+    write_json(out / f"{stem}.json", json.loads(fits.to_json(orient="records")))
+    figure = plot_transitions(df, fits, out / f"{stem}.png")
     if args.json:
         print(fits.to_json(orient="records", indent=2))
         return 0
@@ -112,8 +122,10 @@ def cmd_transition(args) -> int:
     def fmt(value, ci):
         return f"{value:,.0f}" + (f" [{ci[0]:,.0f}, {ci[1]:,.0f}]" if ci else "")
 
+    several = varying_groups(df)  # then each group is named
     for r in fits.to_dict(orient="records"):
-        print(f"{r['op']} in {r['mixture']} ({r['n_runs']} runs):")
+        on = "".join(f", {r[c]}" for c in several)
+        print(f"{r['op']} in {r['mixture']}{on} ({r['n_runs']} runs):")
         mid = r["midpoint_note"]
         if num(r["midpoint"]):
             low, high = r["rise"]
@@ -125,9 +137,15 @@ def cmd_transition(args) -> int:
             print(f"  smallest size with median accuracy >= {t}: {text}")
         for key in ["midpoint"] + [f"smallest_{t}" for t in args.threshold]:
             ratio, ci = num(r[f"ratio_{key}"]), r[f"ratio_{key}_ci"]
+            bound = num(r.get(f"ratio_{key}_bound"))
             if ratio is not None and r["mixture"] != r["op"]:
                 band = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else " (interval undefined)"
                 print(f"  N*(alone) / N*(here), {key}: {ratio:.2f}x{band}")
+            elif bound is not None:
+                print(
+                    f"  N*(alone) / N*(here), {key}: at least {bound:.2f}x ({r['op']} alone "
+                    "never reaches it)"
+                )
     if args.at_examples:
         seen = df[df.op == args.at_examples[0]]["examples_seen"]
         print(
@@ -136,13 +154,16 @@ def cmd_transition(args) -> int:
         )
     if args.complexity:
         key = f"smallest_{args.threshold[0]}" if args.complexity == "first" else args.complexity
-        _print_complexity(Path(args.sweep), fits, key, stem)
+        _print_complexity(sweeps, out, fits, key, stem)
     pooled = df.dropna(subset=["memorisation_gap"])
-    for (op, mixture), g in pooled.groupby(["op", "mixture"], sort=False):
+    for (op, mixture, *group), g in pooled.groupby(["op", "mixture", *several], sort=False):
         gaps = g.groupby("n_params")["memorisation_gap"].median()
         cells = ", ".join(f"{n:,.0f}: {v:+.2f}" for n, v in gaps.items())
-        print(f"memorisation gap (pool - held-out) of {op} in {mixture}, median by size: {cells}")
-    print(f"\nsaved {Path(args.sweep) / (stem + '.json')} and {figure}")
+        on = "".join(f", {v}" for v in group)
+        print(
+            f"memorisation gap (pool - held-out) of {op} in {mixture}{on}, median by size: {cells}"
+        )
+    print(f"\nsaved {out / (stem + '.json')} and {figure}")
     return 0
 
 
@@ -259,12 +280,12 @@ def _add_engine_options(s) -> None:
     add_device_option(s, threads=False)
 
 
-def _print_complexity(sweep: Path, fits, key: str, stem: str) -> None:
-    """N* against the complexity proxy over this sweep's tasks, and the power-law fit."""
+def _print_complexity(sweeps: list[Path], out: Path, fits, key: str, stem: str) -> None:
+    """N* against the complexity proxy over the sweeps' tasks, and the power-law fit."""
     from mechlistops.atomic import write_json
     from mechlistops.complexity import fit_power_law, transition_points
 
-    points = transition_points(sweep, fits, key)
+    points = transition_points(sweeps, fits, key)
     print(f"\nN* ({key}) against the complexity proxy (gzip bytes of a minimal solver):")
     for r in points.itertuples():
         n_star = "none" if r.n_star != r.n_star else f"{r.n_star:,.0f}"
@@ -279,7 +300,7 @@ def _print_complexity(sweep: Path, fits, key: str, stem: str) -> None:
             print(f"  ({law.n} points carry this fit: read the exponent as a rough indication)")
     except ConfigError as exc:
         print(f"  no fit: {exc}")
-    write_json(sweep / f"{stem}_complexity.json", record)
+    write_json(out / f"{stem}_complexity.json", record)
 
 
 def _step(text: str) -> int:
@@ -348,8 +369,16 @@ def add_parsers(sub) -> None:
     )
     _add_engine_options(s)
     s.set_defaults(func=cmd_sweep)
-    t = sub.add_parser("transition", help="learning transitions of a sweep")
-    t.add_argument("sweep", help="sweep directory")
+    t = sub.add_parser("transition", help="learning transitions of sweeps, runs or folders of runs")
+    t.add_argument(
+        "paths",
+        nargs="+",
+        help="sweep directories, runs, or folders of runs trained one by one (read at any "
+        "depth); runs on different training data or budgets are never pooled",
+    )
+    t.add_argument(
+        "--out", help="where the table and figure go (default: the one sweep or folder given)"
+    )
     t.add_argument(
         "--threshold",
         type=bounded(float, 0.001, 1.0),
