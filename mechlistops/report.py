@@ -5,11 +5,12 @@ single commands do) and lays the results out in columns, one per run: per-operat
 ablation, usage ratios, direct logit attribution, probes, geometry, and circuitsvis attention
 views on a few examples. A sweep directory, or a folder of runs trained one by one (at any
 depth, e.g. scan/alone/..., scan/joint/...), given in place of a run becomes a population
-section: `mechlistops analyse` over its finished runs (cached per run, so what `analyse`
-already computed is reused), its table of medians and 95% intervals over seeds, and its
-figure per metric, optionally with each mixture split by whether SUM was learned. Figures
-are embedded as data URIs and the circuitsvis bundle is inlined once, so the page loads
-nothing from anywhere: it can be mailed, archived, or opened offline.
+section: its learning transitions on held-out accuracy (N* and the ratios of `mechlistops
+transition --heldout`), then `mechlistops analyse` over its finished runs (cached per run, so
+what `analyse` already computed is reused), its table of medians and 95% intervals over
+seeds, and its figure per metric, optionally with each mixture split by whether SUM was
+learned. Figures are embedded as data URIs and the circuitsvis bundle is inlined once, so the
+page loads nothing from anywhere: it can be mailed, archived, or opened offline.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ from mechlistops.atomic import check_writable_dir, check_writable_file, write_te
 from mechlistops.checkpoint import holds_run, parse_run_spec, read_config, read_metrics
 from mechlistops.errors import ConfigError
 from mechlistops.evaluate import evaluate_sets
-from mechlistops.plots import plot_training
+from mechlistops.plots import plot_training, plot_transitions
+from mechlistops.transition import accuracies_at, transitions, varying_groups
 
 
 @dataclass
@@ -47,6 +49,7 @@ class PopulationSummary:
     table: pd.DataFrame  # population.aggregate's: mixture, n_params, metric, median, ci_...
     figures: dict[str, Path]  # metric -> figure
     notes: list[str] = field(default_factory=list)  # members skipped or failed
+    transitions: pd.DataFrame | None = None  # transition_table's, over held-out accuracy
 
 
 def summarise_population(
@@ -66,9 +69,52 @@ def summarise_population(
         df = split_at(df, split)
     table = aggregate(df)
     files = write_outputs(df, table, Path(spec))
-    return PopulationSummary(
-        spec, table, {k: v for k, v in files.items() if k not in ("json", "csv")}, notes
-    )
+    figures = {k: v for k, v in files.items() if k not in ("json", "csv")}
+    accuracy = accuracies_at(Path(spec))
+    accuracy = accuracy.assign(accuracy=accuracy.accuracy_heldout)
+    fits = transitions(accuracy, thresholds=TRANSITION_THRESHOLDS, n_boot=200)
+    figure = Path(spec) / "analysis" / "transitions_heldout.png"
+    figures = {"transitions": plot_transitions(accuracy, fits, figure), **figures}
+    return PopulationSummary(spec, table, figures, notes, transition_table(fits, accuracy))
+
+
+TRANSITION_THRESHOLDS = (0.5, 0.9)
+
+
+def transition_table(fits: pd.DataFrame, accuracy: pd.DataFrame) -> pd.DataFrame:
+    """`mechlistops transition`'s numbers as a table: per operator and mixture (and training
+    data and training, where the runs differ in them), N* at each threshold [95% interval]
+    and the operator alone's N* over it (or "at least" that, where the operator alone never
+    reaches it), and the sigmoid midpoint."""
+
+    def size(value, ci) -> str:
+        if value is None or pd.isna(value):
+            return "not reached"
+        return f"{value:,.0f}" + (f" [{ci[0]:,.0f}, {ci[1]:,.0f}]" if ci else "")
+
+    def ratio(r, key) -> str:
+        value, ci, bound = r[f"ratio_{key}"], r[f"ratio_{key}_ci"], r.get(f"ratio_{key}_bound")
+        if r["mixture"] == r["op"]:
+            return ""
+        if value is not None and not pd.isna(value):
+            return f"{value:.1f}x" + (f" [{ci[0]:.1f}, {ci[1]:.1f}]" if ci else "")
+        if bound is not None and not pd.isna(bound):
+            return f"at least {bound:.1f}x"
+        return "-"
+
+    keys = ["op", "mixture", *varying_groups(accuracy)]
+    rows = []
+    for r in fits.to_dict(orient="records"):
+        row = {k: r[k] for k in keys}
+        for t in TRANSITION_THRESHOLDS:
+            row[f"N* ({t})"] = size(r[f"smallest_{t}"], r[f"smallest_{t}_ci"])
+            row[f"alone / here ({t})"] = ratio(r, f"smallest_{t}")
+        mid = r["midpoint"]
+        row["sigmoid midpoint"] = (
+            size(mid, r["midpoint_ci"]) if mid is not None and pd.notna(mid) else r["midpoint_note"]
+        )
+        rows.append(row)
+    return pd.DataFrame(rows).set_index(keys)
 
 
 @dataclass
@@ -192,8 +238,18 @@ def _population(sweep: PopulationSummary) -> str:
     )
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in sweep.notes)
     figures = "".join(f"<div>{_img(path)}</div>" for path in sweep.figures.values())
+    transitions = ""
+    if sweep.transitions is not None:
+        transitions = (
+            "<p class='note'>Learning transitions (<code>mechlistops transition --heldout"
+            "</code>), on held-out accuracy: the smallest size whose median over seeds reaches "
+            "each threshold [95% interval over seeds], the operator alone's over it, and the "
+            "sigmoid midpoint; the first figure draws them.</p>"
+            + sweep.transitions.to_html(border=0)
+        )
     return (
-        f"<h2>Population: {html.escape(sweep.spec)}</h2><p class='note'>Every finished member "
+        f"<h2>Population: {html.escape(sweep.spec)}</h2>{transitions}"
+        "<p class='note'>Every finished member "
         "analysed (<code>mechlistops analyse</code>); per mixture and size, the median over "
         f"seeds ({seeds} per cell) and its 95% bootstrap interval. Figures: medians (lines, "
         "interval bands) and each seed (points) against parameters.</p>"

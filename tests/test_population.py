@@ -277,12 +277,15 @@ def test_report_of_a_sweep_shows_its_population(sweep_dir, tmp_path, capsys):
     metrics = {r["metric"] for r in json.loads((sweep_dir / "analysis.json").read_text())}
     assert "W_E ordering minus random init" in metrics
     assert all(m in page for m in metrics)  # the table's columns
-    assert page.count("data:image/png;base64,") == len(metrics)  # a figure per metric
+    # a figure per metric, and the transitions' first
+    assert page.count("data:image/png;base64,") == len(metrics) + 1
+    assert (sweep_dir / "analysis" / "transitions_heldout.png").is_file()
+    assert "alone / here (0.9)" in page and "fewer than 4 sizes" in page  # the N* table
     assert "CircuitsVis" not in page  # no runs given: no attention views
     from tests.test_report_render import CHROMIUM, rendered
 
     if CHROMIUM:  # as a browser shows it (tests/test_report_render.py)
         check = rendered(out)
-        assert check["errors"] == [] and len(check["images"]) == len(metrics)
+        assert check["errors"] == [] and len(check["images"]) == len(metrics) + 1
         assert all(w > 100 and h > 100 for w, h in check["images"])
         assert check["width"] <= check["viewport"] + 1  # the table fits the window
