@@ -527,7 +527,7 @@ def add_parsers(sub) -> None:
     p.set_defaults(func=cmd_probe)
 
     r = sub.add_parser(
-        "report", help="one offline HTML page comparing runs side by side, and sweeps"
+        "report", help="one offline HTML page: runs side by side, sweeps and folders as populations"
     )
     r.add_argument(
         "runs",
