@@ -313,7 +313,7 @@ def test_a_failing_member_does_not_stop_the_sweep(tmp_path, capsys):
     assert (out / "max_d8_s0" / "notes.txt").read_text() == "mine"  # left as it was
 
     assert main(["transition", str(out), "--bootstrap", "10"]) == 0
-    assert "1 members missing" in capsys.readouterr().out
+    assert "1 runs missing" in capsys.readouterr().out
 
     done = (out / "max_d16_s0" / "model.safetensors").stat().st_mtime_ns
     (out / "max_d8_s0" / "notes.txt").unlink()
