@@ -47,20 +47,31 @@ class Member:
 class SweepConfig:
     mixtures: tuple[tuple[str, ...], ...]
     d_models: tuple[int, ...]
-    seeds: int
+    seeds: tuple[int, ...]  # the data and init seeds; an int N means 0..N-1
     base: RunConfig  # everything else (steps, n_layers, n_heads, lr, curriculum, ...)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mixtures", tuple(parse_ops(m) for m in self.mixtures))
-        if not self.mixtures or not self.d_models or self.seeds < 1:
+        seeds = self.seeds
+        seeds = tuple(range(seeds)) if isinstance(seeds, int) else tuple(map(int, seeds))
+        object.__setattr__(self, "seeds", seeds)
+        object.__setattr__(self, "d_models", tuple(self.d_models))
+        if not self.mixtures or not self.d_models or not self.seeds:
             raise ConfigError("a sweep needs at least one mixture, one d_model and one seed")
+        for what, values in (("mixture", self.mixtures), ("d_model", self.d_models),
+                             ("seed", self.seeds)):  # fmt: skip
+            twice = sorted({v for v in values if values.count(v) > 1})
+            if twice:
+                raise ConfigError(f"a sweep names each {what} once: {twice[0]} given twice")
+        if min(self.seeds) < 0:
+            raise ConfigError(f"seeds must be >= 0, got {min(self.seeds)}")
         self.members()  # every member's config is valid: fail before training anything
 
     def members(self) -> list[Member]:
         out = []
         for mixture in self.mixtures:
             for d_model in self.d_models:
-                for seed in range(self.seeds):
+                for seed in self.seeds:
                     try:
                         cfg = RunConfig(
                             dataclasses.replace(self.base.data, ops=mixture, seed=seed),
@@ -73,22 +84,78 @@ class SweepConfig:
                     out.append(Member(name, cfg))
         return out
 
+    def covers(self, other: SweepConfig) -> bool:
+        """Whether this sweep holds every member of `other`: the same base, and each of its
+        mixtures, sizes and seeds among this one's (a grown sweep covers what it grew from)."""
+        return (
+            self.base == other.base
+            and set(other.mixtures) <= set(self.mixtures)
+            and set(other.d_models) <= set(self.d_models)
+            and set(other.seeds) <= set(self.seeds)
+        )
+
     def to_dict(self) -> dict:
+        contiguous = self.seeds == tuple(range(len(self.seeds)))
         return {
             "mixtures": [list(m) for m in self.mixtures],
             "d_models": list(self.d_models),
-            "seeds": self.seeds,
+            "seeds": len(self.seeds) if contiguous else list(self.seeds),  # N: 0..N-1
             "base": self.base.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, raw: dict) -> SweepConfig:
+        seeds = raw["seeds"]
         return cls(
             tuple(tuple(m) for m in raw["mixtures"]),
             tuple(raw["d_models"]),
-            raw["seeds"],
+            seeds if isinstance(seeds, int) else tuple(seeds),
             RunConfig.from_dict(raw["base"]),
         )
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """Seeds as the command line gives them: "N" is 0..N-1; otherwise a comma-separated list
+    of seeds and inclusive ranges, e.g. "5-17" or "0,3,8-9". ConfigError when malformed."""
+    text = text.strip()
+    if text.isdigit():
+        n = int(text)
+        if not 1 <= n <= MAX_SEEDS:
+            raise ConfigError(f"N seeds are 0..N-1: N must be 1..{MAX_SEEDS:,}, got {n:,}")
+        return tuple(range(n))
+    seeds: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        lo, dash, hi = part.partition("-")
+        if not lo.isdigit() or (dash and not hi.isdigit()):
+            raise ConfigError(
+                f"expected N (seeds 0..N-1) or seeds and ranges such as 5-17 or 0,3,8-9, "
+                f"got {text!r}"
+            )
+        first, last = int(lo), int(hi) if dash else int(lo)
+        if last < first:
+            raise ConfigError(f"the range {part} runs backwards")
+        if last > MAX_SEED:
+            raise ConfigError(f"{part}: seeds are 0..{MAX_SEED:,}")
+        if len(seeds) + last - first + 1 > MAX_SEEDS:
+            raise ConfigError(f"at most {MAX_SEEDS:,} seeds in one sweep")
+        seeds += range(first, last + 1)
+    return tuple(seeds)
+
+
+MAX_SEEDS = 1000  # seeds in one sweep
+MAX_SEED = 2**31 - 1  # numpy's and torch's seeds take it
+
+
+def _differences(saved: dict, given: dict, where: str = "") -> list[str]:
+    """'key: A there, B here' for every leaf where two sweep files differ."""
+    out = []
+    for key in sorted(set(saved) | set(given)):
+        a, b = saved.get(key), given.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{where}{key}.")
+        elif a != b:
+            out.append(f"{where}{key}: {json.dumps(a)} there, {json.dumps(b)} here")
+    return out
 
 
 ENGINES = ("auto", "ensemble", "processes")
@@ -251,14 +318,24 @@ def record_failures(out: Path, failed: dict[str, str]) -> None:
 
 
 def open_sweep_dir(sweep: SweepConfig, out: Path) -> Path:
-    """The sweep directory for `sweep`: made with its sweep.json, or checked to hold it."""
+    """The sweep directory for `sweep`: made with its sweep.json, or checked to hold it. A
+    sweep that covers the saved one (the same base; more mixtures, sizes or seeds) grows it:
+    sweep.json becomes the larger grid and the members already trained stay as they are.
+    Any other difference is a ConfigError that names it."""
     out = check_writable_dir(out, "sweep directory")
     saved = out / SWEEP_FILE
     if saved.is_file():
-        if load_sweep(out) != sweep:
-            raise ConfigError(f"{out} holds a different sweep; choose another --out")
-    else:
-        write_json(saved, sweep.to_dict())
+        before = load_sweep(out)
+        if before == sweep:
+            return out
+        if not sweep.covers(before):
+            diff = _differences(*({**x.to_dict(), "seeds": list(x.seeds)} for x in (before, sweep)))
+            shown = "; ".join(diff[:3]) + ("; ..." if len(diff) > 3 else "")
+            raise ConfigError(
+                f"{out} holds a different sweep ({shown}); choose another --out, or give a "
+                "grid that contains it to grow it"
+            )
+    write_json(saved, sweep.to_dict())
     return out
 
 

@@ -17,7 +17,14 @@ from mechlistops.data import make_test_sets
 from mechlistops.errors import ConfigError
 from mechlistops.evaluate import to_tensors
 from mechlistops.launch import SlurmOptions
-from mechlistops.sweep import SweepConfig, finished_runs, plan_tasks, run_sweep
+from mechlistops.sweep import (
+    SweepConfig,
+    finished_runs,
+    load_sweep,
+    parse_seeds,
+    plan_tasks,
+    run_sweep,
+)
 from mechlistops.train import train
 from tests.conftest import tiny_config
 
@@ -58,8 +65,65 @@ def test_sweep_members_are_runs_equal_to_training_alone(tmp_path):
     before = {p: p.stat().st_mtime_ns for p in out.glob("*/model.safetensors")}
     run_sweep(sweep, out, workers=1, progress=False)  # everything finished: nothing retrains
     assert before == {p: p.stat().st_mtime_ns for p in out.glob("*/model.safetensors")}
-    with pytest.raises(ConfigError, match="different sweep"):
-        run_sweep(_sweep(seeds=2), out, workers=1, progress=False)
+    with pytest.raises(ConfigError, match=r"different sweep \(d_models: \[8, 16\] there, \[8\]"):
+        run_sweep(_sweep(d_models=(8,)), out, workers=1, progress=False)  # a part of it: no
+
+
+def test_a_sweep_grows_by_seeds_and_sizes_and_keeps_what_it_trained(tmp_path, capsys):
+    args = ["sweep", "--mixture", "MAX", "--d-model", "8", "--steps", "5", "--test-size", "50"]
+    args += ["--eval-interval", "5", "--save-interval", "5", "--workers", "1", "--no-progress"]
+    out = tmp_path / "sw"
+    assert main([*args, "--seeds", "2-3", "--out", str(out)]) == 0
+    assert json.loads((out / "sweep.json").read_text())["seeds"] == [2, 3]
+    assert load_run(out / "max_d8_s3").config.train.seed == 3  # the seed is the run's seed
+    trained = {p: p.stat().st_mtime_ns for p in out.glob("*/model.safetensors")}
+    capsys.readouterr()
+    grown = [*args[:4], "8,16", *args[5:], "--seeds", "0-3", "--out", str(out)]
+    assert main(grown) == 0
+    assert "the sweep grew from 2 to 8 runs" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [
+        f"max_d{d}_s{s}" for d in (16, 8) for s in range(4)
+    ]
+    assert trained == {p: p.stat().st_mtime_ns for p in trained}  # not trained again
+    assert json.loads((out / "sweep.json").read_text())["seeds"] == 4  # 0..3: the old form
+    assert [m.name for m in finished_runs([out])][:2] == ["max_d8_s0", "max_d8_s1"]
+    # a grid that leaves part of it out, or another base, is refused with the difference
+    assert main([*args, "--seeds", "0-4", "--lr", "0.002", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "base.train.lr: 0.003 there, 0.002 here" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "text,seeds",
+    [("3", (0, 1, 2)), ("5-7", (5, 6, 7)), ("0,3,8-9", (0, 3, 8, 9)), (" 4 ", (0, 1, 2, 3))],
+)
+def test_seeds_parse(text, seeds):
+    assert parse_seeds(text) == seeds
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("0", "N must be 1..1,000"),
+        ("4-2", "runs backwards"),
+        ("1-", "expected N"),
+        ("-3", "expected N"),
+        ("a,b", "expected N"),
+        ("0-5000", "at most 1,000 seeds"),
+        ("3000000000-3000000001", "seeds are 0..2,147,483,647"),
+    ],
+)
+def test_seeds_that_cannot_work_are_refused(text, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_seeds(text)
+    with pytest.raises(ConfigError, match="given twice"):
+        _sweep(seeds=(1, 1))
+
+
+def test_sweep_files_from_before_seed_lists_still_read(tmp_path):
+    sweep = _sweep(seeds=2)
+    (tmp_path / "sweep.json").write_text(json.dumps({**sweep.to_dict(), "seeds": 2}))
+    assert load_sweep(tmp_path) == sweep and sweep.seeds == (0, 1)
 
 
 def test_interrupted_member_resumes(tmp_path):

@@ -27,8 +27,30 @@ def cmd_sweep(args) -> int:
     )
     if args.search == "bisect":
         return _bisect(sweep, args)
+    before = _members_saved(Path(args.out))
     outcome = run_sweep(sweep, Path(args.out), **_engine_options(args))
+    if before is not None and before < len(sweep.members()):
+        print(f"the sweep grew from {before} to {len(sweep.members())} runs")
     return report_outcome(outcome, len(sweep.members()))
+
+
+def _members_saved(out: Path) -> int | None:
+    """How many members the sweep saved in `out` has (None: no readable sweep there)."""
+    from mechlistops.sweep import load_sweep
+
+    try:
+        return len(load_sweep(out).members()) if (out / SWEEP_FILE).is_file() else None
+    except MechlistopsError:  # run_sweep says what is wrong with it
+        return None
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    from mechlistops.sweep import parse_seeds
+
+    try:
+        return parse_seeds(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def report_outcome(outcome, total: int) -> int:
@@ -342,9 +364,11 @@ def add_parsers(sub) -> None:
     )
     s.add_argument(
         "--seeds",
-        type=bounded(int, 1, 1000),
-        default=3,
-        help="seeds 0..N-1, each the data and init seed",
+        type=_seeds,
+        default=(0, 1, 2),
+        help="the data and init seeds: N for 0..N-1 (default: 3), or seeds and ranges such as "
+        "5-17 or 0,3,8-9 (more seeds for a sweep trained before: give its grid with them, "
+        "or a new --out)",
     )
     s.add_argument("--out", required=True, help="sweep directory")
     s.add_argument(
