@@ -219,10 +219,10 @@ th, td { padding: 3px 8px; text-align: right; border-bottom: 1px solid #eee; }
 """
 
 
-def _population(sweep: PopulationSummary) -> str:
+def _population(pop: PopulationSummary) -> str:
     """A population's section: medians [95% interval] per metric x mixture (rows) and size
     (columns), and a figure per metric."""
-    t = sweep.table
+    t = pop.table
     cells = t.assign(
         cell=[
             f"{m:.2f}" + ("" if np.isnan(lo) else f" [{lo:.2f}, {hi:.2f}]")
@@ -236,19 +236,18 @@ def _population(sweep: PopulationSummary) -> str:
     seeds = (
         f"{t.seeds.min()}" if t.seeds.min() == t.seeds.max() else f"{t.seeds.min()}-{t.seeds.max()}"
     )
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in sweep.notes)
-    figures = "".join(f"<div>{_img(path)}</div>" for path in sweep.figures.values())
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in pop.notes)
+    figures = "".join(f"<div>{_img(path)}</div>" for path in pop.figures.values())
     transitions = ""
-    if sweep.transitions is not None:
+    if pop.transitions is not None:
         transitions = (
             "<p class='note'>Learning transitions (<code>mechlistops transition --heldout"
             "</code>), on held-out accuracy: the smallest size whose median over seeds reaches "
             "each threshold [95% interval over seeds], the operator alone's over it, and the "
-            "sigmoid midpoint; the first figure draws them.</p>"
-            + sweep.transitions.to_html(border=0)
+            "sigmoid midpoint; the first figure draws them.</p>" + pop.transitions.to_html(border=0)
         )
     return (
-        f"<h2>Population: {html.escape(sweep.spec)}</h2>{transitions}"
+        f"<h2>Population: {html.escape(pop.spec)}</h2>{transitions}"
         "<p class='note'>Every finished member "
         "analysed (<code>mechlistops analyse</code>); per mixture and size, the median over "
         f"seeds ({seeds} per cell) and its 95% bootstrap interval. Figures: medians (lines, "
@@ -259,11 +258,11 @@ def _population(sweep: PopulationSummary) -> str:
     )
 
 
-def render(summaries: list[RunSummary], sweeps: list[PopulationSummary] = ()) -> str:
+def render(summaries: list[RunSummary], populations: list[PopulationSummary] = ()) -> str:
     """The HTML page for population and run summaries (populations first)."""
-    names = [s.spec for s in [*sweeps, *summaries]]
+    names = [s.spec for s in [*populations, *summaries]]
     parts = [f"<h1>mechlistops report: {html.escape(', '.join(names))}</h1>"]
-    parts += [_population(sweep) for sweep in sweeps]
+    parts += [_population(pop) for pop in populations]
     if not summaries:
         return _page(parts, "")
 
@@ -369,10 +368,10 @@ def build_report(
         check_writable_dir(Path(spec), "population folder")
         if not finished_runs([Path(spec)]):
             raise ConfigError(f"{spec}: no finished run (give runs, sweeps or folders of runs)")
-    sweeps = [summarise_population(s, device, workers, split) for s in populations]
+    pops = [summarise_population(s, device, workers, split) for s in populations]
     summaries = [
         summarise_run(s, limit=limit, device=device)
         for s in tqdm(runs, desc="runs", disable=not runs)
     ]
-    write_text(Path(out), render(summaries, sweeps))
+    write_text(Path(out), render(summaries, pops))
     return Path(out)
