@@ -40,7 +40,13 @@ from mechlistops.checkpoint import holds_run, parse_run_spec, read_config, read_
 from mechlistops.errors import ConfigError
 from mechlistops.evaluate import evaluate_sets
 from mechlistops.plots import plot_training, plot_transitions
-from mechlistops.transition import accuracies_at, transitions, varying_groups
+from mechlistops.transition import (
+    accuracies_at,
+    ratio_text,
+    size_text,
+    transitions,
+    varying_groups,
+)
 
 
 @dataclass
@@ -87,31 +93,19 @@ def transition_table(fits: pd.DataFrame, accuracy: pd.DataFrame) -> pd.DataFrame
     and the operator alone's N* over it (or "at least" that, where the operator alone never
     reaches it), and the sigmoid midpoint."""
 
-    def size(value, ci) -> str:
-        if value is None or pd.isna(value):
-            return "not reached"
-        return f"{value:,.0f}" + (f" [{ci[0]:,.0f}, {ci[1]:,.0f}]" if ci else "")
-
-    def ratio(r, key) -> str:
-        value, ci, bound = r[f"ratio_{key}"], r[f"ratio_{key}_ci"], r.get(f"ratio_{key}_bound")
-        if r["mixture"] == r["op"]:
-            return ""
-        if value is not None and not pd.isna(value):
-            return f"{value:.1f}x" + (f" [{ci[0]:.1f}, {ci[1]:.1f}]" if ci else "")
-        if bound is not None and not pd.isna(bound):
-            return f"at least {bound:.1f}x"
-        return "-"
-
     keys = ["op", "mixture", *varying_groups(accuracy)]
     rows = []
     for r in fits.to_dict(orient="records"):
         row = {k: r[k] for k in keys}
         for t in TRANSITION_THRESHOLDS:
-            row[f"N* ({t})"] = size(r[f"smallest_{t}"], r[f"smallest_{t}_ci"])
-            row[f"alone / here ({t})"] = ratio(r, f"smallest_{t}")
+            row[f"N* ({t})"] = size_text(r[f"smallest_{t}"], r[f"smallest_{t}_ci"])
+            alone = ratio_text(r, f"smallest_{t}", digits=1)
+            row[f"alone / here ({t})"] = alone or ("" if r["mixture"] == r["op"] else "-")
         mid = r["midpoint"]
         row["sigmoid midpoint"] = (
-            size(mid, r["midpoint_ci"]) if mid is not None and pd.notna(mid) else r["midpoint_note"]
+            size_text(mid, r["midpoint_ci"])
+            if mid is not None and pd.notna(mid)
+            else r["midpoint_note"]
         )
         rows.append(row)
     return pd.DataFrame(rows).set_index(keys)

@@ -276,3 +276,25 @@ def transitions(
 
 def _isnan(v) -> bool:
     return isinstance(v, float) and math.isnan(v)
+
+
+def size_text(value, ci) -> str:
+    """A size of a `transitions` row as text: '1,718 [1,150, 3,142]'; 'not reached'."""
+    if value is None or pd.isna(value):
+        return "not reached"
+    return f"{value:,.0f}" + (f" [{ci[0]:,.0f}, {ci[1]:,.0f}]" if ci else "")
+
+
+def ratio_text(row: dict, key: str, digits: int = 2) -> str | None:
+    """N*(op alone) / N*(here) of a `transitions` row (`key`: "midpoint" or "smallest_T") as
+    text: '5.66x [1.58, 9.33]', or 'at least 4.00x (SUM alone never reaches it)' where only
+    the bound exists; None for the op alone, or where there is neither."""
+    if row["mixture"] == row["op"]:
+        return None
+    value, ci, bound = row[f"ratio_{key}"], row[f"ratio_{key}_ci"], row.get(f"ratio_{key}_bound")
+    if value is not None and not pd.isna(value):
+        band = f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci else " (interval undefined)"
+        return f"{value:.{digits}f}x{band}"
+    if bound is not None and not pd.isna(bound):
+        return f"at least {bound:.{digits}f}x ({row['op']} alone never reaches it)"
+    return None

@@ -95,10 +95,18 @@ def _bisect(sweep, args) -> int:
 
 
 def cmd_transition(args) -> int:
+    import pandas as pd
+
     from mechlistops.atomic import check_writable_dir, write_json
     from mechlistops.checkpoint import holds_run
     from mechlistops.plots import plot_transitions
-    from mechlistops.transition import accuracies_at, transitions, varying_groups
+    from mechlistops.transition import (
+        accuracies_at,
+        ratio_text,
+        size_text,
+        transitions,
+        varying_groups,
+    )
 
     if args.at_step is not None and args.at_examples is not None:
         raise ConfigError("give --at-step or --at-examples, not both")
@@ -138,36 +146,22 @@ def cmd_transition(args) -> int:
         print(fits.to_json(orient="records", indent=2))
         return 0
 
-    def num(value):  # pandas turns a missing number into NaN
-        return None if value is None or value != value else value
-
-    def fmt(value, ci):
-        return f"{value:,.0f}" + (f" [{ci[0]:,.0f}, {ci[1]:,.0f}]" if ci else "")
-
     several = varying_groups(df)  # then each group is named
     for r in fits.to_dict(orient="records"):
         on = "".join(f", {r[c]}" for c in several)
         print(f"{r['op']} in {r['mixture']}{on} ({r['n_runs']} runs):")
         mid = r["midpoint_note"]
-        if num(r["midpoint"]):
+        if r["midpoint"] is not None and pd.notna(r["midpoint"]):
             low, high = r["rise"]
-            mid = f"{fmt(r['midpoint'], r['midpoint_ci'])} (accuracy {low:.2f} -> {high:.2f})"
+            mid = f"{size_text(r['midpoint'], r['midpoint_ci'])} (accuracy {low:.2f} -> {high:.2f})"
         print(f"  N* sigmoid midpoint: {mid}")
         for t in args.threshold:
-            value = num(r[f"smallest_{t}"])
-            text = fmt(value, r[f"smallest_{t}_ci"]) if value else "not reached"
+            text = size_text(r[f"smallest_{t}"], r[f"smallest_{t}_ci"])
             print(f"  smallest size with median accuracy >= {t}: {text}")
         for key in ["midpoint"] + [f"smallest_{t}" for t in args.threshold]:
-            ratio, ci = num(r[f"ratio_{key}"]), r[f"ratio_{key}_ci"]
-            bound = num(r.get(f"ratio_{key}_bound"))
-            if ratio is not None and r["mixture"] != r["op"]:
-                band = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else " (interval undefined)"
-                print(f"  N*(alone) / N*(here), {key}: {ratio:.2f}x{band}")
-            elif bound is not None:
-                print(
-                    f"  N*(alone) / N*(here), {key}: at least {bound:.2f}x ({r['op']} alone "
-                    "never reaches it)"
-                )
+            ratio = ratio_text(r, key)
+            if ratio:
+                print(f"  N*(alone) / N*(here), {key}: {ratio}")
     if args.at_examples:
         seen = df[df.op == args.at_examples[0]]["examples_seen"]
         print(
