@@ -23,7 +23,6 @@ import argparse
 from pathlib import Path
 
 import matplotlib
-import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -31,8 +30,8 @@ import pandas as pd
 import seaborn as sns
 
 from mechlistops.errors import MechlistopsError, first_line
-from mechlistops.plots import parameter_axis
-from mechlistops.transition import accuracies_at, transitions
+from mechlistops.plots import parameter_axis, plot_ratio_vs_data
+from mechlistops.transition import accuracies_at, ratio_table, transitions
 
 THRESHOLDS = (0.5, 0.9)
 
@@ -78,33 +77,9 @@ def ratios(df: pd.DataFrame) -> pd.DataFrame:
     first size whose median reaches each threshold over the mixture's, and its sigmoid
     midpoint's (where both arms have one), with a 95% interval from resampling seeds within
     each size, or the lower bound that leaves where SUM alone never reaches the threshold
-    (mechlistops.transition.transitions, which computes all three)."""
+    (mechlistops.transition: transitions computes them, ratio_table lists them)."""
     runs = df.rename(columns={"sum_heldout": "accuracy"}).assign(op="SUM")
-    with_alone = set(df[df.mixture == "SUM"][["data", "training"]].itertuples(index=False))
-    sizes = df.groupby("data").train_size.first()
-    rows = []
-    for _, r in transitions(runs, thresholds=THRESHOLDS).iterrows():
-        if r.mixture == "SUM" or (r.data, r.training) not in with_alone:
-            continue
-        for key in [f"smallest_{t}" for t in THRESHOLDS] + ["midpoint"]:
-            ratio, ci = r[f"ratio_{key}"], r[f"ratio_{key}_ci"]
-            bound = r.get(f"ratio_{key}_bound")
-            defined = ratio is not None and not pd.isna(ratio)
-            rows.append(
-                {
-                    "data": r.data,
-                    "train_size": sizes[r.data],
-                    "training": r.training,
-                    "mixture": r.mixture,
-                    "threshold": key.removeprefix("smallest_"),
-                    "ratio": ratio if defined else None,
-                    "ci_low": ci[0] if defined and ci else None,
-                    "ci_high": ci[1] if defined and ci else None,
-                    # SUM alone never reached it where the mixture did
-                    "bound": bound if bound is not None and not pd.isna(bound) else None,
-                }
-            )
-    return pd.DataFrame(rows)
+    return ratio_table(transitions(runs, thresholds=THRESHOLDS), runs)
 
 
 def ratio_lines(rows: pd.DataFrame) -> list[str]:
@@ -152,48 +127,6 @@ def plot(df: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_ratios(rows: pd.DataFrame, path: Path) -> None:
-    """Each threshold's ratio against the pool size, with its interval; a lower bound as a
-    triangle pointing up. Thresholds sit a little apart on x so their intervals stay legible."""
-    rows = rows[(rows.train_size > 0) & (rows.threshold != "midpoint")]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    groups = list(rows.groupby(["threshold", "mixture", "training"]))
-    colours = sns.color_palette(n_colors=len(groups))
-    for i, ((threshold, mixture, how), g) in enumerate(groups):
-        g = g.sort_values("train_size")
-        x = g.train_size * 1.015 ** (i - (len(groups) - 1) / 2)  # dodge, on the log axis
-        label = f"at {threshold}, {mixture}" + (f", {how}" if rows.training.nunique() > 1 else "")
-        known = g.ratio.notna()
-        err = [
-            g.ratio[known] - g.ci_low[known].fillna(g.ratio[known]),
-            g.ci_high[known].fillna(g.ratio[known]) - g.ratio[known],
-        ]
-        ax.errorbar(
-            x[known], g.ratio[known], yerr=err, fmt="o-", capsize=3, color=colours[i], label=label
-        )
-        bound = g.bound.notna()
-        ax.scatter(x[bound], g.bound[bound], marker="^", s=70, color=colours[i])
-    ax.axhspan(2, 7, color="grey", alpha=0.15, label="the paper's 2-7x")
-    ax.axhline(1, color="grey", lw=0.8)
-    ax.set(
-        xscale="log",
-        yscale="log",
-        xlabel="SUM training examples (pool size; ^ = lower bound: SUM alone never reaches it)",
-        ylabel="N*(SUM alone) / N*(mixture)",
-    )
-    sizes = sorted(set(rows.train_size))
-    ax.set_xticks(sizes, [f"{s:,}" for s in sizes])
-    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-    low, high = ax.get_ylim()
-    ax.set_yticks([t for t in (0.5, 1, 2, 4, 7, 10, 20, 50, 100) if low <= t <= high])
-    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}x"))
-    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 # %%
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description="SUM held-out accuracy against parameters")
@@ -213,5 +146,5 @@ if __name__ == "__main__":
     (args.out / "bounds.md").write_text("\n".join(summary(df, rows)) + "\n")
     plot(df, args.out / "bounds.png")
     if len(rows) and rows[rows.train_size > 0].train_size.nunique() >= 2:
-        plot_ratios(rows, args.out / "ratio_vs_data.png")
+        plot_ratio_vs_data(rows, args.out / "ratio_vs_data.png")
     print((args.out / "bounds.md").read_text())

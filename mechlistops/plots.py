@@ -185,3 +185,62 @@ def plot_transitions(df: pd.DataFrame, fits: pd.DataFrame, out: Path) -> Path:
     atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
     return out
+
+
+def plot_ratio_vs_data(rows: pd.DataFrame, out: Path) -> Path | None:
+    """Each threshold's ratio N*(op alone) / N*(op in the mixture) against the training pool
+    per operator (`transition.ratio_table`'s rows), with its 95% interval; a lower bound (the
+    op alone never reaches the threshold) as a triangle pointing up. Thresholds sit a little
+    apart on x so that their intervals stay legible. None (no figure) unless the rows hold
+    pools of two sizes or more."""
+    rows = rows[(rows.train_size > 0) & (rows.threshold != "midpoint")]
+    if rows.train_size.nunique() < 2:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker as ticker
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    keys = ["threshold", "op", "mixture", *(c for c in ("training",) if c in rows.columns)]
+    groups = list(rows.groupby(keys, sort=True))
+    colours = sns.color_palette(n_colors=len(groups))
+    training_varies = "training" in rows.columns and rows.training.nunique() > 1
+    for i, (key, g) in enumerate(groups):
+        threshold, op, mixture = key[:3]
+        g = g.sort_values("train_size")
+        x = g.train_size * 1.015 ** (i - (len(groups) - 1) / 2)  # dodge, on the log axis
+        label = f"at {threshold}, {op} in {mixture}" + (f", {key[3]}" if training_varies else "")
+        known = g.ratio.notna()
+        r = g.ratio[known].astype(float)
+        err = [
+            r - g.ci_low[known].astype(float).fillna(r),
+            g.ci_high[known].astype(float).fillna(r) - r,
+        ]
+        ax.errorbar(x[known], r, yerr=err, fmt="o-", capsize=3, color=colours[i], label=label)
+        bound = g.bound.notna()
+        ax.scatter(x[bound], g.bound[bound].astype(float), marker="^", s=70, color=colours[i])
+    ax.axhspan(2, 7, color="grey", alpha=0.15, label="the paper's 2-7x (SUM)")
+    ax.axhline(1, color="grey", lw=0.8)
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="training pool per operator (^ = lower bound: the operator alone never reaches it)",
+        ylabel="N*(alone) / N*(in the mixture)",
+    )
+    sizes = sorted(set(rows.train_size))
+    ax.set_xticks(sizes, [f"{s:,}" for s in sizes], rotation=30 if len(sizes) > 5 else 0)
+    ax.xaxis.set_minor_locator(ticker.NullLocator())
+    low, high = ax.get_ylim()
+    ax.set_yticks([t for t in (0.5, 1, 2, 4, 7, 10, 20, 50, 100) if low <= t <= high])
+    ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}x"))
+    ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.xaxis.label.set_fontsize(9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    plt.close(fig)
+    return out

@@ -278,6 +278,46 @@ def _isnan(v) -> bool:
     return isinstance(v, float) and math.isnan(v)
 
 
+def ratio_table(fits: pd.DataFrame, accuracy: pd.DataFrame) -> pd.DataFrame:
+    """The ratios of `transitions` (`fits`, from the runs in `accuracy`) one per row: op,
+    mixture, data, train_size (0: a fresh stream), training, threshold ("0.9", ...,
+    "midpoint"), ratio with ci_low and ci_high, or the lower bound where the op alone never
+    reaches the threshold. Only mixtures whose op alone was trained on the same data and in
+    the same way have rows."""
+    groups = [c for c in GROUPS if c in fits.columns]
+    known = "data" in groups and "train_size" in accuracy.columns
+    sizes = accuracy.groupby("data").train_size.first() if known else None
+    alone = {
+        tuple(r[c] for c in ["op", *groups])
+        for r in fits.to_dict(orient="records")
+        if r["mixture"] == r["op"]
+    }
+    keys = [k.removeprefix("ratio_") for k in fits.columns if k.startswith("ratio_")]
+    keys = sorted((k for k in keys if not k.endswith(("_ci", "_bound"))), key="midpoint".__eq__)
+    rows = []
+    for r in fits.to_dict(orient="records"):
+        if r["mixture"] == r["op"] or tuple(r[c] for c in ["op", *groups]) not in alone:
+            continue
+        for key in keys:
+            ratio, ci, bound = r[f"ratio_{key}"], r[f"ratio_{key}_ci"], r.get(f"ratio_{key}_bound")
+            known = ratio is not None and not pd.isna(ratio)
+            rows.append(
+                {
+                    "op": r["op"],
+                    "mixture": r["mixture"],
+                    **{c: r[c] for c in groups},
+                    "train_size": int(sizes[r["data"]]) if sizes is not None else 0,
+                    "threshold": key.removeprefix("smallest_"),
+                    "ratio": ratio if known else None,
+                    "ci_low": ci[0] if known and ci else None,
+                    "ci_high": ci[1] if known and ci else None,
+                    "bound": bound if bound is not None and not pd.isna(bound) else None,
+                }
+            )
+    columns = ["op", "mixture", *groups, "train_size", "threshold", "ratio", "ci_low", "ci_high"]
+    return pd.DataFrame(rows, columns=[*columns, "bound"])
+
+
 def size_text(value, ci) -> str:
     """A size of a `transitions` row as text: '1,718 [1,150, 3,142]'; 'not reached'."""
     if value is None or pd.isna(value):

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mechlistops.transition import fit_transition, smallest_passing, transitions
+from mechlistops.plots import plot_ratio_vs_data
+from mechlistops.transition import fit_transition, ratio_table, smallest_passing, transitions
 
 
 def _synthetic(op, mixture, x0, seeds=3, noise=0.02, seed=0, lo=0.1, hi=1.0):
@@ -82,6 +83,7 @@ def _two_pools() -> pd.DataFrame:
     rows = [
         {"op": "SUM", "mixture": mixture, "data": data, "training": "100 wsd", "n_params": n}
         | {"seed": seed, "accuracy": acc, "memorisation_gap": None}
+        | {"train_size": int(data.split()[0].replace(",", ""))}
         for (data, mixture), sizes in arms.items()
         for n, accs in sizes.items()
         for seed, acc in enumerate(accs)
@@ -104,6 +106,24 @@ def test_runs_on_different_data_are_never_pooled_and_a_bound_is_given():
     assert "ratio_midpoint_bound" not in out  # no bound from a missing sigmoid fit
 
 
+def test_ratio_table_lists_each_ratio_or_bound_with_its_pool(tmp_path):
+    runs = _two_pools()
+    table = ratio_table(transitions(runs, thresholds=(0.9,), n_boot=50), runs)
+    assert set(table.mixture) == {"SUM+MAX+MED"}  # SUM alone has no ratio to itself
+    at = table[table.threshold == "0.9"].set_index("train_size")
+    assert at.loc[20_000, "ratio"] == pytest.approx(2.0) and pd.isna(at.loc[20_000, "bound"])
+    assert pd.isna(at.loc[10_000, "ratio"]) and at.loc[10_000, "bound"] == pytest.approx(4.0)
+    assert list(table.threshold) == ["0.9", "midpoint"] * 2  # thresholds first
+    figure = plot_ratio_vs_data(table, tmp_path / "r.png")
+    assert figure.read_bytes()[:4] == b"\x89PNG"
+    one_pool = table[table.train_size == 20_000]  # nothing to draw against the data
+    assert plot_ratio_vs_data(one_pool, tmp_path / "none.png") is None
+    assert not (tmp_path / "none.png").exists()
+    no_alone = runs[~((runs.mixture == "SUM") & (runs.train_size == 10_000))]
+    table = ratio_table(transitions(no_alone, thresholds=(0.9,), n_boot=5), no_alone)
+    assert set(table.train_size) == {20_000}  # no SUM alone on 10,000: no ratio there
+
+
 def test_transition_cli_names_each_pool_and_prints_the_bound(monkeypatch, tmp_path, capsys):
     import mechlistops.transition as transition_mod
     from mechlistops.cli import main
@@ -119,6 +139,8 @@ def test_transition_cli_names_each_pool_and_prints_the_bound(monkeypatch, tmp_pa
     assert "SUM in SUM+MAX+MED, 20,000 sampled (3 runs):" in printed
     assert "smallest_0.9: 2.00x" in printed
     assert (tmp_path / "out" / "transitions.png").read_bytes()[:4] == b"\x89PNG"
+    by_data = tmp_path / "out" / "transitions_ratio_vs_data.png"  # two pool sizes
+    assert by_data.read_bytes()[:4] == b"\x89PNG" and str(by_data) in printed
 
 
 def test_figure_takes_more_mixtures_than_a_palette_has_colours(tmp_path):
@@ -163,5 +185,5 @@ def test_bounds_ratios_keep_pools_apart_and_bound_what_sum_alone_never_reaches(t
         "at least 4.0x (SUM alone never reaches it)"
     ) in text
     assert "- SUM, 20,000 sampled, 100 wsd: first size with median >= 0.9: 2,000" in text
-    bounds.plot_ratios(ratios, tmp_path / "ratio_vs_data.png")
+    plot_ratio_vs_data(ratios, tmp_path / "ratio_vs_data.png")
     assert (tmp_path / "ratio_vs_data.png").stat().st_size > 0

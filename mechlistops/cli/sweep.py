@@ -99,9 +99,10 @@ def cmd_transition(args) -> int:
 
     from mechlistops.atomic import check_writable_dir, write_json
     from mechlistops.checkpoint import holds_run
-    from mechlistops.plots import plot_transitions
+    from mechlistops.plots import plot_ratio_vs_data, plot_transitions
     from mechlistops.transition import (
         accuracies_at,
+        ratio_table,
         ratio_text,
         size_text,
         transitions,
@@ -142,6 +143,8 @@ def cmd_transition(args) -> int:
     fits = transitions(df, thresholds=tuple(args.threshold), n_boot=args.bootstrap)
     write_json(out / f"{stem}.json", json.loads(fits.to_json(orient="records")))
     figure = plot_transitions(df, fits, out / f"{stem}.png")
+    # pools of several sizes: how the ratio moves with the training data
+    by_data = plot_ratio_vs_data(ratio_table(fits, df), out / f"{stem}_ratio_vs_data.png")
     if args.json:
         print(fits.to_json(orient="records", indent=2))
         return 0
@@ -179,7 +182,8 @@ def cmd_transition(args) -> int:
         print(
             f"memorisation gap (pool - held-out) of {op} in {mixture}{on}, median by size: {cells}"
         )
-    print(f"\nsaved {out / (stem + '.json')} and {figure}")
+    figures = f"{figure} and {by_data}" if by_data else str(figure)
+    print(f"\nsaved {out / (stem + '.json')}, {figures}")
     return 0
 
 
