@@ -209,10 +209,11 @@ def plot_ratio_vs_data(rows: pd.DataFrame, out: Path) -> Path | None:
     groups = list(rows.groupby(keys, sort=True))
     colours = sns.color_palette(n_colors=len(groups))
     training_varies = "training" in rows.columns and rows.training.nunique() > 1
+    dodge = (rows.train_size.max() / rows.train_size.min()) ** 0.03  # 3% of the axis
     for i, (key, g) in enumerate(groups):
         threshold, op, mixture = key[:3]
         g = g.sort_values("train_size")
-        x = g.train_size * 1.015 ** (i - (len(groups) - 1) / 2)  # dodge, on the log axis
+        x = g.train_size * dodge ** (i - (len(groups) - 1) / 2)  # apart, on the log axis
         label = f"at {threshold}, {op} in {mixture}" + (f", {key[3]}" if training_varies else "")
         known = g.ratio.notna()
         r = g.ratio[known].astype(float)

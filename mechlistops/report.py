@@ -39,9 +39,10 @@ from mechlistops.atomic import check_writable_dir, check_writable_file, write_te
 from mechlistops.checkpoint import holds_run, parse_run_spec, read_config, read_metrics
 from mechlistops.errors import ConfigError
 from mechlistops.evaluate import evaluate_sets
-from mechlistops.plots import plot_training, plot_transitions
+from mechlistops.plots import plot_ratio_vs_data, plot_training, plot_transitions
 from mechlistops.transition import (
     accuracies_at,
+    ratio_table,
     ratio_text,
     size_text,
     transitions,
@@ -80,7 +81,11 @@ def summarise_population(
     accuracy = accuracy.assign(accuracy=accuracy.accuracy_heldout)
     fits = transitions(accuracy, thresholds=TRANSITION_THRESHOLDS, n_boot=200)
     figure = Path(spec) / "analysis" / "transitions_heldout.png"
-    figures = {"transitions": plot_transitions(accuracy, fits, figure), **figures}
+    by_data = plot_ratio_vs_data(  # None unless the runs hold pools of several sizes
+        ratio_table(fits, accuracy), figure.with_name("transitions_heldout_ratio_vs_data.png")
+    )
+    drawn = {"transitions": plot_transitions(accuracy, fits, figure), "by data": by_data}
+    figures = {**{k: v for k, v in drawn.items() if v}, **figures}
     return PopulationSummary(spec, table, figures, notes, transition_table(fits, accuracy))
 
 
@@ -238,7 +243,8 @@ def _population(pop: PopulationSummary) -> str:
             "<p class='note'>Learning transitions (<code>mechlistops transition --heldout"
             "</code>), on held-out accuracy: the smallest size whose median over seeds reaches "
             "each threshold [95% interval over seeds], the operator alone's over it, and the "
-            "sigmoid midpoint; the first figure draws them.</p>" + pop.transitions.to_html(border=0)
+            "sigmoid midpoint; the first figure draws them (over pools of several sizes, the "
+            "second draws the ratio against the pool size).</p>" + pop.transitions.to_html(border=0)
         )
     return (
         f"<h2>Population: {html.escape(pop.spec)}</h2>{transitions}"
