@@ -31,6 +31,7 @@ from mechlistops.atomic import check_writable_dir, write_json, write_text
 from mechlistops.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from mechlistops.errors import ConfigError
 from mechlistops.sweep import SweepConfig, run_sweep
+from mechlistops.transition import ratio_text, size_text
 
 SINGLE = (("MAX",), ("MIN",), ("MED",), ("SUM",), ("PROD",), ("NADD",), ("SSUM",))
 
@@ -201,24 +202,6 @@ def write_summary(
     return files
 
 
-def _num(v) -> float | None:
-    return None if v is None or v != v else float(v)
-
-
-def _n(v, ci=None) -> str:
-    v = _num(v)
-    if v is None:
-        return "-"
-    return f"{v:,.0f}" + (f" [{ci[0]:,.0f}, {ci[1]:,.0f}]" if ci else "")
-
-
-def _ratio(v, ci) -> str:
-    v = _num(v)
-    if v is None:
-        return "-"
-    return f"{v:.2f}x" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
-
-
 def summary_text(scale: Scale, df: pd.DataFrame, fits: pd.DataFrame, held: pd.DataFrame) -> str:
     """Markdown: per (operation, setting) N* two ways, ratios to the operation alone, and the
     median accuracy of the largest model; for the whole test set and its held-out part."""
@@ -234,7 +217,8 @@ def summary_text(scale: Scale, df: pd.DataFrame, fits: pd.DataFrame, held: pd.Da
         "levels off low is not learning the operation); >=0.9 = smallest size whose median "
         "accuracy over seeds "
         "reaches 0.9; [95% bootstrap interval over seeds]. Ratio = N*(alone) / N*(here) "
-        "from the >=0.9 column (> 1: learned with fewer parameters here). Held-out: test "
+        "from the >=0.9 column (> 1: learned with fewer parameters here; 'at least' where "
+        "the operation alone never reaches 0.9: its largest size over N* here). Held-out: test "
         f"expressions with >= {base_config(scale).data.holdout_min_leaves} leaves, never in "
         "training.",
         "",
@@ -250,18 +234,15 @@ def summary_text(scale: Scale, df: pd.DataFrame, fits: pd.DataFrame, held: pd.Da
             continue
         h = held_by.get((op, mixture), {})
         mid = r["midpoint_note"]
-        if _num(r["midpoint"]):
+        if r["midpoint"] is not None and pd.notna(r["midpoint"]):
             low, high = r["rise"]
-            mid = f"{_n(r['midpoint'], r['midpoint_ci'])}, {low:.2f} to {high:.2f}"
+            mid = f"{size_text(r['midpoint'], r['midpoint_ci'])}, {low:.2f} to {high:.2f}"
         a = acc.loc[(op, mixture)]
         cells = [claim, op, mixture, mid]
         for row in (r, h):
-            smallest = row.get("smallest_0.9")
-            cells.append(
-                _n(smallest, row.get("smallest_0.9_ci")) if _num(smallest) else "not reached"
-            )
-            ratio = _ratio(row.get("ratio_smallest_0.9"), row.get("ratio_smallest_0.9_ci"))
-            cells.append("" if mixture == op else ratio)
+            cells.append(size_text(row.get("smallest_0.9"), row.get("smallest_0.9_ci")))
+            ratio = ratio_text(row, "smallest_0.9") if row else None
+            cells.append(ratio or ("" if mixture == op else "-"))
         cells += [f"{a['accuracy']:.3f}", f"{a['accuracy_heldout']:.3f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
