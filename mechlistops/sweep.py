@@ -52,9 +52,7 @@ class SweepConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mixtures", tuple(parse_ops(m) for m in self.mixtures))
-        seeds = self.seeds
-        seeds = tuple(range(seeds)) if isinstance(seeds, int) else tuple(map(int, seeds))
-        object.__setattr__(self, "seeds", seeds)
+        object.__setattr__(self, "seeds", _seed_tuple(self.seeds))
         object.__setattr__(self, "d_models", tuple(self.d_models))
         if not self.mixtures or not self.d_models or not self.seeds:
             raise ConfigError("a sweep needs at least one mixture, one d_model and one seed")
@@ -63,8 +61,6 @@ class SweepConfig:
             twice = sorted({v for v in values if values.count(v) > 1})
             if twice:
                 raise ConfigError(f"a sweep names each {what} once: {twice[0]} given twice")
-        if min(self.seeds) < 0:
-            raise ConfigError(f"seeds must be >= 0, got {min(self.seeds)}")
         self.members()  # every member's config is valid: fail before training anything
 
     def members(self) -> list[Member]:
@@ -144,6 +140,26 @@ def parse_seeds(text: str) -> tuple[int, ...]:
 
 MAX_SEEDS = 1000  # seeds in one sweep
 MAX_SEED = 2**31 - 1  # numpy's and torch's seeds take it
+
+
+def _seed_tuple(seeds) -> tuple[int, ...]:
+    """A sweep's seeds from an int N (0..N-1) or a sequence of seeds; ConfigError for anything
+    else (a sweep file is read through here: no float, no bool, no billion seeds)."""
+
+    def whole(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if whole(seeds):
+        if not 1 <= seeds <= MAX_SEEDS:
+            raise ConfigError(f"a sweep runs 1..{MAX_SEEDS:,} seeds, got {seeds:,}")
+        return tuple(range(seeds))
+    if not isinstance(seeds, (list, tuple)) or not all(whole(v) for v in seeds):
+        raise ConfigError(f"seeds must be a number N or a list of whole numbers, got {seeds!r:.60}")
+    if len(seeds) > MAX_SEEDS:
+        raise ConfigError(f"at most {MAX_SEEDS:,} seeds in one sweep, got {len(seeds):,}")
+    if seeds and not 0 <= min(seeds) <= max(seeds) <= MAX_SEED:
+        raise ConfigError(f"seeds are 0..{MAX_SEED:,}, got {min(seeds)}..{max(seeds)}")
+    return tuple(seeds)
 
 
 def _differences(saved: dict, given: dict, where: str = "") -> list[str]:
@@ -384,8 +400,10 @@ def load_sweep(path: Path) -> SweepConfig:
         raise ConfigError(f"{path}: not a sweep directory (no {SWEEP_FILE})")
     try:
         return SweepConfig.from_dict(json.loads(saved.read_text()))
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{saved}: corrupted sweep file ({exc})") from None
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"{saved}: corrupted sweep file ({first_line(exc)})") from None
+    except ConfigError as exc:  # it parses, but what it holds cannot be a sweep
+        raise ConfigError(f"{saved}: {first_line(exc)}") from None
 
 
 def finished_runs(paths: list[Path]) -> list[Path]:

@@ -198,6 +198,13 @@ def _sweep_of_run(d: Path, run: Path, results: str) -> None:
     (member / "results.json").write_text(results)
 
 
+def _sweep_seeds(d: Path, run: Path, seeds) -> None:
+    """The tiny run's one-member sweep, its sweep.json's seeds replaced by `seeds`."""
+    _sweep_of_run(d, run, (run / "results.json").read_text())
+    doc = json.loads((d / "sw" / "sweep.json").read_text())
+    (d / "sw" / "sweep.json").write_text(json.dumps({**doc, "seeds": seeds}))
+
+
 def _files(d: Path) -> None:
     (d / "deep.tsv").write_text("[SUM " * 600 + "1 " + "] " * 600 + "\t1\n")
     (d / "long.tsv").write_text("[SUM " + "1" * 5000 + " 2 ]\t3\n")
@@ -262,6 +269,14 @@ CASES = {
     ),
     "reproduce onto a file": (["reproduce", "--quick", "--out", "a_file"], "is a file"),
     "train onto a file": (["train", "--out", "a_file"], "not a directory"),
+    "sweep seeds backwards": (
+        ["sweep", "--mixture", "SUM", "--d-model", "8", "--seeds", "4-2", "--out", "s"],
+        "runs backwards",
+    ),
+    "sweep seeds twice": (
+        ["sweep", "--mixture", "SUM", "--d-model", "8", "--seeds", "1,0-2", "--out", "s"],
+        "given twice",
+    ),
     "train into a run": (["train", "--out", R], "already holds a run"),
     "train into a folder": (["train", "--out", "."], "not empty"),
     "train unwritable": (["train", "--out", "/proc/newrun"], "cannot create"),
@@ -283,6 +298,21 @@ DAMAGE = {
         lambda d, r: _sweep_dir(d, '{"mixtures": 3}'),
         ["transition", "sw"],
         "corrupted sweep file",
+    ),
+    "sweep.json of a billion seeds": (
+        lambda d, r: _sweep_seeds(d, r, 10**9),
+        ["transition", "sw"],
+        "1..1,000 seeds",
+    ),
+    "sweep.json of seeds that are not numbers": (
+        lambda d, r: _sweep_seeds(d, r, [0, "1; rm -rf /"]),
+        ["transition", "sw"],
+        "seeds must be a number N or a list of whole numbers",
+    ),
+    "sweep into a sweep of another base": (
+        lambda d, r: _sweep_of_run(d, r, (r / "results.json").read_text()),
+        ["sweep", "--mixture", "SUM,MAX,MED", "--d-model", "16", "--lr", "0.5", "--out", "sw"],
+        "holds a different sweep",
     ),
     "corrupt results.json": (
         lambda d, r: _sweep_of_run(d, r, "{"),
