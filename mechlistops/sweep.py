@@ -35,6 +35,8 @@ from mechlistops.launch import SlurmOptions
 
 SWEEP_FILE = "sweep.json"
 FAILURES_FILE = "failures.json"
+MAX_SEEDS = 1000  # seeds in one sweep
+MAX_SEED = 2**31 - 1  # numpy's and torch's seeds take it
 
 
 @dataclass(frozen=True)
@@ -58,9 +60,10 @@ class SweepConfig:
             raise ConfigError("a sweep needs at least one mixture, one d_model and one seed")
         for what, values in (("mixture", self.mixtures), ("d_model", self.d_models),
                              ("seed", self.seeds)):  # fmt: skip
-            twice = sorted({v for v in values if values.count(v) > 1})
+            twice = [v for v in values if values.count(v) > 1]
             if twice:
-                raise ConfigError(f"a sweep names each {what} once: {twice[0]} given twice")
+                v = "+".join(twice[0]) if what == "mixture" else twice[0]
+                raise ConfigError(f"a sweep names each {what} once: {v} given twice")
         self.members()  # every member's config is valid: fail before training anything
 
     def members(self) -> list[Member]:
@@ -115,10 +118,7 @@ def parse_seeds(text: str) -> tuple[int, ...]:
     of seeds and inclusive ranges, e.g. "5-17" or "0,3,8-9". ConfigError when malformed."""
     text = text.strip()
     if text.isdigit():
-        n = int(text)
-        if not 1 <= n <= MAX_SEEDS:
-            raise ConfigError(f"N seeds are 0..N-1: N must be 1..{MAX_SEEDS:,}, got {n:,}")
-        return tuple(range(n))
+        return _seed_tuple(int(text))
     seeds: list[int] = []
     for part in (p.strip() for p in text.split(",")):
         lo, dash, hi = part.partition("-")
@@ -130,16 +130,10 @@ def parse_seeds(text: str) -> tuple[int, ...]:
         first, last = int(lo), int(hi) if dash else int(lo)
         if last < first:
             raise ConfigError(f"the range {part} runs backwards")
-        if last > MAX_SEED:
-            raise ConfigError(f"{part}: seeds are 0..{MAX_SEED:,}")
-        if len(seeds) + last - first + 1 > MAX_SEEDS:
+        if len(seeds) + last - first + 1 > MAX_SEEDS:  # before making a range that long
             raise ConfigError(f"at most {MAX_SEEDS:,} seeds in one sweep")
         seeds += range(first, last + 1)
-    return tuple(seeds)
-
-
-MAX_SEEDS = 1000  # seeds in one sweep
-MAX_SEED = 2**31 - 1  # numpy's and torch's seeds take it
+    return _seed_tuple(seeds)
 
 
 def _seed_tuple(seeds) -> tuple[int, ...]:

@@ -104,7 +104,7 @@ def test_seeds_parse(text, seeds):
 @pytest.mark.parametrize(
     "text,message",
     [
-        ("0", "N must be 1..1,000"),
+        ("0", "runs 1..1,000 seeds"),
         ("4-2", "runs backwards"),
         ("1-", "expected N"),
         ("-3", "expected N"),
@@ -116,8 +116,10 @@ def test_seeds_parse(text, seeds):
 def test_seeds_that_cannot_work_are_refused(text, message):
     with pytest.raises(ConfigError, match=message):
         parse_seeds(text)
-    with pytest.raises(ConfigError, match="given twice"):
+    with pytest.raises(ConfigError, match="seed once: 1 given twice"):
         _sweep(seeds=(1, 1))
+    with pytest.raises(ConfigError, match="mixture once: MAX given twice"):
+        _sweep(mixtures=(("MAX",), ("MAX",)))
 
 
 def test_sweep_files_from_before_seed_lists_still_read(tmp_path):
