@@ -138,6 +138,7 @@ def test_transition_cli_names_each_pool_and_prints_the_bound(monkeypatch, tmp_pa
     assert "smallest_0.9: at least 4.00x (SUM alone never reaches it)" in printed
     assert "SUM in SUM+MAX+MED, 20,000 sampled (3 runs):" in printed
     assert "smallest_0.9: 2.00x" in printed
+    assert "median accuracy by size (runs): 1,000: 0.100 (3), 4,000: 0.200 (3)" in printed
     assert (tmp_path / "out" / "transitions.png").read_bytes()[:4] == b"\x89PNG"
     by_data = tmp_path / "out" / "transitions_ratio_vs_data.png"  # two pool sizes
     assert by_data.read_bytes()[:4] == b"\x89PNG" and str(by_data) in printed

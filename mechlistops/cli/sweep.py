@@ -150,9 +150,16 @@ def cmd_transition(args) -> int:
         return 0
 
     several = varying_groups(df)  # then each group is named
+    keys = ["op", "mixture", *several]
+    by_size = df.groupby([*keys, "n_params"]).accuracy.agg(["median", "size"])
     for r in fits.to_dict(orient="records"):
         on = "".join(f", {r[c]}" for c in several)
         print(f"{r['op']} in {r['mixture']}{on} ({r['n_runs']} runs):")
+        sizes = by_size.loc[tuple(r[k] for k in keys)]  # how near each size is to a threshold
+        cells = ", ".join(
+            f"{n:,.0f}: {m['median']:.3f} ({m['size']:.0f})" for n, m in sizes.iterrows()
+        )
+        print(f"  median accuracy by size (runs): {cells}")
         mid = r["midpoint_note"]
         if r["midpoint"] is not None and pd.notna(r["midpoint"]):
             low, high = r["rise"]
