@@ -612,22 +612,23 @@ def study(suite: Suite, device, tiny: bool) -> None:
     the deadline; the table reads what the runs reached."""
     import signal
 
+    from mechlistops.reproduce import REGIMES, options
+
     # 1,718 to 816,150 parameters: SUM alone past the sizes the CPU reached (findings)
     sizes = (8, 12) if tiny else (8, 16, 32, 64, 128, 256)
-    stable, decay = (40, 20) if tiny else (18_000, 10_000)
-    reads = (stable, stable + decay)
+    recipe = REGIMES["sampled"].settings()  # stage 9's: pools, looped single head, decay
+    recipe.update(train_size=suite.study_pool[0], pool_draw=suite.study_pool[1])
+    recipe.update(tree="single", test_size=200 if tiny else 1000)
+    if tiny:
+        recipe.update(steps=60, decay_steps=20, eval_interval=20, save_interval=20)
+    decay = recipe["decay_steps"]
+    reads = (recipe["steps"] - decay, recipe["steps"])
     out = suite.scratch / "study"  # run directories: many files, kept out of --out
     workers = len(sizes) if device.type == "cuda" else 1  # one process per size on a GPU
     cmd = [
         sys.executable, "-m", "mechlistops", "sweep",
         "--out", str(out), "--mixture", "SUM", "--mixture", "SUM,MAX,MED",
-        "--d-model", ",".join(map(str, sizes)), "--seeds", "3",
-        "--tree", "single", "--train-size", str(suite.study_pool[0]),
-        "--pool-draw", suite.study_pool[1], "--min-args", "3",
-        "--test-size", "200" if tiny else "1000", "--looped", "--n-heads", "1",
-        "--steps", str(stable + decay), "--schedule", "wsd", "--decay-steps", str(decay),
-        "--min-lr-frac", "0", "--eval-interval", "20" if tiny else "500",
-        "--save-interval", "20" if tiny else "2000",
+        "--d-model", ",".join(map(str, sizes)), "--seeds", "3", *options(recipe),
         "--engine", "ensemble", "--device", str(device), "--workers", str(workers),
         "--data-workers", "0",  # pools: batches are indexed from them, in each ensemble
         "--compile", suite.study_compile, "--no-progress",
@@ -651,7 +652,7 @@ def study(suite: Suite, device, tiny: bool) -> None:
     (suite.out / "study.md").write_text("\n".join(lines) + "\n")
     suite.figures["study"] = {
         "sizes": list(sizes),
-        "steps": stable + decay,
+        "steps": reads[-1],
         "decay_steps": decay,
         "compile": suite.study_compile,
         "seconds": round(seconds, 1),

@@ -32,6 +32,35 @@ def test_study_layout():
     for s in sweeps(paper).values():
         assert s.base.data.min_args == 3 and s.base.data.train_size == 3000
         assert s.base.model.looped and s.base.model.n_heads == 1
+    # stage 9's recipe keeps its own steps and decay at any scale, the curriculum's too
+    sampled = dataclasses.replace(TINY, regime=reproduce.REGIMES["sampled"])
+    for name, s in sweeps(sampled).items():
+        data, train = s.base.data, s.base.train
+        assert (data.train_size, data.pool_draw, data.min_args) == (12_500, "sampled", 3)
+        assert s.base.model.looped and s.base.model.n_heads == 1
+        assert (train.steps, train.schedule, train.decay_steps) == (28_000, "wsd", 10_000)
+        assert train.min_lr_frac == 0.0 and train.eval_interval == 500
+        assert train.pretrain_steps == (28_000 if name == "curriculum" else 0)
+    assert "1 seeds, 28,000 steps per run (curriculum: 28,000 MAX+MED" in reproduce.describe(
+        sampled
+    )
+
+
+def test_a_regime_reads_as_command_line_options():
+    from mechlistops.cli import build_parser
+    from mechlistops.cli.train import run_config_from_args
+
+    assert reproduce.options({"train_size": 12_500, "looped": True, "cot": False}) == [
+        "--train-size", "12500", "--looped", "--no-cot",
+    ]  # fmt: skip
+    regime = reproduce.REGIMES["sampled"]
+    argv = ["sweep", "--mixture", "SUM", "--d-model", "8", "--out", "x", "--tree", "single"]
+    args = build_parser().parse_args([*argv, *reproduce.options(regime.settings())])
+    cfg = run_config_from_args(args)  # every setting of the regime arrives
+    for part, settings in (("data", regime.data), ("model", regime.model), ("train", regime.train)):
+        for name, value in settings:
+            assert getattr(getattr(cfg, part), name) == value, name
+    assert (cfg.data.train_size, cfg.train.decay_steps, cfg.model.looped) == (12_500, 10_000, True)
 
 
 def test_reproduce_cli_states_its_scale_and_summarises(tmp_path, monkeypatch, capsys):

@@ -459,11 +459,14 @@ def add_parsers(sub) -> None:
     r.add_argument("--quick", action="store_true", help="same as --scale quick (~30 min, 2 CPUs)")
     r.add_argument(
         "--regime",
-        choices=("paper", "stream"),
+        choices=("paper", "sampled", "stream"),
         default="paper",
         help="paper: finite pools of 3,000, exactly 3 operands, a looped single-head block (the "
-        "factor screen's most paper-like setting, docs/findings.md); stream: 2-3 operands, a "
-        "fresh sample stream, 2 blocks of 4 heads (our earlier studies' setting)",
+        "factor screen's most paper-like setting, docs/findings.md); sampled: stage 9's "
+        "recipe, where the paper's 2-7x showed (sampled pools of 12,500, exactly 3 operands, "
+        "the looped single-head block, 18,000 steps then 10,000 of decay to 0, whatever the "
+        "scale: hours on a CPU); stream: 2-3 operands, a fresh sample stream, 2 blocks of 4 "
+        "heads (our earlier studies' setting)",
     )
     r.add_argument("--out", default=None, help="directory (default: reproduction-SCALE-REGIME)")
     _add_engine_options(r)
