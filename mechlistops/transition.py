@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -186,6 +187,12 @@ def smallest_passing(df: pd.DataFrame, threshold: float) -> float | None:
     return float(passing.index.min()) if len(passing) else None
 
 
+def _rng(seed: int, *key) -> np.random.Generator:
+    """The resampling stream of one group and statistic: its interval depends on its own runs
+    and `seed`, not on which other groups or thresholds are fitted beside it."""
+    return np.random.default_rng([seed, zlib.crc32("\x1f".join(map(str, key)).encode())])
+
+
 def _bootstrap(df: pd.DataFrame, stat, n: int, rng: np.random.Generator) -> np.ndarray:
     """Statistic over resamples of seeds within each size; NaN where it is undefined."""
     groups = [g["accuracy"].to_numpy() for _, g in df.groupby("n_params")]
@@ -216,7 +223,6 @@ def transitions(
     where the runs have the op alone. Where the mixture reaches a threshold and the op alone
     does not, `ratio_smallest_T_bound` is the lower bound that leaves: the op alone's largest
     size over the mixture's N*."""
-    rng = np.random.default_rng(seed)
     keys = ["op", "mixture", *(c for c in GROUPS if c in df.columns)]
     rows, boots = [], {}
     for values, g in df.groupby(keys, sort=False):
@@ -236,11 +242,14 @@ def transitions(
         def mid(d):
             return fit_transition(d["n_params"], d["accuracy"]).midpoint
 
-        b = _bootstrap(g, mid, n_boot, rng) if fit.midpoint else np.full(n_boot, np.nan)
+        b = np.full(n_boot, np.nan)
+        if fit.midpoint:
+            b = _bootstrap(g, mid, n_boot, _rng(seed, *values, "midpoint"))
         row["midpoint_ci"] = _ci(b)
         boots[(*values, "midpoint")] = b
         for t in thresholds:
             row[f"smallest_{t}"] = smallest_passing(g, t)
+            rng = _rng(seed, *values, t)
             bt = _bootstrap(g, lambda d, t=t: smallest_passing(d, t), n_boot, rng)
             row[f"smallest_{t}_ci"] = _ci(bt)
             boots[(*values, f"smallest_{t}")] = bt

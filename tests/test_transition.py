@@ -106,6 +106,20 @@ def test_runs_on_different_data_are_never_pooled_and_a_bound_is_given():
     assert "ratio_midpoint_bound" not in out  # no bound from a missing sigmoid fit
 
 
+def test_an_interval_depends_on_its_own_runs_only():
+    """A group's resamples are its own: the same interval beside other pools and thresholds."""
+    first = _synthetic("SUM", "SUM", 4.0, seed=1).assign(data="10,000 sampled")
+    mine = pd.concat(
+        [_synthetic("SUM", "SUM", 4.5, seed=2), _synthetic("SUM", "SUM+MAX", 4.0, seed=3)]
+    ).assign(data="20,000 sampled")
+    columns = ["midpoint_ci", "smallest_0.9_ci", "ratio_midpoint_ci", "ratio_smallest_0.9_ci"]
+    beside = transitions(pd.concat([first, mine]), thresholds=(0.5, 0.9), n_boot=100)
+    own = transitions(mine, thresholds=(0.9,), n_boot=100)
+    beside = beside[beside.data == "20,000 sampled"].reset_index(drop=True)
+    assert beside[columns].to_dict("records") == own[columns].to_dict("records")
+    assert own.midpoint_ci.notna().all()  # continuous: any other draw would move it
+
+
 def test_ratio_table_lists_each_ratio_or_bound_with_its_pool(tmp_path):
     runs = _two_pools()
     table = ratio_table(transitions(runs, thresholds=(0.9,), n_boot=50), runs)
