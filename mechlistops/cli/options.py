@@ -60,11 +60,21 @@ def bounded(cast, low, high):
     return parse
 
 
-def _ops(text: str) -> tuple[str, ...]:
-    try:
-        return parse_ops(text)
-    except MechlistopsError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+def checked(parse):
+    """argparse type from a library parser: its MechlistopsError becomes argparse's error,
+    one line that names the option."""
+
+    def call(text: str):
+        try:
+            return parse(text)
+        except MechlistopsError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    call.__name__ = parse.__name__
+    return call
+
+
+_ops = checked(parse_ops)
 
 
 _CASTS = {

@@ -7,12 +7,12 @@ import dataclasses
 import json
 from pathlib import Path
 
-from mechlistops.cli.options import bounded, numbers
+from mechlistops.cli.options import bounded, checked, numbers
 from mechlistops.cli.train import add_device_option, add_run_options, run_config_from_args
 from mechlistops.config import COMPILE_MODES, parse_ops
 from mechlistops.errors import ConfigError, MechlistopsError
 from mechlistops.launch import SLURM_EXECUTORS, SlurmOptions
-from mechlistops.sweep import ENGINES, LAUNCHERS, SWEEP_FILE
+from mechlistops.sweep import ENGINES, LAUNCHERS, SWEEP_FILE, parse_seeds
 
 EXIT_SOME_FAILED = 1
 
@@ -42,15 +42,6 @@ def _members_saved(out: Path) -> int | None:
         return len(load_sweep(out).members()) if (out / SWEEP_FILE).is_file() else None
     except MechlistopsError:  # run_sweep says what is wrong with it
         return None
-
-
-def _seeds(text: str) -> tuple[int, ...]:
-    from mechlistops.sweep import parse_seeds
-
-    try:
-        return parse_seeds(text)
-    except ConfigError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def report_outcome(outcome, total: int) -> int:
@@ -369,7 +360,7 @@ def add_parsers(sub) -> None:
     )
     s.add_argument(
         "--seeds",
-        type=_seeds,
+        type=checked(parse_seeds),
         default=(0, 1, 2),
         help="the data and init seeds: N for 0..N-1 (default: 3), or seeds and ranges such as "
         "5-17 or 0,3,8-9 (more seeds for a sweep trained before: give its grid with them, "
