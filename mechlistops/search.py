@@ -125,7 +125,7 @@ def run_search(
             raise ConfigError(f"search operator {op} is not in the mixture {','.join(mixture)}")
     if workers < 0:
         raise ConfigError("--workers must be >= 0 (0: one per core)")
-    out = open_sweep_dir(sweep, out)
+    out, _ = open_sweep_dir(sweep, out)
     groups: dict[tuple[str, int], list[Member]] = {}
     for m in sweep.members():
         groups.setdefault(("+".join(m.config.data.ops), m.config.train.seed), []).append(m)

@@ -264,7 +264,7 @@ def run_sweep(
     if compile not in COMPILE_MODES:
         raise ConfigError(f"compile must be one of {COMPILE_MODES}, got {compile!r}")
     launch.check_available(launcher, slurm)
-    out = open_sweep_dir(sweep, out)
+    out, saved = open_sweep_dir(sweep, out)
     todo = [m for m in sweep.members() if not ckpt.is_finished(out / m.name)]
     planned = plan_tasks(todo, engine, max_models, device)
     tasks = [[(m.config.to_dict(), str(out / m.name)) for m in task] for task in planned]
@@ -308,7 +308,7 @@ def run_sweep(
         if reason.startswith("diverged"):
             diverged[m.name] = reason
     record_failures(out, failed)
-    return SweepOutcome(out, failed, diverged)
+    return SweepOutcome(out, failed, diverged, saved)
 
 
 @dataclass
@@ -316,6 +316,7 @@ class SweepOutcome:
     out: Path  # the sweep directory
     failed: dict[str, str]  # member -> one-line reason; unfinished, a rerun retries them
     diverged: dict[str, str]  # member -> reason: finished, but stopped when its loss diverged
+    saved_before: int | None = None  # members the directory's sweep had (None: a new sweep)
 
 
 def record_failures(out: Path, failed: dict[str, str]) -> None:
@@ -327,17 +328,18 @@ def record_failures(out: Path, failed: dict[str, str]) -> None:
         path.unlink(missing_ok=True)
 
 
-def open_sweep_dir(sweep: SweepConfig, out: Path) -> Path:
-    """The sweep directory for `sweep`: made with its sweep.json, or checked to hold it. A
-    sweep that covers the saved one (the same base; more mixtures, sizes or seeds) grows it:
-    sweep.json becomes the larger grid and the members already trained stay as they are.
-    Any other difference is a ConfigError that names it."""
+def open_sweep_dir(sweep: SweepConfig, out: Path) -> tuple[Path, int | None]:
+    """The sweep directory for `sweep`: made with its sweep.json, or checked to hold it; and
+    how many members the sweep saved there had (None: none was). A sweep that covers the
+    saved one (the same base; more mixtures, sizes or seeds) grows it: sweep.json becomes the
+    larger grid and the members already trained stay as they are. Any other difference is a
+    ConfigError that names it."""
     out = check_writable_dir(out, "sweep directory")
     saved = out / SWEEP_FILE
-    if saved.is_file():
-        before = load_sweep(out)
+    before = load_sweep(out) if saved.is_file() else None
+    if before is not None:
         if before == sweep:
-            return out
+            return out, len(sweep.members())
         if not sweep.covers(before):
             diff = _differences(*({**x.to_dict(), "seeds": list(x.seeds)} for x in (before, sweep)))
             shown = "; ".join(diff[:3]) + ("; ..." if len(diff) > 3 else "")
@@ -346,7 +348,7 @@ def open_sweep_dir(sweep: SweepConfig, out: Path) -> Path:
                 "grid that contains it to grow it"
             )
     write_json(saved, sweep.to_dict())
-    return out
+    return out, None if before is None else len(before.members())
 
 
 def failure_reason(exc: BaseException) -> str:

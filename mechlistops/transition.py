@@ -294,17 +294,14 @@ def ratio_table(fits: pd.DataFrame, accuracy: pd.DataFrame) -> pd.DataFrame:
     reaches the threshold. Only mixtures whose op alone was trained on the same data and in
     the same way have rows."""
     groups = [c for c in GROUPS if c in fits.columns]
-    known = "data" in groups and "train_size" in accuracy.columns
-    sizes = accuracy.groupby("data").train_size.first() if known else None
-    alone = {
-        tuple(r[c] for c in ["op", *groups])
-        for r in fits.to_dict(orient="records")
-        if r["mixture"] == r["op"]
-    }
+    pools = "data" in groups and "train_size" in accuracy.columns
+    sizes = accuracy.groupby("data").train_size.first() if pools else None
+    records = fits.to_dict(orient="records")
+    alone = {tuple(r[c] for c in ["op", *groups]) for r in records if r["mixture"] == r["op"]}
     keys = [k.removeprefix("ratio_") for k in fits.columns if k.startswith("ratio_")]
     keys = sorted((k for k in keys if not k.endswith(("_ci", "_bound"))), key="midpoint".__eq__)
     rows = []
-    for r in fits.to_dict(orient="records"):
+    for r in records:
         if r["mixture"] == r["op"] or tuple(r[c] for c in ["op", *groups]) not in alone:
             continue
         for key in keys:

@@ -27,21 +27,11 @@ def cmd_sweep(args) -> int:
     )
     if args.search == "bisect":
         return _bisect(sweep, args)
-    before = _members_saved(Path(args.out))
     outcome = run_sweep(sweep, Path(args.out), **_engine_options(args))
+    before = outcome.saved_before
     if before is not None and before < len(sweep.members()):
         print(f"the sweep grew from {before} to {len(sweep.members())} runs")
     return report_outcome(outcome, len(sweep.members()))
-
-
-def _members_saved(out: Path) -> int | None:
-    """How many members the sweep saved in `out` has (None: no readable sweep there)."""
-    from mechlistops.sweep import load_sweep
-
-    try:
-        return len(load_sweep(out).members()) if (out / SWEEP_FILE).is_file() else None
-    except MechlistopsError:  # run_sweep says what is wrong with it
-        return None
 
 
 def report_outcome(outcome, total: int) -> int:
