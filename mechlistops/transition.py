@@ -150,6 +150,13 @@ def sigmoid(x, lo, hi, k, x0):
     return lo + (hi - lo) / (1 + np.exp(-k * (x - x0)))
 
 
+def _sigmoid_jacobian(x, lo, hi, k, x0):
+    """d sigmoid / d (lo, hi, k, x0): exact, so a fit needs no finite differences."""
+    s = 1 / (1 + np.exp(-k * (x - x0)))
+    slope = (hi - lo) * s * (1 - s)
+    return np.stack([1 - s, s, slope * (x - x0), -slope * k], axis=1)
+
+
 @dataclass
 class Fit:
     midpoint: float | None  # N* in parameters, or None
@@ -169,7 +176,9 @@ def fit_transition(n_params: np.ndarray, acc: np.ndarray) -> Fit:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", OptimizeWarning)
-            params, _ = curve_fit(sigmoid, x, y, p0=p0, bounds=bounds, maxfev=5000)
+            params, _ = curve_fit(
+                sigmoid, x, y, p0=p0, bounds=bounds, maxfev=5000, jac=_sigmoid_jacobian
+            )
     except (RuntimeError, OptimizeWarning, ValueError):
         return Fit(None, "fit did not converge")
     lo, hi, k, x0 = params

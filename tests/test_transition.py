@@ -37,6 +37,19 @@ def test_fit_recovers_the_midpoint():
     assert np.log10(fit.midpoint) == pytest.approx(4.5, abs=0.05)
 
 
+def test_sigmoid_jacobian_matches_finite_differences():
+    from scipy.optimize import approx_fprime
+
+    from mechlistops.transition import _sigmoid_jacobian, sigmoid
+
+    x = np.linspace(3.0, 5.0, 7)
+    params = np.array([0.1, 0.95, 4.0, 3.7])
+    exact = _sigmoid_jacobian(x, *params)
+    for i, xi in enumerate(x):
+        numeric = approx_fprime(params, lambda p, xi=xi: sigmoid(xi, *p), 1e-7)
+        np.testing.assert_allclose(exact[i], numeric, atol=1e-5)
+
+
 def test_no_learning_and_extrapolation_are_refused():
     flat = _synthetic("SUM", "SUM", x0=9.0)  # never learned in range
     fit = fit_transition(flat.n_params, flat.accuracy)
