@@ -190,10 +190,11 @@ def plot_transitions(df: pd.DataFrame, fits: pd.DataFrame, out: Path) -> Path:
 def plot_ratio_vs_data(rows: pd.DataFrame, out: Path) -> Path | None:
     """Each threshold's ratio N*(op alone) / N*(op in the mixture) against the training pool
     per operator (`transition.ratio_table`'s rows), with its 95% interval; a lower bound (the
-    op alone never reaches the threshold) as a triangle pointing up. Thresholds sit a little
-    apart on x so that their intervals stay legible. None (no figure) unless the rows hold
-    pools of two sizes or more."""
-    rows = rows[(rows.train_size > 0) & (rows.threshold != "midpoint")]
+    op alone never reaches the threshold) as a triangle pointing up; the sigmoid midpoints'
+    ratio, where both arms have one, dashed. Thresholds sit a little apart on x so that their
+    intervals stay legible. None (no figure) unless the rows hold pools of two sizes or more."""
+    midpoint = rows.threshold == "midpoint"
+    rows = rows[(rows.train_size > 0) & ~(midpoint & rows.ratio.isna())]
     if rows.train_size.nunique() < 2:
         return None
     import matplotlib
@@ -214,14 +215,16 @@ def plot_ratio_vs_data(rows: pd.DataFrame, out: Path) -> Path | None:
         threshold, op, mixture = key[:3]
         g = g.sort_values("train_size")
         x = g.train_size * dodge ** (i - (len(groups) - 1) / 2)  # apart, on the log axis
-        label = f"at {threshold}, {op} in {mixture}" + (f", {key[3]}" if training_varies else "")
+        label = "sigmoid midpoint" if threshold == "midpoint" else f"at {threshold}"
+        label += f", {op} in {mixture}" + (f", {key[3]}" if training_varies else "")
+        fmt = "s--" if threshold == "midpoint" else "o-"
         known = g.ratio.notna()
         r = g.ratio[known].astype(float)
         err = [
             r - g.ci_low[known].astype(float).fillna(r),
             g.ci_high[known].astype(float).fillna(r) - r,
         ]
-        ax.errorbar(x[known], r, yerr=err, fmt="o-", capsize=3, color=colours[i], label=label)
+        ax.errorbar(x[known], r, yerr=err, fmt=fmt, capsize=3, color=colours[i], label=label)
         bound = g.bound.notna()
         ax.scatter(x[bound], g.bound[bound].astype(float), marker="^", s=70, color=colours[i])
     ax.axhspan(2, 7, color="grey", alpha=0.15, label="the paper's 2-7x (SUM)")
