@@ -9,8 +9,9 @@
 # stream):
 # runs on different pools are never pooled. Writes bounds.csv (one row per run), bounds.md
 # (median and per-seed accuracy per mixture, data, training and size, with the first size
-# whose median reaches each threshold and, per data and training, SUM alone's such size and
-# sigmoid midpoint over each mixture's, with a 95% interval from resampling seeds, or a lower
+# whose median reaches each threshold and, per data and training, SUM alone's such size, the
+# medians' interpolated crossing of each threshold and the sigmoid midpoint over each
+# mixture's, with a 95% interval from resampling seeds, or a lower
 # bound where SUM alone never reaches the threshold), ratios.csv (those ratios, one per row)
 # and bounds.png into OUT; given runs on two or more pool sizes, also ratio_vs_data.png: each
 # ratio against the pool size.
@@ -74,9 +75,10 @@ def summary(df: pd.DataFrame, ratio_rows: pd.DataFrame) -> list[str]:
 
 def ratios(df: pd.DataFrame) -> pd.DataFrame:
     """Per training data and way of training, and per mixture beside SUM alone: SUM alone's
-    first size whose median reaches each threshold over the mixture's, and its sigmoid
-    midpoint's (where both arms have one), with a 95% interval from resampling seeds within
-    each size, or the lower bound that leaves where SUM alone never reaches the threshold
+    first size whose median reaches each threshold over the mixture's, the same for the
+    medians' interpolated crossings, and its sigmoid midpoint's (where both arms have one),
+    with a 95% interval from resampling seeds within each size, or the lower bound that
+    leaves where SUM alone never reaches the threshold
     (mechlistops.transition: transitions computes them, ratio_table lists them)."""
     runs = df.rename(columns={"sum_heldout": "accuracy"}).assign(op="SUM")
     return ratio_table(transitions(runs, thresholds=THRESHOLDS), runs)
@@ -85,7 +87,11 @@ def ratios(df: pd.DataFrame) -> pd.DataFrame:
 def ratio_lines(rows: pd.DataFrame) -> list[str]:
     lines = []
     for _, r in rows.iterrows():
-        where = "the sigmoid midpoint" if r.threshold == "midpoint" else r.threshold
+        where = {
+            "smallest": f"{r.threshold}",
+            "crossing": f"{r.threshold} (the medians' interpolated crossing)",
+            "midpoint": "the sigmoid midpoint",
+        }[r.statistic]
         if pd.notna(r.ratio):
             ci = "undefined (too few resamples pass)"
             if pd.notna(r.ci_low):

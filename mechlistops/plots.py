@@ -188,13 +188,18 @@ def plot_transitions(df: pd.DataFrame, fits: pd.DataFrame, out: Path) -> Path:
 
 
 def plot_ratio_vs_data(rows: pd.DataFrame, out: Path) -> Path | None:
-    """Each threshold's ratio N*(op alone) / N*(op in the mixture) against the training pool
-    per operator (`transition.ratio_table`'s rows), with its 95% interval; a lower bound (the
-    op alone never reaches the threshold) as a triangle pointing up; the sigmoid midpoints'
-    ratio, where both arms have one, dashed. Thresholds sit a little apart on x so that their
-    intervals stay legible. None (no figure) unless the rows hold pools of two sizes or more."""
-    midpoint = rows.threshold == "midpoint"
+    """Each ratio N*(op alone) / N*(op in the mixture) of `transition.ratio_table`'s rows
+    against the training pool per operator, with its 95% interval; a lower bound (the op
+    alone never reaches the threshold) as a triangle pointing up. Two panels: N* as the
+    smallest size whose median passes each threshold (held to the sizes run, so its ratio
+    moves in the grid's steps), and N* as the median's interpolated crossing of each
+    threshold, with the sigmoid midpoints' ratio (dashed) where both arms have one. The
+    lines of one panel sit a little apart on x so that their intervals stay legible. None
+    (no figure) unless the rows hold pools of two sizes or more."""
+    midpoint = rows.statistic == "midpoint"
     rows = rows[(rows.train_size > 0) & ~(midpoint & rows.ratio.isna())]
+    keys = ["line", "op", "mixture", *(c for c in ("training",) if c in rows.columns)]
+    rows = rows.assign(line=rows.threshold.fillna("midpoint"))  # one colour in both panels
     if rows.train_size.nunique() < 2:
         return None
     import matplotlib
@@ -205,46 +210,54 @@ def plot_ratio_vs_data(rows: pd.DataFrame, out: Path) -> Path | None:
     import seaborn as sns
 
     sns.set_theme(style="whitegrid", context="notebook")
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
-    keys = ["threshold", "op", "mixture", *(c for c in ("training",) if c in rows.columns)]
-    groups = list(rows.groupby(keys, sort=True))
-    colours = sns.color_palette(n_colors=len(groups))
+    panels = {
+        "N* = smallest size whose median passes": rows[rows.statistic == "smallest"],
+        "N* = interpolated crossing; sigmoid midpoint": rows[rows.statistic != "smallest"],
+    }
+    panels = {title: p for title, p in panels.items() if len(p)}
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(6.5 * len(panels), 4.4), sharey=True, squeeze=False
+    )
+    lines = sorted(set(rows[keys].itertuples(index=False, name=None)))
+    colours = dict(zip(lines, sns.color_palette(n_colors=len(lines))))
     training_varies = "training" in rows.columns and rows.training.nunique() > 1
     dodge = (rows.train_size.max() / rows.train_size.min()) ** 0.03  # 3% of the axis
-    for i, (key, g) in enumerate(groups):
-        threshold, op, mixture = key[:3]
-        g = g.sort_values("train_size")
-        x = g.train_size * dodge ** (i - (len(groups) - 1) / 2)  # apart, on the log axis
-        label = "sigmoid midpoint" if threshold == "midpoint" else f"at {threshold}"
-        label += f", {op} in {mixture}" + (f", {key[3]}" if training_varies else "")
-        fmt = "s--" if threshold == "midpoint" else "o-"
-        known = g.ratio.notna()
-        r = g.ratio[known].astype(float)
-        err = [
-            r - g.ci_low[known].astype(float).fillna(r),
-            g.ci_high[known].astype(float).fillna(r) - r,
-        ]
-        ax.errorbar(x[known], r, yerr=err, fmt=fmt, capsize=3, color=colours[i], label=label)
-        bound = g.bound.notna()
-        ax.scatter(x[bound], g.bound[bound].astype(float), marker="^", s=70, color=colours[i])
-    ax.axhspan(2, 7, color="grey", alpha=0.15, label="the paper's 2-7x (SUM)")
-    ax.axhline(1, color="grey", lw=0.8)
-    ax.set(
-        xscale="log",
-        yscale="log",
-        xlabel="training pool per operator (^ = lower bound: the operator alone never reaches it)",
-        ylabel="N*(alone) / N*(in the mixture)",
-    )
-    sizes = sorted(set(rows.train_size))
-    ax.set_xticks(sizes, [f"{s:,}" for s in sizes], rotation=30 if len(sizes) > 5 else 0)
-    ax.xaxis.set_minor_locator(ticker.NullLocator())
+    for ax, (title, panel) in zip(axes[0], panels.items()):
+        groups = list(panel.groupby(["statistic", *keys], sort=True))
+        for i, ((statistic, *key), g) in enumerate(groups):
+            colour = colours[tuple(key)]
+            g = g.sort_values("train_size")
+            x = g.train_size * dodge ** (i - (len(groups) - 1) / 2)  # apart, on the log axis
+            label = "sigmoid midpoint" if statistic == "midpoint" else f"at {key[0]}"
+            label += f", {key[1]} in {key[2]}" + (f", {key[3]}" if training_varies else "")
+            fmt = "s--" if statistic == "midpoint" else "o-"
+            known = g.ratio.notna()
+            r = g.ratio[known].astype(float)
+            err = [
+                r - g.ci_low[known].astype(float).fillna(r),
+                g.ci_high[known].astype(float).fillna(r) - r,
+            ]
+            ax.errorbar(x[known], r, yerr=err, fmt=fmt, capsize=3, color=colour, label=label)
+            bound = g.bound.notna()
+            ax.scatter(x[bound], g.bound[bound].astype(float), marker="^", s=70, color=colour)
+        ax.axhspan(2, 7, color="grey", alpha=0.15, label="the paper's 2-7x (SUM)")
+        ax.axhline(1, color="grey", lw=0.8)
+        ax.set(xscale="log", yscale="log", title=title, xlabel="training pool per operator")
+        sizes = sorted(set(rows.train_size))
+        ax.set_xticks(sizes, [f"{s:,}" for s in sizes], rotation=30 if len(sizes) > 5 else 0)
+        ax.xaxis.set_minor_locator(ticker.NullLocator())
+        ax.title.set_fontsize(10)
+        ax.legend(fontsize=7)
+    ax = axes[0][0]
+    ax.set_ylabel("N*(alone) / N*(in the mixture)")
     low, high = ax.get_ylim()
     ax.set_yticks([t for t in (0.5, 1, 2, 4, 7, 10, 20, 50, 100) if low <= t <= high])
     ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}x"))
     ax.yaxis.set_minor_formatter(ticker.NullFormatter())
-    ax.xaxis.label.set_fontsize(9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
+    fig.text(
+        0.5, 0.005, "^ = lower bound: the operator alone never reaches it", ha="center", fontsize=8
+    )
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
     atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
     return out

@@ -196,6 +196,26 @@ def smallest_passing(df: pd.DataFrame, threshold: float) -> float | None:
     return float(passing.index.min()) if len(passing) else None
 
 
+def crossing(df: pd.DataFrame, threshold: float) -> float | None:
+    """Where the median over seeds first reaches the threshold, interpolated linearly in
+    log10(parameters) between the smallest passing size and the size below it: within
+    (that size, `smallest_passing`], and unlike it not held to the sizes run, so a median a
+    hundredth either side of the threshold moves it a little, not a whole size step. The
+    smallest size when that already passes (an upper bound, as for `smallest_passing`);
+    None when no size passes."""
+    med = df.groupby("n_params")["accuracy"].median().sort_index()
+    values = med.to_numpy()
+    passing = np.flatnonzero(values >= threshold)
+    if not len(passing):
+        return None
+    j = int(passing[0])
+    if j == 0:
+        return float(med.index[0])
+    x0, x1 = np.log10(float(med.index[j - 1])), np.log10(float(med.index[j]))
+    frac = (threshold - values[j - 1]) / (values[j] - values[j - 1])
+    return float(min(10 ** (x0 + frac * (x1 - x0)), med.index[j]))  # no rounding past it
+
+
 def _rng(seed: int, *key) -> np.random.Generator:
     """The resampling stream of one group and statistic: its interval depends on its own runs
     and `seed`, not on which other groups or thresholds are fitted beside it."""
@@ -227,11 +247,12 @@ def transitions(
     df: pd.DataFrame, thresholds=(0.9, 0.99), n_boot: int = 1000, seed: int = 0
 ) -> pd.DataFrame:
     """One row per (op, mixture), and per training data and training where `df` has those
-    columns (runs that differ in them are never pooled): N* by sigmoid midpoint and by each
-    threshold, with 95% CIs, and the ratio to the op alone on the same data and training,
-    where the runs have the op alone. Where the mixture reaches a threshold and the op alone
-    does not, `ratio_smallest_T_bound` is the lower bound that leaves: the op alone's largest
-    size over the mixture's N*."""
+    columns (runs that differ in them are never pooled): N* by sigmoid midpoint, and by each
+    threshold as the smallest size whose median passes (`smallest_T`) and as the median's
+    interpolated crossing (`crossing_T`), with 95% CIs, and the ratio to the op alone on the
+    same data and training, where the runs have the op alone. Where the mixture reaches a
+    threshold and the op alone does not, `ratio_smallest_T_bound` (and `ratio_crossing_T_bound`)
+    is the lower bound that leaves: the op alone's largest size over the mixture's N*."""
     keys = ["op", "mixture", *(c for c in GROUPS if c in df.columns)]
     rows, boots = [], {}
     for values, g in df.groupby(keys, sort=False):
@@ -262,10 +283,16 @@ def transitions(
             bt = _bootstrap(g, lambda d, t=t: smallest_passing(d, t), n_boot, rng)
             row[f"smallest_{t}_ci"] = _ci(bt)
             boots[(*values, f"smallest_{t}")] = bt
+        for t in thresholds:
+            row[f"crossing_{t}"] = crossing(g, t)
+            rng = _rng(seed, *values, "crossing", t)
+            bt = _bootstrap(g, lambda d, t=t: crossing(d, t), n_boot, rng)
+            row[f"crossing_{t}_ci"] = _ci(bt)
+            boots[(*values, f"crossing_{t}")] = bt
         rows.append(row)
     out = pd.DataFrame(rows)
     # Ratio N*(op alone) / N*(op in this mixture), with an interval from the two bootstraps.
-    for key in ["midpoint"] + [f"smallest_{t}" for t in thresholds]:
+    for key in ["midpoint", *statistic_keys(thresholds)]:
         ratios, cis, bounds = [], [], []
         for _, r in out.iterrows():
             mine_key = tuple(r[k] for k in keys)
@@ -292,16 +319,22 @@ def transitions(
     return out
 
 
+def statistic_keys(thresholds) -> list[str]:
+    """The threshold statistics of `transitions`, as its columns name them."""
+    return [f"{kind}_{t}" for kind in ("smallest", "crossing") for t in thresholds]
+
+
 def _isnan(v) -> bool:
     return isinstance(v, float) and math.isnan(v)
 
 
 def ratio_table(fits: pd.DataFrame, accuracy: pd.DataFrame) -> pd.DataFrame:
     """The ratios of `transitions` (`fits`, from the runs in `accuracy`) one per row: op,
-    mixture, data, train_size (0: a fresh stream), training, threshold ("0.9", ...,
-    "midpoint"), ratio with ci_low and ci_high, or the lower bound where the op alone never
-    reaches the threshold. Only mixtures whose op alone was trained on the same data and in
-    the same way have rows."""
+    mixture, data, train_size (0: a fresh stream), training, statistic ("smallest",
+    "crossing" or "midpoint"), threshold ("0.9", ...; None for the midpoint), ratio with
+    ci_low and ci_high, or the lower bound where the op alone never reaches the threshold.
+    Only mixtures whose op alone was trained on the same data and in the same way have rows;
+    the threshold statistics come first, the midpoint last."""
     groups = [c for c in GROUPS if c in fits.columns]
     pools = "data" in groups and "train_size" in accuracy.columns
     sizes = accuracy.groupby("data").train_size.first() if pools else None
@@ -322,15 +355,16 @@ def ratio_table(fits: pd.DataFrame, accuracy: pd.DataFrame) -> pd.DataFrame:
                     "mixture": r["mixture"],
                     **{c: r[c] for c in groups},
                     "train_size": int(sizes[r["data"]]) if sizes is not None else 0,
-                    "threshold": key.removeprefix("smallest_"),
+                    "statistic": key.partition("_")[0],
+                    "threshold": key.partition("_")[2] or None,
                     "ratio": ratio if known else None,
                     "ci_low": ci[0] if known and ci else None,
                     "ci_high": ci[1] if known and ci else None,
                     "bound": bound if bound is not None and not pd.isna(bound) else None,
                 }
             )
-    columns = ["op", "mixture", *groups, "train_size", "threshold", "ratio", "ci_low", "ci_high"]
-    return pd.DataFrame(rows, columns=[*columns, "bound"])
+    columns = ["op", "mixture", *groups, "train_size", "statistic", "threshold"]
+    return pd.DataFrame(rows, columns=[*columns, "ratio", "ci_low", "ci_high", "bound"])
 
 
 def size_text(value, ci) -> str:
@@ -341,9 +375,9 @@ def size_text(value, ci) -> str:
 
 
 def ratio_text(row: dict, key: str, digits: int = 2) -> str | None:
-    """N*(op alone) / N*(here) of a `transitions` row (`key`: "midpoint" or "smallest_T") as
-    text: '5.66x [1.58, 9.33]', or 'at least 4.00x (SUM alone never reaches it)' where only
-    the bound exists; None for the op alone, or where there is neither."""
+    """N*(op alone) / N*(here) of a `transitions` row (`key`: "midpoint", "smallest_T" or
+    "crossing_T") as text: '5.66x [1.58, 9.33]', or 'at least 4.00x (SUM alone never reaches
+    it)' where only the bound exists; None for the op alone, or where there is neither."""
     if row["mixture"] == row["op"]:
         return None
     value, ci, bound = row[f"ratio_{key}"], row[f"ratio_{key}_ci"], row.get(f"ratio_{key}_bound")

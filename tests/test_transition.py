@@ -50,6 +50,24 @@ def test_sigmoid_jacobian_matches_finite_differences():
         np.testing.assert_allclose(exact[i], numeric, atol=1e-5)
 
 
+def test_crossing_interpolates_the_medians_in_log_parameters():
+    from mechlistops.transition import crossing
+
+    runs = pd.DataFrame(
+        {
+            "n_params": [1000] * 3 + [4000] * 3 + [16000] * 3,
+            "accuracy": [0.1, 0.2, 0.3, 0.5, 0.7, 0.6, 0.95, 0.9, 1.0],
+        }
+    )  # medians 0.2, 0.6, 0.95
+    assert crossing(runs, 0.4) == pytest.approx(2000)  # halfway from 0.2 to 0.6: log midpoint
+    assert crossing(runs, 0.6) == pytest.approx(4000)  # a median on the line passes there
+    assert crossing(runs, 0.9) == pytest.approx(4000 * 4 ** (0.3 / 0.35))
+    assert crossing(runs, 0.1) == 1000  # the smallest size already passes: an upper bound
+    assert crossing(runs, 0.99) is None
+    for t in (0.1, 0.4, 0.6, 0.9):  # never past the smallest passing size
+        assert crossing(runs, t) <= smallest_passing(runs, t)
+
+
 def test_no_learning_and_extrapolation_are_refused():
     flat = _synthetic("SUM", "SUM", x0=9.0)  # never learned in range
     fit = fit_transition(flat.n_params, flat.accuracy)
@@ -137,10 +155,15 @@ def test_ratio_table_lists_each_ratio_or_bound_with_its_pool(tmp_path):
     runs = _two_pools()
     table = ratio_table(transitions(runs, thresholds=(0.9,), n_boot=50), runs)
     assert set(table.mixture) == {"SUM+MAX+MED"}  # SUM alone has no ratio to itself
-    at = table[table.threshold == "0.9"].set_index("train_size")
+    at = table[table.statistic == "smallest"].set_index("train_size")
     assert at.loc[20_000, "ratio"] == pytest.approx(2.0) and pd.isna(at.loc[20_000, "bound"])
     assert pd.isna(at.loc[10_000, "ratio"]) and at.loc[10_000, "bound"] == pytest.approx(4.0)
-    assert list(table.threshold) == ["0.9", "midpoint"] * 2  # thresholds first
+    crossed = table[table.statistic == "crossing"].set_index("train_size")
+    # SUM alone's median goes 0.1 -> 0.95 from 1,000 to 2,000: 0.9 at 1,000 * 2^(0.8 / 0.85)
+    assert crossed.loc[20_000, "ratio"] == pytest.approx(2 ** (0.8 / 0.85))
+    assert crossed.loc[10_000, "bound"] == pytest.approx(4.0)
+    assert list(table.statistic) == ["smallest", "crossing", "midpoint"] * 2  # midpoint last
+    assert list(table.threshold.fillna("none")) == ["0.9", "0.9", "none"] * 2
     figure = plot_ratio_vs_data(table, tmp_path / "r.png")
     assert figure.read_bytes()[:4] == b"\x89PNG"
     one_pool = table[table.train_size == 20_000]  # nothing to draw against the data
@@ -165,6 +188,9 @@ def test_transition_cli_names_each_pool_and_prints_the_bound(monkeypatch, tmp_pa
     assert "smallest_0.9: at least 4.00x (SUM alone never reaches it)" in printed
     assert "SUM in SUM+MAX+MED, 20,000 sampled (3 runs):" in printed
     assert "smallest_0.9: 2.00x" in printed
+    assert "median crosses 0.9 at (interpolated in log parameters): 1,920" in printed
+    assert "1,000 [1,000, 1,000] (passed at the smallest size run: at most this)" in printed
+    assert f"crossing_0.9: {2 ** (0.8 / 0.85):.2f}x" in printed
     assert "median accuracy by size (runs): 1,000: 0.100 (3), 4,000: 0.200 (3)" in printed
     assert (tmp_path / "out" / "transitions.png").read_bytes()[:4] == b"\x89PNG"
     by_data = tmp_path / "out" / "transitions_ratio_vs_data.png"  # two pool sizes
@@ -201,17 +227,22 @@ def test_bounds_ratios_keep_pools_apart_and_bound_what_sum_alone_never_reaches(t
     )
     df = df.assign(train_size=df.train_size.astype(int))
     ratios = bounds.ratios(df)  # 1,000 seed resamples per arm: computed once
-    rows = ratios.set_index(["data", "threshold"])
-    assert rows.loc[("20,000 sampled", "0.9"), "ratio"] == pytest.approx(2.0)
-    assert pd.isna(rows.loc[("20,000 sampled", "0.9"), "bound"])
-    assert pd.isna(rows.loc[("10,000 sampled", "0.9"), "ratio"])
-    assert rows.loc[("10,000 sampled", "0.9"), "bound"] == pytest.approx(4.0)
-    assert pd.isna(rows.loc[("10,000 sampled", "midpoint"), "bound"])  # no bound from no fit
+    rows = ratios.assign(threshold=ratios.threshold.fillna("-"))
+    rows = rows.set_index(["data", "statistic", "threshold"])
+    assert rows.loc[("20,000 sampled", "smallest", "0.9"), "ratio"] == pytest.approx(2.0)
+    assert pd.isna(rows.loc[("20,000 sampled", "smallest", "0.9"), "bound"])
+    assert pd.isna(rows.loc[("10,000 sampled", "smallest", "0.9"), "ratio"])
+    assert rows.loc[("10,000 sampled", "smallest", "0.9"), "bound"] == pytest.approx(4.0)
+    assert pd.isna(rows.loc[("10,000 sampled", "midpoint", "-"), "bound"])  # no fit, no bound
     text = bounds.summary(df, ratios)
     assert (
         "- SUM alone over SUM+MAX+MED, 10,000 sampled, 100 wsd, at 0.9: "
         "at least 4.0x (SUM alone never reaches it)"
     ) in text
+    assert (
+        "- SUM alone over SUM+MAX+MED, 20,000 sampled, 100 wsd, at 0.9 (the medians' "
+        f"interpolated crossing): {2 ** (0.8 / 0.85):.1f}x"
+    ) in "\n".join(text)
     assert "- SUM, 20,000 sampled, 100 wsd: first size with median >= 0.9: 2,000" in text
     plot_ratio_vs_data(ratios, tmp_path / "ratio_vs_data.png")
     assert (tmp_path / "ratio_vs_data.png").stat().st_size > 0

@@ -86,6 +86,7 @@ def cmd_transition(args) -> int:
         ratio_table,
         ratio_text,
         size_text,
+        statistic_keys,
         transitions,
         varying_groups,
     )
@@ -149,7 +150,12 @@ def cmd_transition(args) -> int:
         for t in args.threshold:
             text = size_text(r[f"smallest_{t}"], r[f"smallest_{t}_ci"])
             print(f"  smallest size with median accuracy >= {t}: {text}")
-        for key in ["midpoint"] + [f"smallest_{t}" for t in args.threshold]:
+        for t in args.threshold:
+            text = size_text(r[f"crossing_{t}"], r[f"crossing_{t}_ci"])
+            if r[f"crossing_{t}"] == sizes.index.min():  # nothing below it to interpolate to
+                text += " (passed at the smallest size run: at most this)"
+            print(f"  median crosses {t} at (interpolated in log parameters): {text}")
+        for key in ["midpoint", *statistic_keys(args.threshold)]:
             ratio = ratio_text(r, key)
             if ratio:
                 print(f"  N*(alone) / N*(here), {key}: {ratio}")
