@@ -277,18 +277,14 @@ def transitions(
             b = _bootstrap(g, mid, n_boot, _rng(seed, *values, "midpoint"))
         row["midpoint_ci"] = _ci(b)
         boots[(*values, "midpoint")] = b
-        for t in thresholds:
-            row[f"smallest_{t}"] = smallest_passing(g, t)
-            rng = _rng(seed, *values, t)
-            bt = _bootstrap(g, lambda d, t=t: smallest_passing(d, t), n_boot, rng)
-            row[f"smallest_{t}_ci"] = _ci(bt)
-            boots[(*values, f"smallest_{t}")] = bt
-        for t in thresholds:
-            row[f"crossing_{t}"] = crossing(g, t)
-            rng = _rng(seed, *values, "crossing", t)
-            bt = _bootstrap(g, lambda d, t=t: crossing(d, t), n_boot, rng)
-            row[f"crossing_{t}_ci"] = _ci(bt)
-            boots[(*values, f"crossing_{t}")] = bt
+        for kind, stat in (("smallest", smallest_passing), ("crossing", crossing)):
+            for t in thresholds:
+                row[f"{kind}_{t}"] = stat(g, t)
+                # smallest_T's stream is keyed by the threshold alone, as before crossings were
+                rng = _rng(seed, *values, *([kind] if kind != "smallest" else []), t)
+                bt = _bootstrap(g, lambda d, t=t, stat=stat: stat(d, t), n_boot, rng)
+                row[f"{kind}_{t}_ci"] = _ci(bt)
+                boots[(*values, f"{kind}_{t}")] = bt
         rows.append(row)
     out = pd.DataFrame(rows)
     # Ratio N*(op alone) / N*(op in this mixture), with an interval from the two bootstraps.
