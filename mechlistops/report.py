@@ -42,6 +42,7 @@ from mechlistops.evaluate import evaluate_sets
 from mechlistops.plots import plot_ratio_vs_data, plot_training, plot_transitions
 from mechlistops.transition import (
     accuracies_at,
+    crossing_text,
     ratio_table,
     ratio_text,
     size_text,
@@ -94,18 +95,25 @@ TRANSITION_THRESHOLDS = (0.5, 0.9)
 
 def transition_table(fits: pd.DataFrame, accuracy: pd.DataFrame) -> pd.DataFrame:
     """`mechlistops transition`'s numbers as a table: per operator and mixture (and training
-    data and training, where the runs differ in them), N* at each threshold [95% interval]
-    and the operator alone's N* over it (or "at least" that, where the operator alone never
+    data and training, where the runs differ in them), at each threshold N* as the smallest
+    size whose median passes and as the medians' interpolated crossing [95% intervals], each
+    with the operator alone's N* over it (or "at least" that, where the operator alone never
     reaches it), and the sigmoid midpoint."""
 
     keys = ["op", "mixture", *varying_groups(accuracy)]
+    smallest_run = accuracy.groupby(keys).n_params.min()
     rows = []
     for r in fits.to_dict(orient="records"):
         row = {k: r[k] for k in keys}
         for t in TRANSITION_THRESHOLDS:
             row[f"N* ({t})"] = size_text(r[f"smallest_{t}"], r[f"smallest_{t}_ci"])
-            alone = ratio_text(r, f"smallest_{t}", digits=1)
-            row[f"alone / here ({t})"] = alone or ("" if r["mixture"] == r["op"] else "-")
+            row[f"crosses ({t})"] = crossing_text(r, t, smallest_run[tuple(r[k] for k in keys)])
+            for name, key in (
+                (f"alone / here ({t})", f"smallest_{t}"),
+                (f"alone / here, crossing ({t})", f"crossing_{t}"),
+            ):
+                alone = ratio_text(r, key, digits=1)
+                row[name] = alone or ("" if r["mixture"] == r["op"] else "-")
         mid = r["midpoint"]
         row["sigmoid midpoint"] = (
             size_text(mid, r["midpoint_ci"])
@@ -215,7 +223,32 @@ th, td { padding: 3px 8px; text-align: right; border-bottom: 1px solid #eee; }
 .runs { display: grid; grid-template-columns: repeat(var(--n), minmax(0, 1fr)); gap: 16px; }
 .runs img { max-width: 100%; } .note { color: #555; font-size: 0.9em; max-width: 60em; }
 .caption { font-family: monospace; font-size: 0.8em; }
+.wide { overflow-x: auto; } .nowrap { white-space: nowrap; }
 """
+
+
+def _wide(table: str) -> str:
+    """A table that scrolls sideways in its own box where the window is narrower than it."""
+    return f"<div class='wide'>{table}</div>"
+
+
+def _two_lines(table: pd.DataFrame) -> str:
+    """A table of '3,142 [1,718, 4,950]'-like cells as HTML, each value above its interval or
+    note, so that many columns of them fit a window."""
+
+    def cell(text: str) -> str:
+        value, sep, rest = html.escape(text).partition(" [" if " [" in text else " (")
+        if not sep:
+            return value
+        if sep == " [":  # the interval on one line; a note after it may wrap
+            interval, _, note = rest.partition("]")
+            return f"{value}<br><span class='nowrap'>[{interval}]</span>{note}"
+        return f"{value}<br>({rest}"
+
+    escaped = table.map(cell)
+    escaped.index = escaped.index.map(lambda k: tuple(html.escape(str(v)) for v in k))
+    escaped.columns = [html.escape(c) for c in escaped.columns]
+    return escaped.to_html(border=0, escape=False)
 
 
 def _population(pop: PopulationSummary) -> str:
@@ -242,9 +275,11 @@ def _population(pop: PopulationSummary) -> str:
         transitions = (
             "<p class='note'>Learning transitions (<code>mechlistops transition --heldout"
             "</code>), on held-out accuracy: the smallest size whose median over seeds reaches "
-            "each threshold [95% interval over seeds], the operator alone's over it, and the "
+            "each threshold and where the medians cross it (interpolated in log parameters) "
+            "[95% intervals over seeds], the operator alone's over each, and the "
             "sigmoid midpoint; the first figure draws them (over pools of several sizes, the "
-            "second draws the ratio against the pool size).</p>" + pop.transitions.to_html(border=0)
+            "second draws the ratio against the pool size).</p>"
+            + _wide(_two_lines(pop.transitions))
         )
     return (
         f"<h2>Population: {html.escape(pop.spec)}</h2>{transitions}"
@@ -253,7 +288,7 @@ def _population(pop: PopulationSummary) -> str:
         f"seeds ({seeds} per cell) and its 95% bootstrap interval. Figures: medians (lines, "
         "interval bands) and each seed (points) against parameters.</p>"
         + (f"<ul class='note'>{notes}</ul>" if notes else "")
-        + table.to_html(na_rep="-", border=0)
+        + _wide(table.to_html(na_rep="-", border=0))
         + f"<div class='runs' style='--n: 2'>{figures}</div>"
     )
 

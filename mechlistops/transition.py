@@ -370,6 +370,17 @@ def size_text(value, ci) -> str:
     return f"{value:,.0f}" + (f" [{ci[0]:,.0f}, {ci[1]:,.0f}]" if ci else "")
 
 
+def crossing_text(row: dict, threshold, smallest_run: float) -> str:
+    """The crossing of `threshold` of a `transitions` row as text, '1,897 [1,614, 2,397]',
+    saying so where the group's smallest size run (`smallest_run`) already passes: nothing
+    below to interpolate to, so the crossing is only an upper bound."""
+    value = row[f"crossing_{threshold}"]
+    text = size_text(value, row[f"crossing_{threshold}_ci"])
+    if value is not None and not pd.isna(value) and value == smallest_run:
+        text += " (passed at the smallest size run: at most this)"
+    return text
+
+
 def ratio_text(row: dict, key: str, digits: int = 2) -> str | None:
     """N*(op alone) / N*(here) of a `transitions` row (`key`: "midpoint", "smallest_T" or
     "crossing_T") as text: '5.66x [1.58, 9.33]', or 'at least 4.00x (SUM alone never reaches

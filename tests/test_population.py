@@ -281,6 +281,7 @@ def test_report_of_a_sweep_shows_its_population(sweep_dir, tmp_path, capsys):
     assert page.count("data:image/png;base64,") == len(metrics) + 1
     assert (sweep_dir / "analysis" / "transitions_heldout.png").is_file()
     assert "alone / here (0.9)" in page and "fewer than 4 sizes" in page  # the N* table
+    assert "alone / here, crossing (0.9)" in page and "crosses (0.5)" in page
     assert "CircuitsVis" not in page  # no runs given: no attention views
     from tests.test_report_render import CHROMIUM, rendered
 

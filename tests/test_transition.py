@@ -197,6 +197,31 @@ def test_transition_cli_names_each_pool_and_prints_the_bound(monkeypatch, tmp_pa
     assert by_data.read_bytes()[:4] == b"\x89PNG" and str(by_data) in printed
 
 
+def test_report_table_reads_both_threshold_statistics_and_their_ratios():
+    from mechlistops.report import TRANSITION_THRESHOLDS, _two_lines, transition_table
+
+    runs = _two_pools()
+    fits = transitions(runs, thresholds=TRANSITION_THRESHOLDS, n_boot=20)
+    table = transition_table(fits, runs)
+    joint20 = table.loc[("SUM", "SUM+MAX+MED", "20,000 sampled")]
+    assert joint20["N* (0.9)"].startswith("1,000")
+    assert joint20["crosses (0.9)"].endswith("(passed at the smallest size run: at most this)")
+    assert joint20["alone / here (0.9)"].startswith("2.0x")
+    assert joint20["alone / here, crossing (0.9)"].startswith(f"{2 ** (0.8 / 0.85):.1f}x")
+    alone20 = table.loc[("SUM", "SUM", "20,000 sampled")]
+    assert (
+        alone20["crosses (0.9)"].startswith("1,920") and "at most" not in alone20["crosses (0.9)"]
+    )
+    assert alone20["alone / here, crossing (0.9)"] == ""  # the op alone has no ratio
+    joint10 = table.loc[("SUM", "SUM+MAX+MED", "10,000 sampled")]
+    assert joint10["alone / here, crossing (0.9)"] == "at least 4.0x (SUM alone never reaches it)"
+    assert table.loc[("SUM", "SUM", "10,000 sampled"), "crosses (0.9)"] == "not reached"
+    page = _two_lines(table)  # as the report shows it: each value above its interval or note
+    assert "2.0x<br><span class='nowrap'>[" in page
+    assert "1,000<br><span class='nowrap'>[1,000, 1,000]</span> (passed at the" in page
+    assert "at least 4.0x<br>(SUM alone never reaches it)" in page
+
+
 def test_figure_takes_more_mixtures_than_a_palette_has_colours(tmp_path):
     from mechlistops.plots import plot_transitions
 

@@ -83,6 +83,7 @@ def cmd_transition(args) -> int:
     from mechlistops.plots import plot_ratio_vs_data, plot_transitions
     from mechlistops.transition import (
         accuracies_at,
+        crossing_text,
         ratio_table,
         ratio_text,
         size_text,
@@ -151,9 +152,7 @@ def cmd_transition(args) -> int:
             text = size_text(r[f"smallest_{t}"], r[f"smallest_{t}_ci"])
             print(f"  smallest size with median accuracy >= {t}: {text}")
         for t in args.threshold:
-            text = size_text(r[f"crossing_{t}"], r[f"crossing_{t}_ci"])
-            if r[f"crossing_{t}"] == sizes.index.min():  # nothing below it to interpolate to
-                text += " (passed at the smallest size run: at most this)"
+            text = crossing_text(r, t, sizes.index.min())
             print(f"  median crosses {t} at (interpolated in log parameters): {text}")
         for key in ["midpoint", *statistic_keys(args.threshold)]:
             ratio = ratio_text(r, key)
