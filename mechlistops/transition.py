@@ -376,7 +376,7 @@ def crossing_text(row: dict, threshold, smallest_run: float) -> str:
     below to interpolate to, so the crossing is only an upper bound."""
     value = row[f"crossing_{threshold}"]
     text = size_text(value, row[f"crossing_{threshold}_ci"])
-    if value is not None and not pd.isna(value) and value == smallest_run:
+    if value == smallest_run:  # None and NaN (not reached) equal nothing
         text += " (passed at the smallest size run: at most this)"
     return text
 
