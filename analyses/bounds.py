@@ -76,9 +76,10 @@ def summary(df: pd.DataFrame, ratio_rows: pd.DataFrame) -> list[str]:
 def ratios(df: pd.DataFrame) -> pd.DataFrame:
     """Per training data and way of training, and per mixture beside SUM alone: SUM alone's
     first size whose median reaches each threshold over the mixture's, the same for the
-    medians' interpolated crossings, and its sigmoid midpoint's (where both arms have one),
-    with a 95% interval from resampling seeds within each size, or the lower bound that
-    leaves where SUM alone never reaches the threshold
+    medians' interpolated crossings and for the sizes where half the runs pass, and its
+    sigmoid midpoint's (where both arms have one), with a 95% interval from resampling seeds
+    within each size, or the lower bound that leaves where SUM alone never reaches the
+    threshold
     (mechlistops.transition: transitions computes them, ratio_table lists them)."""
     runs = df.rename(columns={"sum_heldout": "accuracy"}).assign(op="SUM")
     return ratio_table(transitions(runs, thresholds=THRESHOLDS), runs)
@@ -90,6 +91,7 @@ def ratio_lines(rows: pd.DataFrame) -> list[str]:
         where = {
             "smallest": f"{r.threshold}",
             "crossing": f"{r.threshold} (the medians' interpolated crossing)",
+            "passrate": f"{r.threshold} (where half the runs pass, a logistic fit)",
             "midpoint": "the sigmoid midpoint",
         }[r.statistic]
         if pd.notna(r.ratio):

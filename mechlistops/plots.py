@@ -190,10 +190,11 @@ def plot_transitions(df: pd.DataFrame, fits: pd.DataFrame, out: Path) -> Path:
 def plot_ratio_vs_data(rows: pd.DataFrame, out: Path) -> Path | None:
     """Each ratio N*(op alone) / N*(op in the mixture) of `transition.ratio_table`'s rows
     against the training pool per operator, with its 95% interval; a lower bound (the op
-    alone never reaches the threshold) as a triangle pointing up. Two panels: N* as the
+    alone never reaches the threshold) as a triangle pointing up. Three panels: N* as the
     smallest size whose median passes each threshold (held to the sizes run, so its ratio
-    moves in the grid's steps), and N* as the median's interpolated crossing of each
-    threshold, with the sigmoid midpoints' ratio (dashed) where both arms have one. The
+    moves in the grid's steps); N* as the median's interpolated crossing of each threshold,
+    with the sigmoid midpoints' ratio (dashed) where both arms have one; N* as the size where
+    half the runs pass each threshold (a logistic fit over every run). The
     lines of one panel sit a little apart on x so that their intervals stay legible. None
     (no figure) unless the rows hold pools of two sizes or more."""
     midpoint = rows.statistic == "midpoint"
@@ -212,11 +213,14 @@ def plot_ratio_vs_data(rows: pd.DataFrame, out: Path) -> Path | None:
     sns.set_theme(style="whitegrid", context="notebook")
     panels = {
         "N* = smallest size whose median passes": rows[rows.statistic == "smallest"],
-        "N* = interpolated crossing; sigmoid midpoint": rows[rows.statistic != "smallest"],
+        "N* = interpolated crossing; sigmoid midpoint": rows[
+            rows.statistic.isin(["crossing", "midpoint"])
+        ],
+        "N* = where half the runs pass (logistic fit)": rows[rows.statistic == "passrate"],
     }
     panels = {title: p for title, p in panels.items() if len(p)}
     fig, axes = plt.subplots(
-        1, len(panels), figsize=(6.5 * len(panels), 4.4), sharey=True, squeeze=False
+        1, len(panels), figsize=(5.5 * len(panels), 4.4), sharey=True, squeeze=False
     )
     lines = sorted(set(rows[keys].itertuples(index=False, name=None)))
     colours = dict(zip(lines, sns.color_palette(n_colors=len(lines))))

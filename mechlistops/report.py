@@ -96,7 +96,8 @@ TRANSITION_THRESHOLDS = (0.5, 0.9)
 def transition_table(fits: pd.DataFrame, accuracy: pd.DataFrame) -> pd.DataFrame:
     """`mechlistops transition`'s numbers as a table: per operator and mixture (and training
     data and training, where the runs differ in them), at each threshold N* as the smallest
-    size whose median passes and as the medians' interpolated crossing [95% intervals], each
+    size whose median passes, as the medians' interpolated crossing and as the size where half
+    the runs pass (a logistic fit over every run) [95% intervals], each
     with the operator alone's N* over it (or "at least" that, where the operator alone never
     reaches it), and the sigmoid midpoint."""
 
@@ -107,10 +108,13 @@ def transition_table(fits: pd.DataFrame, accuracy: pd.DataFrame) -> pd.DataFrame
         row = {k: r[k] for k in keys}
         for t in TRANSITION_THRESHOLDS:
             row[f"N* ({t})"] = size_text(r[f"smallest_{t}"], r[f"smallest_{t}_ci"])
-            row[f"crosses ({t})"] = crossing_text(r, t, smallest_run[tuple(r[k] for k in keys)])
+            smallest = smallest_run[tuple(r[k] for k in keys)]
+            row[f"crosses ({t})"] = crossing_text(r, t, smallest)
+            row[f"half pass ({t})"] = crossing_text(r, t, smallest, kind="passrate")
             for name, key in (
                 (f"alone / here ({t})", f"smallest_{t}"),
                 (f"alone / here, crossing ({t})", f"crossing_{t}"),
+                (f"alone / here, half pass ({t})", f"passrate_{t}"),
             ):
                 alone = ratio_text(r, key, digits=1)
                 row[name] = alone or ("" if r["mixture"] == r["op"] else "-")
@@ -275,8 +279,9 @@ def _population(pop: PopulationSummary) -> str:
         transitions = (
             "<p class='note'>Learning transitions (<code>mechlistops transition --heldout"
             "</code>), on held-out accuracy: the smallest size whose median over seeds reaches "
-            "each threshold and where the medians cross it (interpolated in log parameters) "
-            "[95% intervals over seeds], the operator alone's over each, and the "
+            "each threshold, where the medians cross it (interpolated in log parameters) and "
+            "where half the runs pass it (a logistic fit over every run) [95% intervals over "
+            "seeds], the operator alone's over each, and the "
             "sigmoid midpoint; the first figure draws them (over pools of several sizes, the "
             "second draws the ratio against the pool size).</p>"
             + _wide(_two_lines(pop.transitions))

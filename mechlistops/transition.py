@@ -1,12 +1,16 @@
 """Learning transitions: the smallest model that learns an operation, alone and in a mixture.
 
 For each operator and mixture, final test accuracy against log10(parameter count) over the
-sweep's sizes and seeds, summarised two ways (../shared/PAPER.md, "Learning transition"):
+sweep's sizes and seeds, summarised (../shared/PAPER.md, "Learning transition"):
 - N* (midpoint): the midpoint of a sigmoid acc = lo + (hi - lo) / (1 + exp(-k (x - x0)))
   fitted in x = log10(parameters); reported only when the fit converges and its midpoint lies
   inside the sizes measured, otherwise the reason is given instead of a number;
-- N* (threshold): the smallest size whose median accuracy over seeds reaches the threshold
-  (default 0.9, also 0.99); "not reached" when no size does.
+- N* (threshold), three ways at each threshold (default 0.9, also 0.99): the smallest size
+  whose median accuracy over seeds reaches it (`smallest_passing`, the paper's step
+  statistic); the medians' crossing, interpolated in log parameters (`crossing`); and the
+  size where half the runs pass, from a logistic fit of pass/fail over every run
+  (`pass_rate`, for populations whose seeds either learn or do not); "not reached" when no
+  size does.
 Confidence intervals come from bootstrapping seeds within each size; the ratio N*(alone) /
 N*(in mixture) gets its interval from independent bootstraps of the two.
 """
@@ -216,6 +220,65 @@ def crossing(df: pd.DataFrame, threshold: float) -> float | None:
     return float(min(10 ** (x0 + frac * (x1 - x0)), med.index[j]))  # no rounding past it
 
 
+def pass_rate(df: pd.DataFrame, threshold: float) -> float | None:
+    """Where half the runs pass the threshold: the share of runs with accuracy >= threshold,
+    fitted as a logistic function of log10(parameters) over every run at every size, at its
+    0.5 point. Where seeds near the transition either learn or do not (a bimodal population,
+    as SUM alone's often is), a median jumps between the two modes, so `crossing` moves with
+    the two sizes beside it and their few seeds; this reads the same question (at which size
+    does the typical seed pass) from all of them. Fitted by maximum likelihood; where the
+    runs separate (none passes below some size, all pass from it on) there is no finite
+    maximum, and N* is the geometric middle of the gap (the limit of the fit as its
+    regularisation vanishes; the tied size itself when one size has both). The smallest size
+    when the half point lies at or below it (an upper bound, as for `crossing`); None when no
+    run passes, when the share falls with size, or when the half point lies past the largest
+    size run (not reached)."""
+    n = df["n_params"].to_numpy(float)
+    passed = df["accuracy"].to_numpy(float) >= threshold
+    if not passed.any():
+        return None
+    if passed.all():
+        return float(n.min())
+    below, above = n[~passed].max(), n[passed].min()
+    if below <= above:  # separated: all fail up to `below`, all pass from `above` on
+        half = float(np.sqrt(below * above))  # the tied size itself when they are equal
+    else:
+        x = np.log10(n)
+        b0, b1 = _logistic(x - x.mean(), passed.astype(float))
+        if b1 <= 0:
+            return None  # no rise with size
+        half = float(10 ** (x.mean() - b0 / b1))
+    if half > n.max():
+        return None
+    return max(half, float(n.min()))
+
+
+def _logistic(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Maximum-likelihood (intercept, slope) of P(y = 1) = 1 / (1 + exp(-(b0 + b1 x))), by
+    Newton's method with step halving; the runs overlap (`pass_rate` checks), so it exists."""
+    X = np.column_stack([np.ones_like(x), x])
+
+    def loglik(b):
+        z = X @ b
+        return float(np.sum(y * z - np.logaddexp(0, z)))
+
+    b = np.array([np.log(y.mean() / (1 - y.mean())), 0.0])
+    for _ in range(100):
+        p = 1 / (1 + np.exp(-(X @ b)))
+        step = np.linalg.solve(X.T @ (X * (p * (1 - p))[:, None]), X.T @ (y - p))
+        base, t = loglik(b), 1.0
+        while loglik(b + t * step) < base - 1e-12 and t > 1e-6:
+            t /= 2
+        b = b + t * step
+        if np.abs(t * step).max() < 1e-10:
+            break
+    return float(b[0]), float(b[1])
+
+
+# N* at a threshold, three ways (the columns of `transitions` are named by these keys)
+STATISTICS = {"smallest": smallest_passing, "crossing": crossing, "passrate": pass_rate}
+
+
 def _rng(seed: int, *key) -> np.random.Generator:
     """The resampling stream of one group and statistic: its interval depends on its own runs
     and `seed`, not on which other groups or thresholds are fitted beside it."""
@@ -248,10 +311,11 @@ def transitions(
 ) -> pd.DataFrame:
     """One row per (op, mixture), and per training data and training where `df` has those
     columns (runs that differ in them are never pooled): N* by sigmoid midpoint, and by each
-    threshold as the smallest size whose median passes (`smallest_T`) and as the median's
-    interpolated crossing (`crossing_T`), with 95% CIs, and the ratio to the op alone on the
-    same data and training, where the runs have the op alone. Where the mixture reaches a
-    threshold and the op alone does not, `ratio_smallest_T_bound` (and `ratio_crossing_T_bound`)
+    threshold as the smallest size whose median passes (`smallest_T`), as the median's
+    interpolated crossing (`crossing_T`) and as the size where half the runs pass
+    (`passrate_T`), with 95% CIs, and the ratio to the op alone on the same data and training,
+    where the runs have the op alone. Where the mixture reaches a threshold and the op alone
+    does not, `ratio_smallest_T_bound` (and `ratio_crossing_T_bound`, `ratio_passrate_T_bound`)
     is the lower bound that leaves: the op alone's largest size over the mixture's N*."""
     keys = ["op", "mixture", *(c for c in GROUPS if c in df.columns)]
     rows, boots = [], {}
@@ -277,7 +341,7 @@ def transitions(
             b = _bootstrap(g, mid, n_boot, _rng(seed, *values, "midpoint"))
         row["midpoint_ci"] = _ci(b)
         boots[(*values, "midpoint")] = b
-        for kind, stat in (("smallest", smallest_passing), ("crossing", crossing)):
+        for kind, stat in STATISTICS.items():
             for t in thresholds:
                 row[f"{kind}_{t}"] = stat(g, t)
                 # smallest_T's stream is keyed by the threshold alone, as before crossings were
@@ -317,7 +381,7 @@ def transitions(
 
 def statistic_keys(thresholds) -> list[str]:
     """The threshold statistics of `transitions`, as its columns name them."""
-    return [f"{kind}_{t}" for kind in ("smallest", "crossing") for t in thresholds]
+    return [f"{kind}_{t}" for kind in STATISTICS for t in thresholds]
 
 
 def _isnan(v) -> bool:
@@ -370,21 +434,22 @@ def size_text(value, ci) -> str:
     return f"{value:,.0f}" + (f" [{ci[0]:,.0f}, {ci[1]:,.0f}]" if ci else "")
 
 
-def crossing_text(row: dict, threshold, smallest_run: float) -> str:
-    """The crossing of `threshold` of a `transitions` row as text, '1,897 [1,614, 2,397]',
-    saying so where the group's smallest size run (`smallest_run`) already passes: nothing
-    below to interpolate to, so the crossing is only an upper bound."""
-    value = row[f"crossing_{threshold}"]
-    text = size_text(value, row[f"crossing_{threshold}_ci"])
+def crossing_text(row: dict, threshold, smallest_run: float, kind: str = "crossing") -> str:
+    """The crossing of `threshold` of a `transitions` row (or its `kind`: "passrate") as text,
+    '1,897 [1,614, 2,397]', saying so where the group's smallest size run (`smallest_run`)
+    already passes: nothing below to interpolate to, so the crossing is only an upper bound."""
+    value = row[f"{kind}_{threshold}"]
+    text = size_text(value, row[f"{kind}_{threshold}_ci"])
     if value == smallest_run:  # None and NaN (not reached) equal nothing
         text += " (passed at the smallest size run: at most this)"
     return text
 
 
 def ratio_text(row: dict, key: str, digits: int = 2) -> str | None:
-    """N*(op alone) / N*(here) of a `transitions` row (`key`: "midpoint", "smallest_T" or
-    "crossing_T") as text: '5.66x [1.58, 9.33]', or 'at least 4.00x (SUM alone never reaches
-    it)' where only the bound exists; None for the op alone, or where there is neither."""
+    """N*(op alone) / N*(here) of a `transitions` row (`key`: "midpoint", "smallest_T",
+    "crossing_T" or "passrate_T") as text: '5.66x [1.58, 9.33]', or 'at least 4.00x (SUM
+    alone never reaches it)' where only the bound exists; None for the op alone, or where
+    there is neither."""
     if row["mixture"] == row["op"]:
         return None
     value, ci, bound = row[f"ratio_{key}"], row[f"ratio_{key}_ci"], row.get(f"ratio_{key}_bound")

@@ -68,6 +68,43 @@ def test_crossing_interpolates_the_medians_in_log_parameters():
         assert crossing(runs, t) <= smallest_passing(runs, t)
 
 
+def _bimodal(sizes, passed, seeds):
+    """Runs that either learn (0.95) or not (0.1): `passed[i]` of `seeds` pass at sizes[i]."""
+    return pd.DataFrame(
+        {"n_params": n, "accuracy": 0.95 if s < k else 0.1}
+        for n, k in zip(sizes, passed)
+        for s in range(seeds)
+    )
+
+
+def test_pass_rate_is_the_half_point_of_a_logistic_fit_over_every_run():
+    from sklearn.linear_model import LogisticRegression
+
+    from mechlistops.transition import pass_rate
+
+    runs = _bimodal([1000, 2000, 4000, 8000, 16000], [0, 3, 5, 8, 12], seeds=12)
+    x = np.log10(runs.n_params.to_numpy(float))[:, None]
+    fit = LogisticRegression(C=np.inf, tol=1e-10).fit(x, runs.accuracy >= 0.9)
+    expected = 10 ** (-fit.intercept_[0] / fit.coef_[0, 0])  # an independent maximum likelihood
+    assert pass_rate(runs, 0.9) == pytest.approx(expected, rel=1e-4)
+    assert 4000 < pass_rate(runs, 0.9) < 8000  # 5 of 12 pass at 4,000, 8 at 8,000
+    assert pass_rate(runs, 0.9) == pass_rate(runs.sample(frac=1, random_state=0), 0.9)
+
+
+def test_pass_rate_where_there_is_no_maximum_or_no_rise():
+    from mechlistops.transition import pass_rate
+
+    # all fail up to 2,000 and all pass from 8,000 on: the geometric middle of the gap
+    assert pass_rate(_bimodal([1000, 2000, 8000], [0, 0, 3], 3), 0.9) == pytest.approx(4000)
+    # one size has both, none passes below it and all pass above: that size
+    assert pass_rate(_bimodal([1000, 2000, 4000], [0, 1, 3], 3), 0.9) == pytest.approx(2000)
+    assert pass_rate(_bimodal([1000, 2000], [3, 3], 3), 0.9) == 1000  # at most the smallest
+    assert pass_rate(_bimodal([1000, 2000], [2, 3], 3), 0.9) == 1000  # half point below it
+    assert pass_rate(_bimodal([1000, 2000], [0, 0], 3), 0.9) is None  # never passes
+    assert pass_rate(_bimodal([1000, 2000, 4000], [2, 1, 0], 3), 0.9) is None  # falls with size
+    assert pass_rate(_bimodal([1000, 2000, 4000], [0, 1, 1], 3), 0.9) is None  # past 4,000
+
+
 def test_no_learning_and_extrapolation_are_refused():
     flat = _synthetic("SUM", "SUM", x0=9.0)  # never learned in range
     fit = fit_transition(flat.n_params, flat.accuracy)
@@ -162,8 +199,13 @@ def test_ratio_table_lists_each_ratio_or_bound_with_its_pool(tmp_path):
     # SUM alone's median goes 0.1 -> 0.95 from 1,000 to 2,000: 0.9 at 1,000 * 2^(0.8 / 0.85)
     assert crossed.loc[20_000, "ratio"] == pytest.approx(2 ** (0.8 / 0.85))
     assert crossed.loc[10_000, "bound"] == pytest.approx(4.0)
-    assert list(table.statistic) == ["smallest", "crossing", "midpoint"] * 2  # midpoint last
-    assert list(table.threshold.fillna("none")) == ["0.9", "0.9", "none"] * 2
+    halves = table[table.statistic == "passrate"].set_index("train_size")
+    # SUM alone: all fail at 1,000 and all pass at 2,000; the joint arm passes at 1,000
+    assert halves.loc[20_000, "ratio"] == pytest.approx(2**0.5)
+    assert halves.loc[10_000, "bound"] == pytest.approx(4.0)
+    statistics = ["smallest", "crossing", "passrate", "midpoint"]
+    assert list(table.statistic) == statistics * 2  # midpoint last
+    assert list(table.threshold.fillna("none")) == ["0.9", "0.9", "0.9", "none"] * 2
     figure = plot_ratio_vs_data(table, tmp_path / "r.png")
     assert figure.read_bytes()[:4] == b"\x89PNG"
     one_pool = table[table.train_size == 20_000]  # nothing to draw against the data
@@ -191,6 +233,8 @@ def test_transition_cli_names_each_pool_and_prints_the_bound(monkeypatch, tmp_pa
     assert "median crosses 0.9 at (interpolated in log parameters): 1,920" in printed
     assert "1,000 [1,000, 1,000] (passed at the smallest size run: at most this)" in printed
     assert f"crossing_0.9: {2 ** (0.8 / 0.85):.2f}x" in printed
+    assert "half the runs pass 0.9 at (logistic fit over every run): 1,414" in printed
+    assert "passrate_0.9: 1.41x" in printed
     assert "median accuracy by size (runs): 1,000: 0.100 (3), 4,000: 0.200 (3)" in printed
     assert (tmp_path / "out" / "transitions.png").read_bytes()[:4] == b"\x89PNG"
     by_data = tmp_path / "out" / "transitions_ratio_vs_data.png"  # two pool sizes
@@ -215,6 +259,9 @@ def test_report_table_reads_both_threshold_statistics_and_their_ratios():
     assert alone20["alone / here, crossing (0.9)"] == ""  # the op alone has no ratio
     joint10 = table.loc[("SUM", "SUM+MAX+MED", "10,000 sampled")]
     assert joint10["alone / here, crossing (0.9)"] == "at least 4.0x (SUM alone never reaches it)"
+    assert alone20["half pass (0.9)"].startswith("1,414")
+    assert joint20["half pass (0.9)"].endswith("(passed at the smallest size run: at most this)")
+    assert joint20["alone / here, half pass (0.9)"].startswith("1.4x")
     assert table.loc[("SUM", "SUM", "10,000 sampled"), "crosses (0.9)"] == "not reached"
     page = _two_lines(table)  # as the report shows it: each value above its interval or note
     assert "2.0x<br><span class='nowrap'>[" in page
@@ -267,6 +314,10 @@ def test_bounds_ratios_keep_pools_apart_and_bound_what_sum_alone_never_reaches(t
     assert (
         "- SUM alone over SUM+MAX+MED, 20,000 sampled, 100 wsd, at 0.9 (the medians' "
         f"interpolated crossing): {2 ** (0.8 / 0.85):.1f}x"
+    ) in "\n".join(text)
+    assert (
+        "- SUM alone over SUM+MAX+MED, 20,000 sampled, 100 wsd, at 0.9 (where half the runs "
+        "pass, a logistic fit): 1.4x"
     ) in "\n".join(text)
     assert "- SUM, 20,000 sampled, 100 wsd: first size with median >= 0.9: 2,000" in text
     plot_ratio_vs_data(ratios, tmp_path / "ratio_vs_data.png")

@@ -154,6 +154,9 @@ def cmd_transition(args) -> int:
         for t in args.threshold:
             text = crossing_text(r, t, sizes.index.min())
             print(f"  median crosses {t} at (interpolated in log parameters): {text}")
+        for t in args.threshold:
+            text = crossing_text(r, t, sizes.index.min(), kind="passrate")
+            print(f"  half the runs pass {t} at (logistic fit over every run): {text}")
         for key in ["midpoint", *statistic_keys(args.threshold)]:
             ratio = ratio_text(r, key)
             if ratio:
