@@ -28,6 +28,7 @@ import pandas as pd
 from scipy.optimize import OptimizeWarning, curve_fit
 
 from mechlistops import checkpoint as ckpt
+from mechlistops.atomic import atomic_write
 from mechlistops.config import RunConfig, TrainConfig
 from mechlistops.errors import ConfigError
 from mechlistops.sweep import SWEEP_FILE, finished_runs, load_sweep
@@ -90,8 +91,14 @@ def accuracies_at(
     (unfinished, failed) are left out and named in `df.attrs["missing"]`. Neither given: the
     final results."""
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    tables = [Path(p) for p in paths if is_runs_table(p)]
+    if tables and (step is not None or examples is not None):
+        raise ConfigError(
+            f"{tables[0]}: a runs table holds the accuracies it was written with; reading at a "
+            "step or a count of examples needs the runs"
+        )
     rows, missing = [], []
-    for name, run_dir, cfg in _runs_of(paths):
+    for name, run_dir, cfg in _runs_of([p for p in paths if not is_runs_table(p)]):
         if step is None and examples is None:
             saved = ckpt.read_results(run_dir)
             record = None if saved is None else {**saved, "eval": saved["results"]}
@@ -129,8 +136,95 @@ def accuracies_at(
                 }
             )
     df = pd.DataFrame(rows)
+    if tables:
+        df = pd.concat([df, *map(read_runs_table, tables)], ignore_index=True)
+        twice = df[df.duplicated(["run", "op"])]
+        if len(twice):
+            raise ConfigError(f"run {twice.run.iloc[0]} is given twice (in a table and beside it)")
     df.attrs["missing"] = missing  # members unfinished, failed or short of the point
     return df
+
+
+# The runs table: `accuracies_at`'s rows as CSV, so that transitions can be fitted again (and
+# figures drawn) from a small file kept beside the findings, without the run folders. Each
+# column and whether a table must have it; the others are empty where absent.
+TABLE_COLUMNS = {
+    "run": True,
+    "op": True,
+    "mixture": True,
+    "data": False,
+    "train_size": False,
+    "training": False,
+    "d_model": False,
+    "seed": True,
+    "n_params": True,
+    "accuracy": True,
+    "accuracy_heldout": False,
+    "accuracy_pool": False,
+    "baseline": False,
+    "memorisation_gap": False,
+    "step": False,
+}
+_TEXT = ("run", "op", "mixture", "data", "training")
+_COUNTS = ("train_size", "d_model", "seed", "n_params", "step")
+_SHARES = ("accuracy", "accuracy_heldout", "accuracy_pool", "baseline")
+
+
+def is_runs_table(path) -> bool:
+    return Path(path).suffix.lower() == ".csv"
+
+
+def write_runs_table(df: pd.DataFrame, path: Path) -> Path:
+    """`accuracies_at`'s rows as a runs table at `path` (atomically)."""
+    table = df[[c for c in TABLE_COLUMNS if c in df.columns]]
+    atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
+    return path
+
+
+def read_runs_table(path: Path) -> pd.DataFrame:
+    """A runs table (`write_runs_table`, or one made by hand with at least run, op, mixture,
+    seed, n_params and accuracy), checked: ConfigError naming the problem where it is missing,
+    not CSV, or holds a value no run can have (sizes and seeds that are not whole numbers >= 0,
+    accuracies outside [0, 1]). A table without data or training says "not stated" there, so
+    that its runs are never pooled with runs that state them."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such runs table")
+    try:
+        df = pd.read_csv(path, dtype={c: str for c in _TEXT}, keep_default_na=False, na_values=[""])
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise ConfigError(f"{path}: not a runs table ({str(e).strip().splitlines()[0]})") from None
+    absent = [c for c, required in TABLE_COLUMNS.items() if required and c not in df.columns]
+    if absent:
+        raise ConfigError(f"{path}: not a runs table (no column {', '.join(absent)})")
+    if df.empty:
+        raise ConfigError(f"{path}: the runs table has no runs")
+    for c in GROUPS:
+        if c not in df.columns:
+            df[c] = "not stated"
+    for c in _TEXT:
+        if c in df.columns and df[c].isna().any():
+            raise ConfigError(f"{path}: column {c} has an empty cell")
+    for c in (*_COUNTS, *_SHARES, "memorisation_gap"):
+        if c not in df.columns:
+            df[c] = None
+            continue
+        values = pd.to_numeric(df[c], errors="coerce")
+        bad = (values.isna() & df[c].notna()) | np.isinf(values)
+        if TABLE_COLUMNS[c]:
+            bad |= values.isna()
+        if c in _COUNTS:
+            bad |= (values < 0) | (values > 1e12) | (values.notna() & (values % 1 != 0))
+        if c in _SHARES:
+            bad |= (values < 0) | (values > 1)
+        if bad.any():
+            raise ConfigError(f"{path}: column {c} holds {df[c][bad].iloc[0]!r}, not a {c}")
+        if values.isna().any():  # as accuracies_at leaves what a run does not have: None
+            df[c] = values.astype(object).where(values.notna(), None)
+        else:
+            df[c] = values.astype("int64") if c in _COUNTS else values
+    if (df.n_params == 0).any():
+        raise ConfigError(f"{path}: column n_params holds 0, not a model size")
+    return df[[*TABLE_COLUMNS, *(c for c in df.columns if c not in TABLE_COLUMNS)]]
 
 
 def _record_at(run_dir: Path, step: int | None, examples: tuple[str, int] | None) -> dict | None:

@@ -213,6 +213,16 @@ def _files(d: Path) -> None:
     (d / "label.tsv").write_text("[SUM 3 2 ]\t\u0665\n")
     (d / "binary.tsv").write_bytes(b"\xff\xfe\x00[SUM")
     (d / "a_file").write_text("not a directory")
+    head = "run,op,mixture,seed,n_params,accuracy\n"
+    (d / "runs.csv").write_text(head + "a,SUM,SUM,0,1718,0.5\nb,SUM,SUM,1,3142,0.9\n")
+    (d / "binary.csv").write_bytes(b"\xff\xfe\x00\x81,\x00\n\x9c")
+    (d / "no_accuracy.csv").write_text("run,op,mixture,seed,n_params\na,SUM,SUM,0,1718\n")
+    (d / "accuracy_1.5.csv").write_text(head + "a,SUM,SUM,0,1718,1.5\n")
+    (d / "size_-3.csv").write_text(head + "a,SUM,SUM,0,-3,0.5\n")
+    (d / "size_0.csv").write_text(head + "a,SUM,SUM,0,0,0.5\n")
+    (d / "seed_word.csv").write_text(head + "a,SUM,SUM,one,1718,0.5\n")
+    (d / "no_op.csv").write_text(head + "a,,SUM,0,1718,0.5\n")
+    (d / "header_only.csv").write_text(head)
     (d / "a_dir" / "empty").mkdir(parents=True)
 
 
@@ -258,6 +268,21 @@ CASES = {
     "a run, no --out": (["transition", R], "is a run: say where the results go (--out)"),
     "no such sweep": (["transition", "missing"], "no such run or folder"),
     "a folder of no run": (["transition", "a_dir"], "no finished run"),
+    "a runs table, no --out": (["transition", "runs.csv"], "is a runs table: say where"),
+    "no such runs table": (["transition", "gone.csv", "--out", "o"], "no such runs table"),
+    "binary runs table": (["transition", "binary.csv", "--out", "o"], "not a runs table"),
+    "table without accuracy": (["transition", "no_accuracy.csv", "--out", "o"], "no column"),
+    "table accuracy 1.5": (["transition", "accuracy_1.5.csv", "--out", "o"], "accuracy holds"),
+    "table size -3": (["transition", "size_-3.csv", "--out", "o"], "n_params holds"),
+    "table size 0": (["transition", "size_0.csv", "--out", "o"], "n_params holds 0"),
+    "table seed a word": (["transition", "seed_word.csv", "--out", "o"], "seed holds 'one'"),
+    "table op empty": (["transition", "no_op.csv", "--out", "o"], "op has an empty cell"),
+    "table of no runs": (["transition", "header_only.csv", "--out", "o"], "has no runs"),
+    "table given twice": (["transition", "runs.csv", "runs.csv", "--out", "o"], "given twice"),
+    "table at a step": (
+        ["transition", "runs.csv", "--at-step", "100", "--out", "o"],
+        "a runs table holds the accuracies",
+    ),
     # output paths
     "sample into a directory": (["data", "sample", "--n", "3", "--out", "."], "is a directory"),
     "sample under a file": (["data", "sample", "--n", "3", "--out", "a_file/x"], "not a directory"),

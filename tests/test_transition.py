@@ -149,7 +149,8 @@ def _two_pools() -> pd.DataFrame:
         ("10,000 sampled", "SUM+MAX+MED"): {1000: [0.91, 0.95, 0.9]},
     }
     rows = [
-        {"op": "SUM", "mixture": mixture, "data": data, "training": "100 wsd", "n_params": n}
+        {"run": f"{data[:2]}k/{mixture}_{n}_s{seed}", "op": "SUM", "mixture": mixture}
+        | {"data": data, "training": "100 wsd", "n_params": n}
         | {"seed": seed, "accuracy": acc, "memorisation_gap": None}
         | {"train_size": int(data.split()[0].replace(",", ""))}
         for (data, mixture), sizes in arms.items()
@@ -237,8 +238,40 @@ def test_transition_cli_names_each_pool_and_prints_the_bound(monkeypatch, tmp_pa
     assert "passrate_0.9: 1.41x" in printed
     assert "median accuracy by size (runs): 1,000: 0.100 (3), 4,000: 0.200 (3)" in printed
     assert (tmp_path / "out" / "transitions.png").read_bytes()[:4] == b"\x89PNG"
+    assert len(pd.read_csv(tmp_path / "out" / "runs.csv")) == len(_two_pools())
     by_data = tmp_path / "out" / "transitions_ratio_vs_data.png"  # two pool sizes
     assert by_data.read_bytes()[:4] == b"\x89PNG" and str(by_data) in printed
+
+
+def test_a_runs_table_fits_as_its_runs_do(tmp_path, capsys):
+    """`transition` writes the accuracies it read as runs.csv; given that table instead of the
+    runs, it fits the same transitions (to the JSON's last digit)."""
+    import json
+
+    from mechlistops.cli import main
+    from mechlistops.transition import read_runs_table, write_runs_table
+
+    runs = _two_pools().assign(accuracy_heldout=lambda d: d.accuracy, step=100)
+    table = write_runs_table(runs, tmp_path / "in.csv")
+    argv = ["transition", str(table), "--threshold", "0.9", "--bootstrap", "30", "--heldout"]
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 0
+    fitted = json.loads((tmp_path / "a" / "transitions_heldout.json").read_text())
+    expected = transitions(runs, thresholds=(0.9,), n_boot=30)
+    assert fitted == json.loads(expected.to_json(orient="records"))
+    again = read_runs_table(tmp_path / "a" / "runs.csv")  # what it read, written back
+    pd.testing.assert_frame_equal(again, read_runs_table(table))
+    assert main([*argv[:1], str(tmp_path / "a" / "runs.csv"), *argv[2:], "--out", "b"]) == 0
+    assert "SUM in SUM+MAX+MED, 10,000 sampled (3 runs):" in capsys.readouterr().out
+
+
+def test_a_hand_made_table_needs_only_the_essentials(tmp_path):
+    from mechlistops.transition import read_runs_table
+
+    path = tmp_path / "t.csv"
+    path.write_text("run,op,mixture,seed,n_params,accuracy\na,SUM,SUM,0,1718,0.5\n")
+    df = read_runs_table(path)
+    assert df.data.iloc[0] == "not stated" and df.accuracy_heldout.iloc[0] is None
+    assert df.n_params.dtype == "int64" and df.accuracy.iloc[0] == 0.5
 
 
 def test_report_table_reads_both_threshold_statistics_and_their_ratios():

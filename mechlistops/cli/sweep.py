@@ -84,12 +84,14 @@ def cmd_transition(args) -> int:
     from mechlistops.transition import (
         accuracies_at,
         crossing_text,
+        is_runs_table,
         ratio_table,
         ratio_text,
         size_text,
         statistic_keys,
         transitions,
         varying_groups,
+        write_runs_table,
     )
 
     if args.at_step is not None and args.at_examples is not None:
@@ -98,6 +100,8 @@ def cmd_transition(args) -> int:
         raise ConfigError("several sweeps or folders given: say where the results go (--out)")
     if args.out is None and holds_run(Path(args.paths[0])):  # its files stay as they are
         raise ConfigError(f"{args.paths[0]} is a run: say where the results go (--out)")
+    if args.out is None and is_runs_table(args.paths[0]):
+        raise ConfigError(f"{args.paths[0]} is a runs table: say where the results go (--out)")
     out = check_writable_dir(Path(args.out or args.paths[0]), "output directory")
     sweeps = [Path(p) for p in args.paths if (Path(p) / SWEEP_FILE).is_file()]
     if args.complexity and len(sweeps) < len(args.paths):
@@ -112,11 +116,20 @@ def cmd_transition(args) -> int:
     if args.at_examples:
         point = f"_{args.at_examples[0]}{args.at_examples[1]}"
     if df.empty and not missing:
-        raise ConfigError(f"{where}: no finished run (give sweeps, runs or folders of runs)")
+        raise ConfigError(
+            f"{where}: no finished run (give sweeps, runs, folders of runs or runs tables)"
+        )
     if df.empty:
         raise ConfigError(f"{where}: no runs have reached this point yet")
+    runs = df  # every accuracy read, for the runs table
     if args.heldout:  # score only the test expressions guaranteed absent from training
-        df = df.assign(accuracy=df["accuracy_heldout"])
+        none = df[df["accuracy_heldout"].isna()]
+        if len(none) == len(df):
+            raise ConfigError(f"{where}: no test set has a held-out part (fit without --heldout)")
+        if len(none):
+            shown = ", ".join(f"{r.run} {r.op}" for r in none.head(5).itertuples())
+            print(f"{len(none)} test sets have no held-out part (left out): {shown}")
+        df = df.dropna(subset=["accuracy_heldout"]).assign(accuracy=lambda d: d["accuracy_heldout"])
     elif args.pool:  # accuracy on training expressions: memorisation, not the transition
         if df["accuracy_pool"].isna().all():
             raise ConfigError(f"{where}: its runs have no training pools (--train-size)")
@@ -124,6 +137,7 @@ def cmd_transition(args) -> int:
     stem = "transitions" + point + ("_heldout" if args.heldout else "_pool" if args.pool else "")
     args.threshold = args.threshold or [0.9, 0.99]
     fits = transitions(df, thresholds=tuple(args.threshold), n_boot=args.bootstrap)
+    table = write_runs_table(runs, out / f"runs{point}.csv")  # to fit again without the runs
     write_json(out / f"{stem}.json", json.loads(fits.to_json(orient="records")))
     figure = plot_transitions(df, fits, out / f"{stem}.png")
     # pools of several sizes: how the ratio moves with the training data
@@ -179,7 +193,7 @@ def cmd_transition(args) -> int:
             f"memorisation gap (pool - held-out) of {op} in {mixture}{on}, median by size: {cells}"
         )
     figures = f"{figure} and {by_data}" if by_data else str(figure)
-    print(f"\nsaved {out / (stem + '.json')}, {figures}")
+    print(f"\nsaved {out / (stem + '.json')}, {table}, {figures}")
     return 0
 
 
@@ -391,8 +405,9 @@ def add_parsers(sub) -> None:
     t.add_argument(
         "paths",
         nargs="+",
-        help="sweep directories, runs, or folders of runs trained one by one (read at any "
-        "depth); runs on different training data or budgets are never pooled",
+        help="sweep directories, runs, folders of runs trained one by one (read at any "
+        "depth), or runs tables (.csv: the runs.csv this command writes); runs on different "
+        "training data or budgets are never pooled",
     )
     t.add_argument(
         "--out", help="where the table and figure go (default: the one sweep or folder given)"
