@@ -314,7 +314,9 @@ def crossing(df: pd.DataFrame, threshold: float) -> float | None:
     return float(min(10 ** (x0 + frac * (x1 - x0)), med.index[j]))  # no rounding past it
 
 
-def pass_rate(df: pd.DataFrame, threshold: float) -> float | None:
+def pass_rate(
+    df: pd.DataFrame, threshold: float, rng: np.random.Generator | None = None
+) -> float | None:
     """Where half the runs pass the threshold: the share of runs with accuracy >= threshold,
     fitted as a logistic function of log10(parameters) over every run at every size, at its
     0.5 point. Where seeds near the transition either learn or do not (a bimodal population,
@@ -323,7 +325,9 @@ def pass_rate(df: pd.DataFrame, threshold: float) -> float | None:
     does the typical seed pass) from all of them. Fitted by maximum likelihood; where the
     runs separate (none passes below some size, all pass from it on) there is no finite
     maximum, and N* is the geometric middle of the gap (the limit of the fit as its
-    regularisation vanishes; the tied size itself when one size has both). The smallest size
+    regularisation vanishes; the tied size itself when one size has both), or with `rng` (the
+    bootstrap's) a size drawn log-uniformly across it, so that an interval spans what the runs
+    cannot decide instead of collapsing onto the middle. The smallest size
     when the half point lies at or below it (an upper bound, as for `crossing`); None when no
     run passes, when the share falls with size, or when the half point lies past the largest
     size run (not reached)."""
@@ -335,7 +339,8 @@ def pass_rate(df: pd.DataFrame, threshold: float) -> float | None:
         return float(n.min())
     below, above = n[~passed].max(), n[passed].min()
     if below <= above:  # separated: all fail up to `below`, all pass from `above` on
-        half = float(np.sqrt(below * above))  # the tied size itself when they are equal
+        where = 0.5 if rng is None else rng.uniform()
+        half = float(below ** (1 - where) * above**where)  # the tied size when they are equal
     else:
         x = np.log10(n)
         b0, b1 = _logistic(x - x.mean(), passed.astype(float))
@@ -440,7 +445,10 @@ def transitions(
                 row[f"{kind}_{t}"] = stat(g, t)
                 # smallest_T's stream is keyed by the threshold alone, as before crossings were
                 rng = _rng(seed, *values, *([kind] if kind != "smallest" else []), t)
-                bt = _bootstrap(g, lambda d, t=t, stat=stat: stat(d, t), n_boot, rng)
+                if kind == "passrate":  # a resample that separates draws N* in its gap
+                    bt = _bootstrap(g, lambda d, t=t, r=rng: pass_rate(d, t, r), n_boot, rng)
+                else:
+                    bt = _bootstrap(g, lambda d, t=t, stat=stat: stat(d, t), n_boot, rng)
                 row[f"{kind}_{t}_ci"] = _ci(bt)
                 boots[(*values, f"{kind}_{t}")] = bt
         rows.append(row)

@@ -98,6 +98,9 @@ def test_pass_rate_where_there_is_no_maximum_or_no_rise():
     assert pass_rate(_bimodal([1000, 2000, 8000], [0, 0, 3], 3), 0.9) == pytest.approx(4000)
     # one size has both, none passes below it and all pass above: that size
     assert pass_rate(_bimodal([1000, 2000, 4000], [0, 1, 3], 3), 0.9) == pytest.approx(2000)
+    separated = _bimodal([1000, 2000, 8000], [0, 0, 3], 3).assign(op="SUM", mixture="SUM")
+    low, high = transitions(separated, thresholds=(0.9,), n_boot=200).iloc[0]["passrate_0.9_ci"]
+    assert 2000 <= low < 2200 and 7400 < high <= 8000  # the gap, not its middle alone
     assert pass_rate(_bimodal([1000, 2000], [3, 3], 3), 0.9) == 1000  # at most the smallest
     assert pass_rate(_bimodal([1000, 2000], [2, 3], 3), 0.9) == 1000  # half point below it
     assert pass_rate(_bimodal([1000, 2000], [0, 0], 3), 0.9) is None  # never passes
@@ -203,6 +206,7 @@ def test_ratio_table_lists_each_ratio_or_bound_with_its_pool(tmp_path):
     halves = table[table.statistic == "passrate"].set_index("train_size")
     # SUM alone: all fail at 1,000 and all pass at 2,000; the joint arm passes at 1,000
     assert halves.loc[20_000, "ratio"] == pytest.approx(2**0.5)
+    assert 1.0 <= halves.loc[20_000, "ci_low"] < 1.1 and 1.9 < halves.loc[20_000, "ci_high"] <= 2
     assert halves.loc[10_000, "bound"] == pytest.approx(4.0)
     statistics = ["smallest", "crossing", "passrate", "midpoint"]
     assert list(table.statistic) == statistics * 2  # midpoint last
