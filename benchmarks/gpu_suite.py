@@ -3,8 +3,10 @@
 GPU time comes in windows of about 15 minutes, machine start-up included, on a machine that
 starts bare, with no network. This script does all of it in one call and writes everything it
 measures into --out (suite.json: the figures; suite.log: what happened; study.md: the study's
-transition table; study.log: its command's output), four small files, while the study's run
-directories go to --scratch (a temporary folder by default):
+transition table; study.log: its command's output; study_runs_stepN.csv: the study's runs
+tables, every accuracy read at each read step, which `mechlistops transition` fits off the
+machine), a few small files, while the study's run directories go to --scratch (a temporary
+folder by default):
 
 0. set-up: installs the wheels of benchmarks/fetch_wheels.py from --wheels when TransformerLens
    is missing (before anything imports it);
@@ -613,6 +615,7 @@ def study(suite: Suite, device, tiny: bool) -> None:
     import signal
 
     from mechlistops.reproduce import REGIMES, options
+    from mechlistops.transition import write_runs_table
 
     # 1,718 to 816,150 parameters: SUM alone past the sizes the CPU reached (findings)
     sizes = (8, 12) if tiny else (8, 16, 32, 64, 128, 256)
@@ -648,8 +651,11 @@ def study(suite: Suite, device, tiny: bool) -> None:
             stopped = True
     seconds = time.perf_counter() - t
     suite.log(f"study: {'stopped at the deadline' if stopped else 'finished'} in {seconds:.0f}s")
-    lines, reached = study_table(out, reads, suite.figures["device"]["name"], decay)
+    lines, reached, tables = study_table(out, reads, suite.figures["device"]["name"], decay)
     (suite.out / "study.md").write_text("\n".join(lines) + "\n")
+    runs_tables = []  # the accuracies at each read, to fit transitions again off the machine
+    for step, df in tables.items():
+        runs_tables.append(write_runs_table(df, suite.out / f"study_runs_step{step}.csv").name)
     suite.figures["study"] = {
         "sizes": list(sizes),
         "steps": reads[-1],
@@ -661,12 +667,14 @@ def study(suite: Suite, device, tiny: bool) -> None:
         "last_step_reached": reached,
         "gpu_busy_fraction": busy.fraction,
         "table": "study.md",
+        "runs_tables": runs_tables,
     }
 
 
 def study_table(out: Path, reads: tuple[int, ...], hardware: str, decay: int):
     """Markdown lines: SUM held-out accuracy by size and mixture at each read step (median;
-    per seed), from whatever evaluations each run reached; and {run: last evaluated step}."""
+    per seed), from whatever evaluations each run reached; {run: last evaluated step}; and
+    {read step: every accuracy read there} (`transition.accuracies_at`'s rows: a runs table)."""
     import pandas as pd
 
     from mechlistops.sweep import load_sweep
@@ -679,14 +687,16 @@ def study_table(out: Path, reads: tuple[int, ...], hardware: str, decay: int):
     common = min(reached.values(), default=0)  # an evaluation step every run got to
     if 0 < common < reads[-1]:  # stopped early: read there too
         reads = tuple(sorted({*reads, common}))
-    frames, data = [], "?"
+    frames, tables, data = [], {}, "?"
     if (out / "sweep.json").is_file():
         members = load_sweep(out).members()
         data = members[0].config.data.training_data if members else data
     for step in reads:
         if (out / "sweep.json").is_file():
             df = accuracies_at(out, step=step)
-            frames.append(df[df.op == "SUM"].assign(read=step))
+            if not df.empty:  # no run got there: no rows, no columns
+                tables[step] = df
+                frames.append(df[df.op == "SUM"].assign(read=step))
     table = pd.concat(frames) if frames else pd.DataFrame()
     lines = [
         f"# Paper-like study on {hardware}",
@@ -709,7 +719,7 @@ def study_table(out: Path, reads: tuple[int, ...], hardware: str, decay: int):
                 per_seed = " / ".join(f"{x:.2f}" for x in v)
                 cells.append(f"{v.median():.2f} ({per_seed})" if len(v) else "-")
             lines.append(f"| {n:,} | {mixture} | " + " | ".join(cells) + " |")
-    return lines, reached
+    return lines, reached, tables
 
 
 def main() -> None:

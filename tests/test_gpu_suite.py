@@ -73,9 +73,17 @@ def test_gpu_suite_runs_on_cpu_tiny(tmp_path):
     assert sorted(x.name for x in out.iterdir()) == [
         "study.log",
         "study.md",
+        "study_runs_step40.csv",
+        "study_runs_step60.csv",
         "suite.json",
         "suite.log",
     ]
+    assert study["runs_tables"] == ["study_runs_step40.csv", "study_runs_step60.csv"]
+    # the runs table fits off the machine as the runs would
+    from mechlistops.cli import main
+
+    table = str(out / "study_runs_step60.csv")
+    assert main(["transition", table, "--heldout", "--bootstrap", "5", "--out", str(tmp_path)]) == 0
     study_runs = tmp_path / "scratch" / "study"
     assert figures["study_runs"] == str(study_runs)
     metrics = study_runs / "sum_d8_s1" / "metrics.jsonl"
@@ -85,7 +93,8 @@ def test_gpu_suite_runs_on_cpu_tiny(tmp_path):
         import gpu_suite
     finally:
         sys.path.pop(0)
-    lines, reached = gpu_suite.study_table(study_runs, (40, 60), "cpu", 20)
+    lines, reached, tables = gpu_suite.study_table(study_runs, (40, 60), "cpu", 20)
+    assert sorted(tables) == [20, 40, 60] and len(tables[20]) == 6 + 6 * 3  # a row per run and op
     assert reached["sum_d8_s1"] == 20 and reached["sum_d12_s0"] == 60
     assert "| parameters | trained as | @20 | @40 | @60 |" in lines
     (sum_8,) = [x for x in lines if x.startswith("| 1,718 | SUM |")]
