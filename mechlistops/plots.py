@@ -187,6 +187,63 @@ def plot_transitions(df: pd.DataFrame, fits: pd.DataFrame, out: Path) -> Path:
     return out
 
 
+def plot_pass_rates(df: pd.DataFrame, fits: pd.DataFrame, thresholds, out: Path) -> Path:
+    """The share of runs whose accuracy reaches each threshold against parameters, one row of
+    panels per threshold and one panel per operator, one colour per mixture (as
+    `plot_transitions`), with its 95% Wilson interval at each size and the size where half
+    the runs pass (`fits`' passrate_T, dotted): the population behind the pass-rate N*, and
+    where a median of a bimodal population would jump."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    from scipy.stats import binomtest
+
+    sns.set_theme(style="whitegrid", context="notebook")
+    ops = list(dict.fromkeys(df.op))
+    fig, axes = plt.subplots(
+        len(thresholds),
+        len(ops),
+        figsize=(5 * len(ops), 3.6 * len(thresholds)),
+        squeeze=False,
+        sharey=True,
+    )
+    df, fits = _series(df), _series(fits)
+    mixtures = list(dict.fromkeys(df.series))
+    colours = sns.color_palette("tab10" if len(mixtures) <= 10 else "husl", len(mixtures))
+    palette = dict(zip(mixtures, colours))
+    for row, t in zip(axes, thresholds):
+        for ax, op in zip(row, ops):
+            part = df[df.op == op]
+            for mixture, g in part.groupby("series", sort=False):
+                counts = g.groupby("n_params").accuracy.agg(
+                    passed=lambda a, t=t: int((a >= t).sum()), runs="size"
+                )
+                share = counts.passed / counts.runs
+                cis = [binomtest(k, n).proportion_ci(method="wilson") for k, n in counts.values]
+                err = [share - [c.low for c in cis], [c.high for c in cis] - share]
+                colour = palette[mixture]
+                ax.errorbar(share.index, share, yerr=err, fmt="o-", capsize=3, color=colour)
+                fit = fits[(fits.op == op) & (fits.series == mixture)]
+                half = fit[f"passrate_{t}"].iloc[0] if len(fit) else None
+                label = mixture
+                if half is not None and pd.notna(half):
+                    ax.axvline(half, color=colour, linestyle=":", lw=1.2)
+                    label += f" (half pass at {half:,.0f})"
+                ax.plot([], [], "o-", color=colour, label=label)
+            ax.axhline(0.5, color="grey", lw=0.8)
+            ax.set(ylim=(-0.03, 1.03), title=f"{op}: accuracy >= {t}")
+            ax.title.set_fontsize(10)
+            parameter_axis(ax, part.n_params)
+            ax.legend(fontsize=7)
+        row[0].set_ylabel("share of runs (95% Wilson)")
+    fig.tight_layout()
+    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
+    return out
+
+
 def plot_ratio_vs_data(rows: pd.DataFrame, out: Path) -> Path | None:
     """Each ratio N*(op alone) / N*(op in the mixture) of `transition.ratio_table`'s rows
     against the training pool per operator, with its 95% interval; a lower bound (the op

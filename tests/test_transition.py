@@ -243,6 +243,8 @@ def test_transition_cli_names_each_pool_and_prints_the_bound(monkeypatch, tmp_pa
     assert "median accuracy by size (runs): 1,000: 0.100 (3), 4,000: 0.200 (3)" in printed
     assert (tmp_path / "out" / "transitions.png").read_bytes()[:4] == b"\x89PNG"
     assert len(pd.read_csv(tmp_path / "out" / "runs.csv")) == len(_two_pools())
+    passing = tmp_path / "out" / "transitions_passrate.png"
+    assert passing.read_bytes()[:4] == b"\x89PNG" and str(passing) in printed
     by_data = tmp_path / "out" / "transitions_ratio_vs_data.png"  # two pool sizes
     assert by_data.read_bytes()[:4] == b"\x89PNG" and str(by_data) in printed
 

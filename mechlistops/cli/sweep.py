@@ -80,7 +80,7 @@ def cmd_transition(args) -> int:
 
     from mechlistops.atomic import check_writable_dir, write_json
     from mechlistops.checkpoint import holds_run
-    from mechlistops.plots import plot_ratio_vs_data, plot_transitions
+    from mechlistops.plots import plot_pass_rates, plot_ratio_vs_data, plot_transitions
     from mechlistops.transition import (
         accuracies_at,
         crossing_text,
@@ -140,6 +140,7 @@ def cmd_transition(args) -> int:
     table = write_runs_table(runs, out / f"runs{point}.csv")  # to fit again without the runs
     write_json(out / f"{stem}.json", json.loads(fits.to_json(orient="records")))
     figure = plot_transitions(df, fits, out / f"{stem}.png")
+    passing = plot_pass_rates(df, fits, args.threshold, out / f"{stem}_passrate.png")
     # pools of several sizes: how the ratio moves with the training data
     by_data = plot_ratio_vs_data(ratio_table(fits, df), out / f"{stem}_ratio_vs_data.png")
     if args.json:
@@ -192,7 +193,7 @@ def cmd_transition(args) -> int:
         print(
             f"memorisation gap (pool - held-out) of {op} in {mixture}{on}, median by size: {cells}"
         )
-    figures = f"{figure} and {by_data}" if by_data else str(figure)
+    figures = ", ".join(map(str, [figure, passing, *([by_data] if by_data else [])]))
     print(f"\nsaved {out / (stem + '.json')}, {table}, {figures}")
     return 0
 
