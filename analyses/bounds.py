@@ -2,7 +2,8 @@
 # # SUM's held-out accuracy against parameters, over any finished runs
 # Reads finished runs (given directly, or every finished run inside the folders given, at any
 # depth: sweeps, scans trained one by one such as scan/alone/..., or folders of continued runs
-# such as `analyses/anneal.py` writes) and plots SUM's final held-out accuracy against the
+# such as `analyses/anneal.py` writes; or runs tables, the runs.csv `mechlistops transition`
+# writes, such as docs/data/stage9o_runs.csv) and plots SUM's final held-out accuracy against the
 # parameter count (runs as points, medians as lines), one colour per mixture and one marker
 # per way of training (steps, schedule and a weight decay other than the default; a continued
 # run as its source's steps + its own) and training data (pool size and draw, or a fresh
@@ -139,7 +140,9 @@ def plot(df: pd.DataFrame, path: Path) -> None:
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description="SUM held-out accuracy against parameters")
     p.add_argument("out", type=Path)
-    p.add_argument("runs", type=Path, nargs="+", help="runs, or folders holding runs")
+    p.add_argument(
+        "runs", type=Path, nargs="+", help="runs, folders holding runs, or runs tables (.csv)"
+    )
     args = p.parse_args()
     try:
         df = table(args.runs)
