@@ -16,6 +16,9 @@ Context / design:
   Gradient clipping and AdamW are applied per member, written out in tensor ops so the
   hyperparameters can differ by member. A member equals its run trained alone up to float
   rounding (tests hold it to 1e-5 on CPU; 1e-4 where AdamW grows the rounding to 8e-5).
+  AdamW grows it most in weights whose gradient cancels to about its eps (1e-8): there a
+  rounding difference becomes a tenth of the learning rate, so the tests compare the two
+  trainers with eps 1e-6 in both (tests/conftest.py, wide_adam_eps).
 - Finite training pools (`DataConfig.train_size`) are put on the device once per phase, every
   member's in one tensor; a step's batches are then one gather of pool rows there, and only the row
   indices (members x batch) cross from the CPU: the same batches as the streams' own.

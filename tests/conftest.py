@@ -80,3 +80,41 @@ def _keep_threads():
     n = torch.get_num_threads()
     yield
     torch.set_num_threads(n)
+
+
+def assert_same_weights(a: dict, b: dict, atol=1e-5) -> None:
+    """Two state dicts hold the same weights, to float rounding."""
+    assert a.keys() == b.keys()
+    for name, tensor in a.items():
+        # b_K has an exactly zero gradient (softmax ignores a constant added to every score):
+        # Adam turns float noise into updates of either sign; it changes no output.
+        if not name.endswith("attn.b_K"):
+            torch.testing.assert_close(b[name], tensor, atol=atol, rtol=1e-4, msg=name)
+
+
+WIDE_ADAM_EPS = 1e-6
+
+
+@pytest.fixture
+def wide_adam_eps(monkeypatch):
+    """AdamW's eps at 1e-6 in both trainers (`train.make_optimizer`'s torch AdamW and the
+    ensemble's own update), for tests that hold an ensemble member to the same run trained
+    alone. At the default 1e-8 a weight whose gradient cancels to about 1e-9 moves by
+    lr * g / (|g| + eps), so a rounding difference of 1e-9 between the two trainers' kernels
+    becomes a difference of a tenth of the learning rate, and grows: on one CPU (AMD EPYC) a
+    30-step SUM+MAX member differed from its run alone by 8e-3 at eps 1e-8 and by 7e-7 at
+    1e-6, the other members by 1e-7 at both. Both trainers take the same constant, so what is
+    compared is still the same arithmetic (test_train checks that the default is torch's)."""
+    import mechlistops.ensemble as ensemble
+    import mechlistops.train as train_mod
+
+    monkeypatch.setattr(ensemble, "ADAM_EPS", WIDE_ADAM_EPS)
+    make = train_mod.make_optimizer
+
+    def make_optimizer(model, t):
+        opt = make(model, t)
+        for group in opt.param_groups:
+            group["eps"] = WIDE_ADAM_EPS
+        return opt
+
+    monkeypatch.setattr(train_mod, "make_optimizer", make_optimizer)

@@ -16,8 +16,7 @@ from mechlistops.errors import ConfigError
 from mechlistops.sweep import SweepConfig, run_sweep
 from mechlistops.train import StopRule, train
 from mechlistops.transition import accuracies_at
-from tests.conftest import tiny_config, train_interrupted
-from tests.test_ensemble import assert_same_weights
+from tests.conftest import assert_same_weights, tiny_config, train_interrupted
 
 
 def _budget(ops, n, weights=None, batch_size=256) -> int:
@@ -94,6 +93,7 @@ def test_patience_stops_and_survives_a_resume(tmp_path, monkeypatch):
 
 
 # compiled: members leave a compiled step (each leaving recompiles it: slow on CPU)
+@pytest.mark.usefixtures("wide_adam_eps")  # members held to runs alone
 @pytest.mark.parametrize("compile", ["off", pytest.param("default", marks=pytest.mark.slow)])
 def test_a_stopped_ensemble_member_equals_the_run_stopped_alone(tmp_path, compile):
     stopping = tiny_config(train={**STOP, "stop_patience": 2, "stop_delta": 1.0})
@@ -153,6 +153,7 @@ def test_a_diverged_run_stops_with_its_reason_and_no_traceback(tmp_path, capsys)
     assert len(err) == 1 and "the run diverged" in err[0]
 
 
+@pytest.mark.usefixtures("wide_adam_eps")  # members held to runs alone
 def test_a_diverging_ensemble_member_leaves_and_the_others_go_on(tmp_path):
     calm = tiny_config(train=STOP)
     wild = tiny_config(train={**STOP, **DIVERGE, "seed": 1})

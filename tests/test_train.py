@@ -269,3 +269,17 @@ def test_wsd_schedule_is_constant_then_decays_over_its_last_steps():
             tiny_config(train={"steps": 1000, "schedule": "wsd", **bad})
     with pytest.raises(ConfigError, match="only wsd takes decay_steps"):
         tiny_config(train={"schedule": "linear", "decay_steps": 5})
+
+
+def test_both_trainers_use_torchs_adamw_eps():
+    """The ensemble's own AdamW update takes torch AdamW's default eps, as `train` does (the
+    ensemble tests widen both to compare them; conftest.wide_adam_eps)."""
+    import mechlistops.ensemble as ensemble
+    from mechlistops.model import build_model
+    from mechlistops.train import make_optimizer
+
+    cfg = tiny_config()
+    model = build_model(cfg.model, cfg.data)
+    eps = {g["eps"] for g in make_optimizer(model, cfg.train).param_groups}
+    assert eps == {torch.optim.AdamW([torch.zeros(1, requires_grad=True)]).defaults["eps"]}
+    assert ensemble.ADAM_EPS in eps
