@@ -338,6 +338,8 @@ def pass_rate(
     if passed.all():
         return float(n.min())
     below, above = n[~passed].max(), n[passed].min()
+    if n[passed].max() <= n[~passed].min():  # all pass up to a size, all fail from it on
+        return None  # the share falls with size (and the fit has no maximum)
     if below <= above:  # separated: all fail up to `below`, all pass from `above` on
         where = 0.5 if rng is None else rng.uniform()
         half = float(below ** (1 - where) * above**where)  # the tied size when they are equal
@@ -364,7 +366,8 @@ def _logistic(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     b = np.array([np.log(y.mean() / (1 - y.mean())), 0.0])
     for _ in range(100):
         p = 1 / (1 + np.exp(-(X @ b)))
-        step = np.linalg.solve(X.T @ (X * (p * (1 - p))[:, None]), X.T @ (y - p))
+        hessian = X.T @ (X * (p * (1 - p))[:, None]) + 1e-12 * np.eye(2)  # p may round to 0, 1
+        step = np.linalg.solve(hessian, X.T @ (y - p))
         base, t = loglik(b), 1.0
         while loglik(b + t * step) < base - 1e-12 and t > 1e-6:
             t /= 2

@@ -105,6 +105,8 @@ def test_pass_rate_where_there_is_no_maximum_or_no_rise():
     assert pass_rate(_bimodal([1000, 2000], [2, 3], 3), 0.9) == 1000  # half point below it
     assert pass_rate(_bimodal([1000, 2000], [0, 0], 3), 0.9) is None  # never passes
     assert pass_rate(_bimodal([1000, 2000, 4000], [2, 1, 0], 3), 0.9) is None  # falls with size
+    # all pass up to 4,000 and the one run at 8,000 fails: the share falls, no maximum either
+    assert pass_rate(_bimodal([1000, 4000, 8000], [3, 3, 0], 3).iloc[:7], 0.9) is None
     assert pass_rate(_bimodal([1000, 2000, 4000], [0, 1, 1], 3), 0.9) is None  # past 4,000
 
 
