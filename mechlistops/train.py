@@ -305,7 +305,23 @@ class RunState:
         for record in ckpt.read_metrics(self.run_dir):  # the patience count so far
             self.stop_rule.update(record["eval"])
         log.info("resuming %s at step %d", self.run_dir, self.step)
+        self._check_threads(point.meta.get("threads"))
         return point.meta.get("elapsed_s", 0.0)
+
+    def _check_threads(self, saved) -> None:
+        """On CPU, the thread count sets the order of torch's sums: a run resumed with another
+        count matches an uninterrupted one up to float rounding only; say so."""
+        now = torch.get_num_threads()
+        if self.device.type == "cpu" and isinstance(saved, int) and saved != now:
+            log.warning(
+                "%s trained with %d CPU threads and resumes with %d: its weights will match "
+                "an uninterrupted run's up to float rounding, not bit for bit "
+                "(--threads %d to match)",
+                self.run_dir,
+                saved,
+                now,
+                saved,
+            )
 
     def phase_at(self, step: int) -> Phase:
         return next(p for p in self.plan if p.start <= step < p.start + p.steps)
@@ -377,6 +393,7 @@ class RunState:
                 "curve_count": self.curve_count,
                 "elapsed_s": time.perf_counter() - self.started,
                 "examples": dict(self.examples),
+                "threads": torch.get_num_threads(),  # sets the rounding on CPU (_check_threads)
             }
             ckpt.save_state(self.run_dir, self.model, self.opt, step, extra)
 

@@ -1,6 +1,7 @@
 """Training: it learns, checkpoints round-trip, interrupted runs resume to the same weights."""
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -134,6 +135,8 @@ def test_killed_process_resumes_to_identical_weights(tmp_path):
         "25",
         "--device",
         "cpu",
+        "--threads",  # bit for bit needs the same count ("auto" follows the machine's load)
+        "1",
         "--no-progress",
         "--no-report",
     ]
@@ -161,13 +164,27 @@ def test_killed_process_resumes_to_identical_weights(tmp_path):
         "train",
         "--resume",
         str(tmp_path / "cut"),
+        "--threads",
+        "1",
         "--no-progress",
         "--no-report",
     ]
-    subprocess.run(resume, check=True, env=env, capture_output=True)
+    done = subprocess.run(resume, check=True, env=env, capture_output=True, text=True)
+    assert "1 CPU thread " in done.stdout and "resumes with" not in done.stderr
     ref, cut = _weights(tmp_path / "ref"), _weights(tmp_path / "cut")
     for name in ref:
         assert torch.equal(ref[name], cut[name]), name
+
+
+def test_resume_with_another_thread_count_says_it_rounds_differently(tmp_path, monkeypatch, caplog):
+    cfg = tiny_config(train={"steps": 60, "save_interval": 20, "eval_interval": 20})
+    torch.set_num_threads(1)  # conftest restores the count
+    train_interrupted(monkeypatch, cfg, tmp_path / "cut", at_step=30)
+    torch.set_num_threads(2)
+    with caplog.at_level(logging.WARNING, logger="mechlistops"):
+        train(cfg, tmp_path / "cut", resume=True, progress=False)
+    assert "trained with 1 CPU threads and resumes with 2" in caplog.text
+    assert "--threads 1 to match" in caplog.text
 
 
 def test_atomic_write_leaves_old_file_when_interrupted(tmp_path):
