@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
 
-import numpy as np
-import pytest
-import torch
+from mechlistops import threads
 
-from mechlistops.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+# Tests run in pytest-xdist workers, one per core: idle OpenMP threads must not spin while
+# another worker holds the core (threads.py), so the cap goes in before torch loads, and each
+# worker takes one thread.
+threads.set_wait_policy()
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from mechlistops.config import DataConfig, ModelConfig, RunConfig, TrainConfig  # noqa: E402
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
 
 
 def tiny_config(data=None, model=None, train=None) -> RunConfig:
