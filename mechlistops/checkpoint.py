@@ -127,7 +127,8 @@ def _save_config(run_dir: Path, cfg: RunConfig, ht_cfg: dict, extra: dict | None
 def read_config(run_dir: Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise CheckpointError(f"{run_dir}: no such run directory")
+        what = "is a file, not a run directory" if run_dir.exists() else "no such run directory"
+        raise CheckpointError(f"{run_dir}: {what}")
     path = run_dir / CONFIG
     if not path.is_file():
         raise CheckpointError(f"{run_dir}: not a run directory (no {CONFIG})")

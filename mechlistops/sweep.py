@@ -415,11 +415,20 @@ def finished_runs(paths: list[Path]) -> list[Path]:
             runs.append(p)
         elif ckpt.holds_run(p):
             raise ConfigError(f"{p}: the run has not finished (no {ckpt.RESULTS})")
-        elif p.is_dir():
-            runs += _runs_below(p)
         else:
-            raise ConfigError(f"{p}: no such run or folder")
+            check_run_paths([p])
+            runs += _runs_below(p)
     return runs
+
+
+def check_run_paths(paths: list[Path]) -> None:
+    """A ConfigError naming the first path that is not a folder (a run, a sweep or a folder of
+    them), before a command does work that needs them."""
+    for p in map(Path, paths):
+        if p.is_dir():
+            continue
+        what = "is neither a run nor a folder of runs" if p.exists() else "no such run or folder"
+        raise ConfigError(f"{p}: {what}")
 
 
 def _runs_below(folder: Path) -> list[Path]:

@@ -292,10 +292,12 @@ def cmd_analyse(args) -> int:
         split_at,
         write_outputs,
     )
+    from mechlistops.sweep import check_run_paths
 
     analyses = _choices(args.analyses, ANALYSES, "analysis") if args.analyses else ANALYSES
     if args.out is None and len(args.runs) > 1:
         raise ConfigError("several runs or folders given: say where the table goes (--out)")
+    check_run_paths(args.runs)
     out = check_writable_dir(Path(args.out or args.runs[0]), "output directory")
     target = parse_ops(args.target)[0]
     df = analyse_runs(
