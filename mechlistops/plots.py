@@ -152,7 +152,9 @@ def plot_transitions(df: pd.DataFrame, fits: pd.DataFrame, out: Path) -> Path:
         ax.set_visible(False)
     from mechlistops.transition import sigmoid, varying_groups
 
-    title = ", ".join(["mixture", *varying_groups(df)]) + " (dashed: sigmoid fit)"
+    title = (
+        ", ".join(["mixture", *varying_groups(df)]) + " (dashed: sigmoid fit, dotted: its midpoint)"
+    )
     df, fits = _series(df), _series(fits)
     mixtures = list(dict.fromkeys(df.series))
     colours = sns.color_palette("tab10" if len(mixtures) <= 10 else "husl", len(mixtures))
