@@ -182,8 +182,17 @@ def plot_transitions(df: pd.DataFrame, fits: pd.DataFrame, out: Path) -> Path:
                 ax.axvline(fit.midpoint.iloc[0], color=palette[mixture], linestyle=":", lw=1)
         ax.set(ylim=(0, 1.02), title=op)
         parameter_axis(ax, part.n_params)
-        ax.legend(fontsize=8, title=title, title_fontsize=8)
-    fig.tight_layout()
+    # one legend for every panel, below them, where it covers no run
+    handles = [plt.Line2D([], [], color=palette[m], label=m) for m in mixtures]
+    fig.legend(
+        handles=handles,
+        loc="lower center",
+        ncol=min(len(handles), 4),
+        fontsize=8,
+        title=title,
+        title_fontsize=8,
+    )
+    fig.tight_layout(rect=(0, 0.08 + 0.03 * -(-len(handles) // 4) / rows, 1, 1))
     atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
     return out
