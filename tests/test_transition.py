@@ -268,7 +268,8 @@ def test_a_runs_table_fits_as_its_runs_do(tmp_path, capsys):
     assert fitted == json.loads(expected.to_json(orient="records"))
     again = read_runs_table(tmp_path / "a" / "runs.csv")  # what it read, written back
     pd.testing.assert_frame_equal(again, read_runs_table(table))
-    assert main([*argv[:1], str(tmp_path / "a" / "runs.csv"), *argv[2:], "--out", "b"]) == 0
+    out = str(tmp_path / "b")  # under tmp_path: a bare "b" was written into the checkout
+    assert main([*argv[:1], str(tmp_path / "a" / "runs.csv"), *argv[2:], "--out", out]) == 0
     assert "SUM in SUM+MAX+MED, 10,000 sampled (3 runs):" in capsys.readouterr().out
 
 
