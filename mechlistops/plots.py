@@ -184,16 +184,17 @@ def plot_transitions(df: pd.DataFrame, fits: pd.DataFrame, out: Path) -> Path:
         parameter_axis(ax, part.n_params)
     # one legend for every panel, below them, where it covers no run
     handles = [plt.Line2D([], [], color=palette[m], label=m) for m in mixtures]
+    fig.tight_layout()
     fig.legend(
         handles=handles,
-        loc="lower center",
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0),
         ncol=min(len(handles), 4),
         fontsize=8,
         title=title,
         title_fontsize=8,
     )
-    fig.tight_layout(rect=(0, 0.08 + 0.03 * -(-len(handles) // 4) / rows, 1, 1))
-    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png", bbox_inches="tight"))
     plt.close(fig)
     return out
 
