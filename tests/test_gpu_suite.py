@@ -63,6 +63,7 @@ def test_gpu_suite_runs_on_cpu_tiny(tmp_path):
     assert figures["sweep_120"]["measured_seconds"] > 0
     study = figures["study"]
     assert study["exit_code"] == 0 and not study["stopped_at_deadline"]
+    assert study["seeds"] == 3  # --tiny's default; 12 on a GPU
     assert study["last_step_reached"] == {
         f"{m}_d{d}_s{s}": 60 for m in ("sum", "sum+max+med") for d in (8, 12) for s in range(3)
     }
@@ -71,6 +72,7 @@ def test_gpu_suite_runs_on_cpu_tiny(tmp_path):
     # every size and mixture, read before (@40) and after (@60) the decay, 3 seeds each
     rows = [x for x in table.splitlines() if x.startswith("| 1,718 |") or x.startswith("| 3,142 |")]
     assert len(rows) == 4 and all(x.count(" / ") == 4 for x in rows), table
+    assert all(x.count("/3 pass 0.9") == 2 for x in rows), table
     # a study stopped at the deadline is read where every run got to, too
     assert sorted(x.name for x in out.iterdir()) == [
         "study.log",
@@ -102,6 +104,20 @@ def test_gpu_suite_runs_on_cpu_tiny(tmp_path):
     (sum_8,) = [x for x in lines if x.startswith("| 1,718 | SUM |")]
     assert sum_8.split("|")[3].count(" / ") == 2  # @20: all 3 seeds
     assert (out / "suite.log").read_text().count("\n") >= 5
+
+
+def test_numbers_that_cannot_work_are_refused_in_one_line(tmp_path):
+    cases = [
+        ("--study-seeds", "0", "--study-seeds 0: must be 1 to 1000"),
+        ("--study-pool", "-5", "--study-pool -5: must be 1 to 10000000"),
+        ("--data-workers", "999", "--data-workers 999: must be 0 to 256"),
+    ]
+    for option, value, message in cases:
+        cmd = [sys.executable, str(ROOT / "benchmarks" / "gpu_suite.py"), "--out", str(tmp_path)]
+        done = subprocess.run(cmd + [option, value], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.splitlines()[-1].endswith(message), done.stderr
+        assert not (tmp_path / "suite.json").exists()
 
 
 def test_utilisation_lines_are_read_as_percentages():
