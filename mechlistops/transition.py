@@ -12,7 +12,10 @@ sweep's sizes and seeds, summarised (../shared/PAPER.md, "Learning transition"):
   (`pass_rate`, for populations whose seeds either learn or do not); "not reached" when no
   size does.
 Confidence intervals come from bootstrapping seeds within each size; the ratio N*(alone) /
-N*(in mixture) gets its interval from independent bootstraps of the two.
+N*(in mixture) gets its interval from independent bootstraps of the two. The bootstraps run in
+parallel processes, each statistic on its own random stream (the midpoint's resamples, a
+sigmoid fit each, drawn first and fitted in chunks), so the intervals are the same with any
+number of processes.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from scipy.optimize import OptimizeWarning, curve_fit
 
 from mechlistops import checkpoint as ckpt
@@ -388,7 +392,8 @@ def _rng(seed: int, *key) -> np.random.Generator:
 
 
 def _bootstrap(df: pd.DataFrame, stat, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Statistic over resamples of seeds within each size; NaN where it is undefined."""
+    """Statistic over resamples of seeds within each size; NaN where it is undefined. A
+    statistic may draw from `rng` too (`pass_rate` does), between the resamples' draws."""
     groups = [g["accuracy"].to_numpy() for _, g in df.groupby("n_params")]
     sizes = sorted(df["n_params"].unique())
     out = np.full(n, np.nan)
@@ -400,6 +405,30 @@ def _bootstrap(df: pd.DataFrame, stat, n: int, rng: np.random.Generator) -> np.n
     return out
 
 
+def _threshold_bootstrap(
+    df: pd.DataFrame, kind: str, t: float, n: int, rng: np.random.Generator
+) -> np.ndarray:
+    """`_bootstrap` of STATISTICS[kind] at threshold t (one task of `transitions`)."""
+    if kind == "passrate":  # a resample that separates draws N* in its gap
+        return _bootstrap(df, lambda d: pass_rate(d, t, rng), n, rng)
+    stat = STATISTICS[kind]
+    return _bootstrap(df, lambda d: stat(d, t), n, rng)
+
+
+def _midpoint_resamples(df: pd.DataFrame, n: int, rng: np.random.Generator):
+    """The sizes and `n` resampled accuracies `_bootstrap` would draw (the fit draws
+    nothing), so that their sigmoid fits can be spread over processes."""
+    groups = [g["accuracy"].to_numpy() for _, g in df.groupby("n_params")]
+    sizes = sorted(df["n_params"].unique())
+    params = np.concatenate([[s] * len(g) for s, g in zip(sizes, groups)])
+    return params, [np.concatenate([rng.choice(g, len(g)) for g in groups]) for _ in range(n)]
+
+
+def _midpoints(params: np.ndarray, draws: list[np.ndarray]) -> np.ndarray:
+    fits = (fit_transition(params, acc).midpoint for acc in draws)
+    return np.array([np.nan if m is None else m for m in fits], dtype=float)
+
+
 def _ci(samples: np.ndarray, min_defined: float = 0.5) -> tuple[float, float] | None:
     """95% percentile interval, or None when the statistic is undefined in too many resamples."""
     ok = samples[np.isfinite(samples)]
@@ -408,8 +437,15 @@ def _ci(samples: np.ndarray, min_defined: float = 0.5) -> tuple[float, float] | 
     return float(np.percentile(ok, 2.5)), float(np.percentile(ok, 97.5))
 
 
+PARALLEL_RESAMPLES = 200  # from here on `transitions` bootstraps in one process per core
+
+
 def transitions(
-    df: pd.DataFrame, thresholds=(0.9, 0.99), n_boot: int = 1000, seed: int = 0
+    df: pd.DataFrame,
+    thresholds=(0.9, 0.99),
+    n_boot: int = 1000,
+    seed: int = 0,
+    n_jobs: int | None = None,
 ) -> pd.DataFrame:
     """One row per (op, mixture), and per training data and training where `df` has those
     columns (runs that differ in them are never pooled): N* by sigmoid midpoint, and by each
@@ -418,9 +454,13 @@ def transitions(
     (`passrate_T`), with 95% CIs, and the ratio to the op alone on the same data and training,
     where the runs have the op alone. Where the mixture reaches a threshold and the op alone
     does not, `ratio_smallest_T_bound` (and `ratio_crossing_T_bound`, `ratio_passrate_T_bound`)
-    is the lower bound that leaves: the op alone's largest size over the mixture's N*."""
+    is the lower bound that leaves: the op alone's largest size over the mixture's N*.
+    `n_jobs`: processes for the bootstraps (joblib's: -1, one per core; 1, none; default: one
+    per core from PARALLEL_RESAMPLES resamples on, where starting them pays)."""
+    if n_jobs is None:
+        n_jobs = -1 if n_boot >= PARALLEL_RESAMPLES else 1
     keys = ["op", "mixture", *(c for c in GROUPS if c in df.columns)]
-    rows, boots = [], {}
+    rows, tasks, chunks = [], {}, []
     for values, g in df.groupby(keys, sort=False):
         fit = fit_transition(g["n_params"], g["accuracy"])
         row = {
@@ -434,27 +474,33 @@ def transitions(
             # the sigmoid (lo, hi, k, x0 in log10 parameters), for figures
             "sigmoid": [float(v) for v in fit.params] if fit.midpoint else None,
         }
-
-        def mid(d):
-            return fit_transition(d["n_params"], d["accuracy"]).midpoint
-
-        b = np.full(n_boot, np.nan)
-        if fit.midpoint:
-            b = _bootstrap(g, mid, n_boot, _rng(seed, *values, "midpoint"))
-        row["midpoint_ci"] = _ci(b)
-        boots[(*values, "midpoint")] = b
+        row["midpoint_ci"] = None  # the intervals once every bootstrap is in
+        if fit.midpoint:  # its resamples' fits in chunks, the bulk of the time
+            params, draws = _midpoint_resamples(g, n_boot, _rng(seed, *values, "midpoint"))
+            step = -(-n_boot // 32)
+            key = (*values, "midpoint")
+            chunks += [(key, params, draws[i : i + step]) for i in range(0, n_boot, step)]
         for kind, stat in STATISTICS.items():
             for t in thresholds:
                 row[f"{kind}_{t}"] = stat(g, t)
+                row[f"{kind}_{t}_ci"] = None
                 # smallest_T's stream is keyed by the threshold alone, as before crossings were
                 rng = _rng(seed, *values, *([kind] if kind != "smallest" else []), t)
-                if kind == "passrate":  # a resample that separates draws N* in its gap
-                    bt = _bootstrap(g, lambda d, t=t, r=rng: pass_rate(d, t, r), n_boot, rng)
-                else:
-                    bt = _bootstrap(g, lambda d, t=t, stat=stat: stat(d, t), n_boot, rng)
-                row[f"{kind}_{t}_ci"] = _ci(bt)
-                boots[(*values, f"{kind}_{t}")] = bt
+                tasks[(*values, f"{kind}_{t}")] = (g, kind, t, n_boot, rng)
         rows.append(row)
+    results = Parallel(n_jobs=n_jobs)(
+        [delayed(_midpoints)(params, part) for _, params, part in chunks]
+        + [delayed(_threshold_bootstrap)(*task) for task in tasks.values()]
+    )
+    boots = {}
+    for (key, _, _), part in zip(chunks, results):
+        boots[key] = np.concatenate([boots.get(key, np.empty(0)), part])
+    boots.update(zip(tasks, results[len(chunks) :]))
+    for row in rows:
+        values = tuple(row[k] for k in keys)
+        row["midpoint_ci"] = _ci(boots.setdefault((*values, "midpoint"), np.full(n_boot, np.nan)))
+        for key in statistic_keys(thresholds):
+            row[f"{key}_ci"] = _ci(boots[(*values, key)])
     out = pd.DataFrame(rows)
     # Ratio N*(op alone) / N*(op in this mixture), with an interval from the two bootstraps.
     for key in ["midpoint", *statistic_keys(thresholds)]:
