@@ -16,6 +16,7 @@ import os
 import time
 from pathlib import Path
 
+from mechlistops.errors import ConfigError
 from mechlistops.transition import read_runs_table, transitions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +28,14 @@ def main() -> None:
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--jobs", type=int, default=-1, help="processes of the parallel run")
     args = p.parse_args()
-    runs = read_runs_table(args.table)
+    if not 1 <= args.bootstrap <= 100_000:
+        p.error(f"--bootstrap {args.bootstrap}: must be 1 to 100000")
+    if args.jobs == 0 or args.jobs < -1:
+        p.error(f"--jobs {args.jobs}: must be -1 (one per core) or a number of processes")
+    try:
+        runs = read_runs_table(args.table)
+    except ConfigError as e:
+        p.error(str(e))
     df = runs.dropna(subset=["accuracy_heldout"]).assign(accuracy=lambda d: d["accuracy_heldout"])
     thresholds = (0.5, 0.85, 0.9)
     seconds, tables = {}, {}
