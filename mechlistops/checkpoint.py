@@ -111,6 +111,20 @@ def provenance() -> dict[str, Any]:
     return {"git_commit": git, "versions": versions}
 
 
+def platform_facts(device: torch.device) -> dict[str, Any]:
+    """What sets a run's float rounding besides its config, seeds and versions: the device,
+    and on CPU the vector instructions torch's kernels use and the thread count. Two runs of
+    one seed match bit for bit only where these match, and near a transition rounding alone
+    can decide whether a run learns (docs/findings.md stage 9q); results.json records them."""
+    facts: dict[str, Any] = {"torch": torch.__version__, "device": device.type}
+    if device.type == "cpu":
+        facts["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+        facts["threads"] = torch.get_num_threads()
+    elif device.type == "cuda":
+        facts["gpu"] = torch.cuda.get_device_name(device)
+    return facts
+
+
 # ----------------------------------------------------------------------------- runs
 def _save_config(run_dir: Path, cfg: RunConfig, ht_cfg: dict, extra: dict | None) -> None:
     body = {

@@ -455,6 +455,7 @@ class RunState:
                 **({"epochs": self.epochs()} if self.pools else {}),
                 "stopped": self.stopped,
                 "results": {k: v.to_dict() for k, v in results.items()},
+                "platform": ckpt.platform_facts(self.device),  # where it finished
             },
         )
         self.lock.release()

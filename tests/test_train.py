@@ -37,6 +37,10 @@ def test_run_directory_is_self_describing(tiny_run):
     raw = json.loads((tiny_run / "config.json").read_text())
     assert {"data", "model", "train", "hooked_transformer_config", "provenance"} <= set(raw)
     assert raw["provenance"]["versions"]["torch"]
+    # where it finished: what sets its rounding (a seed matches bit for bit only there)
+    platform = json.loads((tiny_run / "results.json").read_text())["platform"]
+    assert platform["torch"] == torch.__version__ and platform["device"] == "cpu"
+    assert platform["threads"] >= 1 and platform["cpu_capability"]
     assert json.loads((tiny_run / "vocab.json").read_text())["tokens"][:3] == ["0", "1", "2"]
     assert ckpt.saved_steps(tiny_run) == [0, 1, 2, 4, 8, 16, 32, 64, 100, 128, 200, 256, 300]
     assert not (tiny_run / "state.safetensors").exists()  # finished runs drop resume state
