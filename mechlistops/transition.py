@@ -391,16 +391,25 @@ def _rng(seed: int, *key) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32("\x1f".join(map(str, key)).encode())])
 
 
+def _by_size(df: pd.DataFrame) -> tuple[list[np.ndarray], np.ndarray]:
+    """The accuracies of each size, smallest first, and a resample's sizes column."""
+    groups = [g["accuracy"].to_numpy() for _, g in df.groupby("n_params")]
+    sizes = sorted(df["n_params"].unique())
+    return groups, np.concatenate([[s] * len(g) for s, g in zip(sizes, groups)])
+
+
+def _resample(groups: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """Seeds resampled with replacement within each size."""
+    return np.concatenate([rng.choice(g, len(g)) for g in groups])
+
+
 def _bootstrap(df: pd.DataFrame, stat, n: int, rng: np.random.Generator) -> np.ndarray:
     """Statistic over resamples of seeds within each size; NaN where it is undefined. A
     statistic may draw from `rng` too (`pass_rate` does), between the resamples' draws."""
-    groups = [g["accuracy"].to_numpy() for _, g in df.groupby("n_params")]
-    sizes = sorted(df["n_params"].unique())
+    groups, params = _by_size(df)
     out = np.full(n, np.nan)
     for i in range(n):
-        acc = np.concatenate([rng.choice(g, len(g)) for g in groups])
-        params = np.concatenate([[s] * len(g) for s, g in zip(sizes, groups)])
-        value = stat(pd.DataFrame({"n_params": params, "accuracy": acc}))
+        value = stat(pd.DataFrame({"n_params": params, "accuracy": _resample(groups, rng)}))
         out[i] = np.nan if value is None else value
     return out
 
@@ -418,10 +427,8 @@ def _threshold_bootstrap(
 def _midpoint_resamples(df: pd.DataFrame, n: int, rng: np.random.Generator):
     """The sizes and `n` resampled accuracies `_bootstrap` would draw (the fit draws
     nothing), so that their sigmoid fits can be spread over processes."""
-    groups = [g["accuracy"].to_numpy() for _, g in df.groupby("n_params")]
-    sizes = sorted(df["n_params"].unique())
-    params = np.concatenate([[s] * len(g) for s, g in zip(sizes, groups)])
-    return params, [np.concatenate([rng.choice(g, len(g)) for g in groups]) for _ in range(n)]
+    groups, params = _by_size(df)
+    return params, [_resample(groups, rng) for _ in range(n)]
 
 
 def _midpoints(params: np.ndarray, draws: list[np.ndarray]) -> np.ndarray:
