@@ -114,8 +114,9 @@ def provenance() -> dict[str, Any]:
 def platform_facts(device: torch.device) -> dict[str, Any]:
     """What sets a run's float rounding besides its config, seeds and versions: the device,
     and on CPU the vector instructions torch's kernels use and the thread count. Two runs of
-    one seed match bit for bit only where these match, and near a transition rounding alone
-    can decide whether a run learns (docs/findings.md stage 9q); results.json records them."""
+    one seed match bit for bit only where these match, and near a transition the same seed
+    on another machine can end on the other side of it (docs/findings.md stage 9q);
+    results.json records them."""
     facts: dict[str, Any] = {"torch": torch.__version__, "device": device.type}
     if device.type == "cpu":
         facts["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
