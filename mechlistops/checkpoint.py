@@ -126,6 +126,36 @@ def platform_facts(device: torch.device) -> dict[str, Any]:
     return facts
 
 
+# what each rounding fact is called in a message, and how to get the saved value back
+_ROUNDING_FACTS = {
+    "torch": ("torch {}", None),
+    "device": ("device {}", None),
+    "gpu": ("{}", None),
+    "cpu_capability": ("{} kernels", "ATEN_CPU_CAPABILITY={lower} where the CPU has them"),
+    "threads": ("{} CPU threads", "--threads {}"),
+}
+
+
+def platform_change(saved, now: dict[str, Any]) -> tuple[str, str, str] | None:
+    """How the platform a resume state was saved on (`saved`, from `platform_facts`) differs
+    from `now` in what sets the rounding: (saved, now, how to match), each a phrase, or None
+    where nothing recorded differs. A state's unreadable entries count as unrecorded."""
+    if not isinstance(saved, dict):
+        return None
+    was, is_, hints = [], [], []
+    for key, (phrase, hint) in _ROUNDING_FACTS.items():
+        old, new = saved.get(key), now.get(key)
+        if not isinstance(old, (str, int)) or isinstance(old, bool) or old == new:
+            continue
+        was.append(phrase.format(old))
+        is_.append(phrase.format(new) if new is not None else f"no {key}")
+        if hint:
+            hints.append(hint.format(old, lower=str(old).lower()))
+    if not was:
+        return None
+    return ", ".join(was), ", ".join(is_), " and ".join(hints)
+
+
 # ----------------------------------------------------------------------------- runs
 def _save_config(run_dir: Path, cfg: RunConfig, ht_cfg: dict, extra: dict | None) -> None:
     body = {

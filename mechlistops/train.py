@@ -305,23 +305,27 @@ class RunState:
         for record in ckpt.read_metrics(self.run_dir):  # the patience count so far
             self.stop_rule.update(record["eval"])
         log.info("resuming %s at step %d", self.run_dir, self.step)
-        self._check_threads(point.meta.get("threads"))
+        self._check_platform(point.meta)
         return point.meta.get("elapsed_s", 0.0)
 
-    def _check_threads(self, saved) -> None:
-        """On CPU, the thread count sets the order of torch's sums: a run resumed with another
-        count matches an uninterrupted one up to float rounding only; say so."""
-        now = torch.get_num_threads()
-        if self.device.type == "cpu" and isinstance(saved, int) and saved != now:
-            log.warning(
-                "%s trained with %d CPU threads and resumes with %d: its weights will match "
-                "an uninterrupted run's up to float rounding, not bit for bit "
-                "(--threads %d to match)",
-                self.run_dir,
-                saved,
-                now,
-                saved,
-            )
+    def _check_platform(self, meta: dict) -> None:
+        """The device, torch's build, and on CPU its kernels and thread count set the order
+        and rounding of torch's sums: a run resumed on another platform matches an
+        uninterrupted one up to float rounding only; say so. States written before the
+        platform was recorded carry the thread count alone."""
+        saved = meta.get("platform", {"threads": meta.get("threads")})
+        change = ckpt.platform_change(saved, ckpt.platform_facts(self.device))
+        if change is None:
+            return
+        was, now, match = change
+        log.warning(
+            "%s trained with %s and resumes with %s: its weights will match an uninterrupted "
+            "run's up to float rounding, not bit for bit%s",
+            self.run_dir,
+            was,
+            now,
+            f" ({match} to match)" if match else "",
+        )
 
     def phase_at(self, step: int) -> Phase:
         return next(p for p in self.plan if p.start <= step < p.start + p.steps)
@@ -393,7 +397,7 @@ class RunState:
                 "curve_count": self.curve_count,
                 "elapsed_s": time.perf_counter() - self.started,
                 "examples": dict(self.examples),
-                "threads": torch.get_num_threads(),  # sets the rounding on CPU (_check_threads)
+                "platform": ckpt.platform_facts(self.device),  # the rounding (_check_platform)
             }
             ckpt.save_state(self.run_dir, self.model, self.opt, step, extra)
 

@@ -187,8 +187,38 @@ def test_resume_with_another_thread_count_says_it_rounds_differently(tmp_path, m
     torch.set_num_threads(2)
     with caplog.at_level(logging.WARNING, logger="mechlistops"):
         train(cfg, tmp_path / "cut", resume=True, progress=False)
-    assert "trained with 1 CPU threads and resumes with 2" in caplog.text
-    assert "--threads 1 to match" in caplog.text
+    assert "trained with 1 CPU threads and resumes with 2 CPU threads" in caplog.text
+    assert "(--threads 1 to match)" in caplog.text
+
+
+def test_resume_on_other_cpu_kernels_says_how_to_match(tmp_path, monkeypatch, caplog):
+    cfg = tiny_config(train={"steps": 60, "save_interval": 20, "eval_interval": 20})
+    with monkeypatch.context() as m:
+        m.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+        train_interrupted(monkeypatch, cfg, tmp_path / "cut", at_step=30)
+    with caplog.at_level(logging.WARNING, logger="mechlistops"):
+        train(cfg, tmp_path / "cut", resume=True, progress=False)
+    now = torch.backends.cpu.get_cpu_capability()
+    if now == "AVX2":
+        assert "resumes with" not in caplog.text
+    else:
+        assert f"trained with AVX2 kernels and resumes with {now} kernels" in caplog.text
+        assert "(ATEN_CPU_CAPABILITY=avx2 where the CPU has them to match)" in caplog.text
+
+
+def test_a_platform_change_names_what_differs_and_ignores_what_is_unreadable():
+    now = {"torch": "2.13.0", "device": "cpu", "cpu_capability": "AVX512", "threads": 2}
+    assert ckpt.platform_change(dict(now), now) is None
+    assert ckpt.platform_change({"threads": None}, now) is None  # an old state without the count
+    for hostile in (None, [], "AVX2", {"threads": True}, {"threads": [1]}, {"torch": {}}):
+        assert ckpt.platform_change(hostile, now) is None
+    was, is_, match = ckpt.platform_change({**now, "torch": "2.12.0", "threads": 1}, now)
+    assert (was, is_, match) == (
+        "torch 2.12.0, 1 CPU threads",
+        "torch 2.13.0, 2 CPU threads",
+        "--threads 1",
+    )
+    assert ckpt.platform_change({"gpu": "H100"}, now)[1] == "no gpu"
 
 
 def test_atomic_write_leaves_old_file_when_interrupted(tmp_path):
