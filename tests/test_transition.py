@@ -324,17 +324,17 @@ def test_figure_takes_more_mixtures_than_a_palette_has_colours(tmp_path):
     assert out.read_bytes()[:4] == b"\x89PNG"
 
 
-def _bounds_script():
-    """analyses/bounds.py as a module (an analysis script, not part of the package)."""
-    path = Path(__file__).resolve().parents[1] / "analyses" / "bounds.py"
-    spec = importlib.util.spec_from_file_location("bounds_script", path)
+def _analysis_script(name: str):
+    """An analysis script of analyses/ as a module (scripts, not part of the package)."""
+    path = Path(__file__).resolve().parents[1] / "analyses" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_script", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def test_bounds_ratios_keep_pools_apart_and_bound_what_sum_alone_never_reaches(tmp_path):
-    bounds = _bounds_script()
+    bounds = _analysis_script("bounds")
     runs = _two_pools()  # as bounds.table reads runs
     df = runs.rename(columns={"accuracy": "sum_heldout"}).assign(
         sum_pool=runs.accuracy, train_size=runs.data.str.split().str[0].str.replace(",", "")
@@ -376,3 +376,47 @@ def test_the_intervals_are_the_same_in_any_number_of_processes():
     two = transitions(df, thresholds=(0.5, 0.9), n_boot=40, n_jobs=2)
     assert one["midpoint_ci"].notna().all()
     assert one.to_json(orient="records") == two.to_json(orient="records")
+
+
+def test_realisations_pair_seeds_across_platforms_and_count_the_runs_that_change_side(
+    tmp_path,
+):
+    realisations = _analysis_script("realisations")
+
+    def table(name, heldout):
+        rows = [
+            {
+                "run": f"sum_s{seed}",
+                "op": "SUM",
+                "mixture": "SUM",
+                "data": "10,000 sampled",
+                "training": "28,000 wsd",
+                "seed": seed,
+                "n_params": 4950,
+                "accuracy": acc,
+                "accuracy_heldout": acc,
+            }
+            for seed, acc in heldout.items()
+        ]
+        path = tmp_path / f"{name}.csv"
+        pd.DataFrame(rows).to_csv(path, index=False)
+        return path
+
+    a = table("a", {0: 0.95, 1: 0.20, 2: 0.97, 3: 0.10})
+    b = table("b", {0: 0.60, 1: 0.25, 2: 0.91})  # seed 0 changes side; seed 3 not run
+    out = tmp_path / "out"
+    realisations.main([str(out), f"AVX512={a}", f"AVX2={b}"])
+    text = (out / "realisations.md").read_text()
+    assert "| AVX512 | 4 | 2 | 0.50 [0.15, 0.85] | 0.575 |" in text
+    assert "| AVX2 | 3 | 1 | 0.33 [0.06, 0.79] | 0.600 |" in text
+    assert "| AVX512 | AVX2 | 3 | 1 | 0.060 |" in text
+    wide = pd.read_csv(out / "realisations.csv")
+    assert len(wide) == 4 and wide.AVX2.isna().sum() == 1
+    assert (out / "realisations.png").read_bytes()[:4] == b"\x89PNG"
+    twice = table("twice", {0: 0.9})
+    two = pd.concat([pd.read_csv(twice)] * 2).assign(run=["sum_s0", "again/sum_s0"])
+    two.to_csv(twice, index=False)
+    with pytest.raises(SystemExit, match="share a configuration and seed"):
+        realisations.main([str(out), f"A={a}", f"B={twice}"])
+    with pytest.raises(SystemExit):
+        realisations.main([str(out), "no-label"])
