@@ -99,10 +99,11 @@ def plot(wide: pd.DataFrame, threshold: float, op: str, path: Path) -> None:
         .dropna(subset=["accuracy"])
     )
     groups = long.groupby(KEYS[:-1]).ngroups
+    long = long.sort_values(KEYS)  # seeds in numeric order, then labelled as text
     long["seed"] = long["seed"].astype(str)
     if groups > 1:
         long["seed"] = long["n_params"].map("{:,}".format) + " / " + long["seed"]
-    order = list(dict.fromkeys(long.sort_values(KEYS)["seed"]))
+    order = list(dict.fromkeys(long["seed"]))
     fig, ax = plt.subplots(figsize=(max(6.0, 0.3 * len(order) + 2), 4))
     sns.stripplot(
         data=long,
@@ -110,6 +111,7 @@ def plot(wide: pd.DataFrame, threshold: float, op: str, path: Path) -> None:
         y="accuracy",
         hue="realisations",
         order=order,
+        hue_order=list(wide.columns),
         ax=ax,
         jitter=False,
         size=6,
