@@ -352,7 +352,10 @@ def pass_rate(
         b0, b1 = _logistic(x - x.mean(), passed.astype(float))
         if b1 <= 0:
             return None  # no rise with size
-        half = float(10 ** (x.mean() - b0 / b1))
+        log_half = x.mean() - b0 / b1  # a nearly flat fit puts it far out: compare in logs
+        if log_half > np.log10(n.max()):
+            return None
+        half = float(10**log_half)
     if half > n.max():
         return None
     return max(half, float(n.min()))

@@ -2,6 +2,7 @@
 prints from them."""
 
 import importlib.util
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -108,6 +109,11 @@ def test_pass_rate_where_there_is_no_maximum_or_no_rise():
     # all pass up to 4,000 and the one run at 8,000 fails: the share falls, no maximum either
     assert pass_rate(_bimodal([1000, 4000, 8000], [3, 3, 0], 3).iloc[:7], 0.9) is None
     assert pass_rate(_bimodal([1000, 2000, 4000], [0, 1, 1], 3), 0.9) is None  # past 4,000
+    # a nearly flat rise (1,000 of 5,000 pass at 1,000; 1,001 of 5,000 at 2,000) puts the
+    # half point some 400 decades out: not reached, and no overflow on the way
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert pass_rate(_bimodal([1000, 2000], [1000, 1001], 5000), 0.9) is None
 
 
 def test_no_learning_and_extrapolation_are_refused():
