@@ -15,7 +15,7 @@
 # - realisations.png: per seed, each label's accuracy, the threshold drawn.
 # Used for stage 9r of docs/findings.md.
 # Run: `python analyses/realisations.py OUT LABEL=PATH LABEL=PATH [...] [--op SUM]
-#       [--threshold 0.9]`.
+#       [--threshold 0.9] [--params N]` (`--params`: only the runs of N parameters).
 
 # %%
 import argparse
@@ -43,14 +43,17 @@ def labelled(spec: str) -> tuple[str, Path]:
     return label, Path(path)
 
 
-def table(sets: list[tuple[str, Path]], op: str) -> pd.DataFrame:
-    """One row per run key, one column of held-out accuracy per label."""
+def table(sets: list[tuple[str, Path]], op: str, params: int | None = None) -> pd.DataFrame:
+    """One row per run key, one column of held-out accuracy per label (runs of `params`
+    parameters only, where given)."""
     columns = []
     for label, path in sets:
         df = accuracies_at([path])
-        df = df[df.op == op] if not df.empty else df
+        if not df.empty:
+            df = df[(df.op == op) & ((df.n_params == params) if params else True)]
         if df.empty:
-            raise MechlistopsError(f"{path}: no finished run trains {op}")
+            size = f" at {params:,} parameters" if params else ""
+            raise MechlistopsError(f"{path}: no finished run trains {op}{size}")
         if "accuracy_heldout" not in df or df.accuracy_heldout.isna().any():
             raise MechlistopsError(f"{path}: a run without a held-out accuracy for {op}")
         dup = df[df.duplicated(KEYS, keep=False)]
@@ -136,13 +139,16 @@ def main(argv=None) -> None:
     p.add_argument("sets", nargs="+", type=labelled, metavar="LABEL=PATH")
     p.add_argument("--op", default="SUM")
     p.add_argument("--threshold", type=float, default=0.9)
+    p.add_argument("--params", type=int, help="only the runs of this many parameters")
     args = p.parse_args(argv)
     if not 0 < args.threshold <= 1:
         p.error(f"--threshold {args.threshold}: must be in (0, 1]")
+    if args.params is not None and args.params < 1:
+        p.error(f"--params {args.params}: must be a parameter count >= 1")
     if len({label for label, _ in args.sets}) < len(args.sets):
         p.error("each LABEL must be given once")
     try:
-        wide = table(args.sets, args.op)
+        wide = table(args.sets, args.op, args.params)
         args.out.mkdir(parents=True, exist_ok=True)
         wide.to_csv(args.out / "realisations.csv")
         text = "\n".join(summary(wide, args.threshold)) + "\n"

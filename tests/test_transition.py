@@ -419,6 +419,8 @@ def test_realisations_pair_seeds_across_platforms_and_count_the_runs_that_change
     wide = pd.read_csv(out / "realisations.csv")
     assert len(wide) == 4 and wide.AVX2.isna().sum() == 1
     assert (out / "realisations.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(SystemExit, match="no finished run trains SUM at 3,142 parameters"):
+        realisations.main([str(out), f"A={a}", "--params", "3142"])
     twice = table("twice", {0: 0.9})
     two = pd.concat([pd.read_csv(twice)] * 2).assign(run=["sum_s0", "again/sum_s0"])
     two.to_csv(twice, index=False)
