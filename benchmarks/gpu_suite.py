@@ -33,11 +33,11 @@ folder by default):
    fastest way, when its extrapolation fits what is left of the budget;
 4. with the time left, the paper-like study: a size sweep on a finite training pool per
    operator (--study-pool, --study-pool-draw; by default the sampled pool of 10,000 of
-   docs/findings.md stage 9, where about half of SUM alone's runs learn at 4,950 parameters
-   and a quarter at 9,718-16,022, so its median sits on the 0.9 line: stage 9q),
+   docs/findings.md stage 9, where about a fifth of SUM alone's runs learn at 4,950
+   parameters and a quarter at 9,718-16,022, on one CPU machine: stage 9r),
    exactly 3 operands, one single-head block applied twice; SUM alone and SUM+MAX+MED,
    --study-seeds seeds a size (12: near its transition SUM alone is bimodal, and 3 seeds a size
-   misread a share of learners near one half, findings stage 9p; an ensemble's members cost the
+   misread a share of learners, findings stages 9p-9r; an ensemble's members cost the
    device little);
    18,000 constant-lr steps then 10,000 of linear decay to 0, `--schedule wsd`: the
    `mechlistops sweep` command, every size at once in parallel processes, stopped at the

@@ -115,8 +115,9 @@ def platform_facts(device: torch.device) -> dict[str, Any]:
     """What sets a run's float rounding besides its config, seeds and versions: the device,
     and on CPU the vector instructions torch's kernels use and the thread count. Two runs of
     one seed match bit for bit only where these match, and near a transition the same seed
-    on another machine can end on the other side of it (docs/findings.md stage 9q);
-    results.json records them."""
+    on another machine, or with other kernels on the same one (ATEN_CPU_CAPABILITY), can end
+    on the other side of it (docs/findings.md stages 9q-9r); results.json and the resume
+    state record them."""
     facts: dict[str, Any] = {"torch": torch.__version__, "device": device.type}
     if device.type == "cpu":
         facts["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
