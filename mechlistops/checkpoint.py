@@ -130,7 +130,7 @@ def platform_facts(device: torch.device) -> dict[str, Any]:
 # what each rounding fact is called in a message, and how to get the saved value back
 _ROUNDING_FACTS = {
     "torch": ("torch {}", None),
-    "device": ("device {}", None),
+    "device": ("device {}", "--device {}"),
     "gpu": ("{}", None),
     "cpu_capability": ("{} kernels", "ATEN_CPU_CAPABILITY={lower} where the CPU has them"),
     "threads": ("{} CPU threads", "--threads {}"),
@@ -140,11 +140,15 @@ _ROUNDING_FACTS = {
 def platform_change(saved, now: dict[str, Any]) -> tuple[str, str, str] | None:
     """How the platform a resume state was saved on (`saved`, from `platform_facts`) differs
     from `now` in what sets the rounding: (saved, now, how to match), each a phrase, or None
-    where nothing recorded differs. A state's unreadable entries count as unrecorded."""
+    where nothing recorded differs. A state's unreadable entries count as unrecorded; across
+    devices only the device and torch are compared (the rest belongs to one device)."""
     if not isinstance(saved, dict):
         return None
     was, is_, hints = [], [], []
+    moved = isinstance(saved.get("device"), str) and saved["device"] != now.get("device")
     for key, (phrase, hint) in _ROUNDING_FACTS.items():
+        if moved and key not in ("torch", "device"):
+            continue
         old, new = saved.get(key), now.get(key)
         if not isinstance(old, (str, int)) or isinstance(old, bool) or old == new:
             continue

@@ -219,6 +219,8 @@ def test_a_platform_change_names_what_differs_and_ignores_what_is_unreadable():
         "--threads 1",
     )
     assert ckpt.platform_change({"gpu": "H100"}, now)[1] == "no gpu"
+    on_gpu = {"torch": "2.13.0", "device": "cuda", "gpu": "NVIDIA H100 80GB HBM3"}
+    assert ckpt.platform_change(on_gpu, now) == ("device cuda", "device cpu", "--device cuda")
 
 
 def test_atomic_write_leaves_old_file_when_interrupted(tmp_path):
