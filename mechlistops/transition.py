@@ -354,10 +354,8 @@ def pass_rate(
             return None  # no rise with size
         log_half = x.mean() - b0 / b1  # a nearly flat fit puts it far out: compare in logs
         if log_half > np.log10(n.max()):
-            return None
+            return None  # past the largest size (a separated gap never is)
         half = float(10**log_half)
-    if half > n.max():
-        return None
     return max(half, float(n.min()))
 
 
