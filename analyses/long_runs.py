@@ -1,6 +1,7 @@
 # %% [markdown]
 # # Long runs: the hard operation over the whole of training
-# For every member of the sweeps given (finished or still training), the held-out and pool
+# For every member of the sweeps given (finished or still training) and every finished run of
+# the folders of runs given (trained one by one), the held-out and pool
 # accuracy of one operator (--op, default SUM) at every evaluation, against steps and against
 # training examples of that operator (equal examples: a member of a 3-operator mixture sees a
 # third as many per step). Writes OUT/long_runs.csv (every evaluation), OUT/long_runs.md (per
@@ -8,10 +9,11 @@
 # last --tail evaluations (a single read can be noisy: with a constant learning rate the curve
 # can swing by 0.3 between evaluations), the best, and where the curve first reaches 0.5 and
 # 0.9; with --steps, also at those steps) and OUT/long_runs.png (the curves). An arm is a
-# mixture, with its learning rate and weight decay where they are not the defaults.
-# Run: `python analyses/long_runs.py OUT SWEEP_DIR [SWEEP_DIR ...] [--op SUM]
+# mixture, with its learning rate where it is not the default; runs trained with other budgets
+# (steps, schedule, weight decay) are kept apart by a training column.
+# Run: `python analyses/long_runs.py OUT PATH [PATH ...] [--op SUM]
 #       [--examples 1536000,4608000,15360000|none] [--steps 60000,70000] [--tail 10]`.
-# Used for stages 4 and 7 of docs/findings.md.
+# Used for stages 4, 7 and 9s of docs/findings.md.
 
 # %%
 import argparse
@@ -26,16 +28,17 @@ import seaborn as sns
 
 from mechlistops import checkpoint as ckpt
 from mechlistops.config import TrainConfig
-from mechlistops.sweep import load_sweep
+from mechlistops.errors import MechlistopsError, first_line
+from mechlistops.transition import runs_of, training_label
 
 
-def curves(sweep_dir: Path, op: str) -> pd.DataFrame:
-    """One row per (member, evaluation) of the members whose mixture trains `op`."""
+def curves(path: Path, op: str) -> pd.DataFrame:
+    """One row per (run, evaluation) of the runs under `path` (a sweep's members, or the
+    finished runs of a run or folder) whose mixture trains `op`."""
     rows = []
-    for m in load_sweep(sweep_dir).members():
-        if op not in m.config.data.ops:
+    for _, run, cfg in runs_of([path]):
+        if op not in cfg.data.ops:
             continue
-        run = sweep_dir / m.name
         if not (run / ckpt.CONFIG).is_file():
             continue  # not started
         n_params = ckpt.read_n_params(run)
@@ -45,10 +48,11 @@ def curves(sweep_dir: Path, op: str) -> pd.DataFrame:
                 continue
             rows.append(
                 {
-                    "arm": arm(m.config),
-                    "d_model": m.config.model.d_model,
+                    "arm": arm(cfg),
+                    "training": training_label(run, cfg),
+                    "d_model": cfg.model.d_model,
                     "n_params": n_params,
-                    "seed": m.config.train.seed,
+                    "seed": cfg.train.seed,
                     "step": rec["step"],
                     "examples": rec.get("examples", {}).get(op, 0),
                     "heldout": r["accuracy_heldout"],
@@ -59,12 +63,9 @@ def curves(sweep_dir: Path, op: str) -> pd.DataFrame:
 
 
 def arm(cfg) -> str:
-    """The mixture, with the learning rate and weight decay where they are not the defaults."""
-    t, default = cfg.train, TrainConfig()
-    changed = [f"lr {t.lr:g}"] if t.lr != default.lr else []
-    if t.weight_decay != default.weight_decay:
-        changed.append(f"weight decay {t.weight_decay:g}")
-    return "+".join(cfg.data.ops) + (f" ({', '.join(changed)})" if changed else "")
+    """The mixture, with the learning rate where it is not the default."""
+    lr = cfg.train.lr
+    return "+".join(cfg.data.ops) + (f" (lr {lr:g})" if lr != TrainConfig().lr else "")
 
 
 def first_at(g: pd.DataFrame, bar: float) -> str:
@@ -88,18 +89,18 @@ def table(df: pd.DataFrame, reads: list[int], steps: list[int], op: str, tail: i
     head = [f"{op} held-out @{n / 1e6:g}M {op} examples" for n in reads]
     head += [f"{op} held-out @{n:,} steps" for n in steps]
     lines = [
-        "| arm | parameters | seed | last step | "
+        "| arm | training | parameters | seed | last step | "
         + " | ".join(head)
         + f" | median of the last {tail} evaluations (min-max) | best (step) | first >= 0.5 |"
         " first >= 0.9 | pool at the last step |",
-        "|---|---|---|---|" + "---|" * len(head) + "---|---|---|---|---|",
+        "|---|---|---|---|---|" + "---|" * len(head) + "---|---|---|---|---|",
     ]
-    for (arm, n, seed), g in df.groupby(["arm", "n_params", "seed"]):
+    for (arm, training, n, seed), g in df.groupby(["arm", "training", "n_params", "seed"]):
         g = g.sort_values("step")
         best = g.loc[g.heldout.idxmax()]
         pool = g.pool.iloc[-1]
         lines.append(
-            f"| {arm} | {n:,} | {seed} | {int(g.step.iloc[-1]):,} | "
+            f"| {arm} | {training} | {n:,} | {seed} | {int(g.step.iloc[-1]):,} | "
             + " | ".join([at_examples(g, r) for r in reads] + [at_step(g, n) for n in steps])
             + f" | {g.heldout.tail(tail).median():.2f} ({g.heldout.tail(tail).min():.2f}-"
             f"{g.heldout.tail(tail).max():.2f})"
@@ -110,7 +111,7 @@ def table(df: pd.DataFrame, reads: list[int], steps: list[int], op: str, tail: i
 
 
 def plot(df: pd.DataFrame, out: Path, op: str) -> None:
-    df = df.assign(label=[f"{a}, {n:,}" for a, n in zip(df.arm, df.n_params)])
+    df = df.assign(label=[f"{a}, {t}, {n:,}" for a, t, n in zip(df.arm, df.training, df.n_params)])
     fig, axes = plt.subplots(1, 2, figsize=(14, 4.8), sharey=True)
     for ax, x in zip(axes, ("step", "examples")):
         sns.lineplot(df, x=x, y="heldout", hue="label", units="seed", estimator=None, lw=1, ax=ax)
@@ -121,30 +122,42 @@ def plot(df: pd.DataFrame, out: Path, op: str) -> None:
             ylabel=f"{op} held-out accuracy",
             xlabel="step" if x == "step" else f"training examples of {op}",
         )
-        ax.legend(fontsize=7, title="arm, parameters (a line per seed)", title_fontsize=8)
+        ax.legend(fontsize=7, title="arm, training, parameters (a line per seed)", title_fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
 
 
-# %%
-if __name__ == "__main__":
+def main(argv=None) -> None:
     p = argparse.ArgumentParser(description="the hard operation over the whole of training")
     p.add_argument("out", type=Path)
-    p.add_argument("sweeps", type=Path, nargs="+")
+    p.add_argument("paths", type=Path, nargs="+", help="sweeps, runs or folders of runs")
     p.add_argument("--op", default="SUM")
     p.add_argument("--examples", default="1536000,4608000,15360000", help="or none")
     p.add_argument("--steps", default="", help="steps to read at too, e.g. 60000,70000")
     p.add_argument("--tail", type=int, default=10, help="evaluations the end is read over")
-    args = p.parse_args()
-    reads = [] if args.examples == "none" else [int(x) for x in args.examples.split(",")]
-    steps = [int(x) for x in args.steps.split(",") if x]
-    df = pd.concat([curves(s, args.op) for s in args.sweeps], ignore_index=True)
-    if df.empty:
-        raise SystemExit(f"no evaluations of {args.op} in {', '.join(map(str, args.sweeps))}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(args.out / "long_runs.csv", index=False)
-    (args.out / "long_runs.md").write_text(table(df, reads, steps, args.op, args.tail))
-    plot(df, args.out / "long_runs.png", args.op)
+    args = p.parse_args(argv)
+    try:
+        reads = [] if args.examples == "none" else [int(x) for x in args.examples.split(",")]
+        steps = [int(x) for x in args.steps.split(",") if x]
+    except ValueError:
+        p.error("--examples and --steps take comma-separated whole numbers")
+    if args.tail < 1:
+        p.error(f"--tail {args.tail}: must be at least 1")
+    try:
+        df = pd.concat([curves(s, args.op) for s in args.paths], ignore_index=True)
+        if df.empty:
+            raise SystemExit(f"no evaluations of {args.op} in {', '.join(map(str, args.paths))}")
+        args.out.mkdir(parents=True, exist_ok=True)
+        df.to_csv(args.out / "long_runs.csv", index=False)
+        (args.out / "long_runs.md").write_text(table(df, reads, steps, args.op, args.tail))
+        plot(df, args.out / "long_runs.png", args.op)
+    except (MechlistopsError, OSError) as exc:
+        raise SystemExit(f"error: {first_line(exc)}") from None
     print((args.out / "long_runs.md").read_text())
     print(f"wrote {args.out}/long_runs.csv, .md and .png")
+
+
+# %%
+if __name__ == "__main__":
+    main()

@@ -67,7 +67,7 @@ def final_accuracies(paths: Path | list[Path]) -> pd.DataFrame:
     return accuracies_at(paths)
 
 
-def _runs_of(paths: list[Path]) -> list[tuple[str, Path, RunConfig]]:
+def runs_of(paths: list[Path]) -> list[tuple[str, Path, RunConfig]]:
     """(name, run directory, config) of each run the paths give: a sweep's members (finished
     or not, so that a sweep can be read at a step while it trains), or the finished runs a
     run or a folder of runs holds (sweep.finished_runs); named by the path below the one given,
@@ -102,7 +102,7 @@ def accuracies_at(
             "step or a count of examples needs the runs"
         )
     rows, missing = [], []
-    for name, run_dir, cfg in _runs_of([p for p in paths if not is_runs_table(p)]):
+    for name, run_dir, cfg in runs_of([p for p in paths if not is_runs_table(p)]):
         if step is None and examples is None:
             saved = ckpt.read_results(run_dir)
             record = None if saved is None else {**saved, "eval": saved["results"]}

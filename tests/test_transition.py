@@ -11,6 +11,7 @@ import pytest
 
 from mechlistops.plots import plot_ratio_vs_data
 from mechlistops.transition import fit_transition, ratio_table, smallest_passing, transitions
+from tests.conftest import tiny_config
 
 
 def _synthetic(op, mixture, x0, seeds=3, noise=0.02, seed=0, lo=0.1, hi=1.0):
@@ -428,3 +429,30 @@ def test_realisations_pair_seeds_across_platforms_and_count_the_runs_that_change
         realisations.main([str(out), f"A={a}", f"B={twice}"])
     with pytest.raises(SystemExit):
         realisations.main([str(out), "no-label"])
+
+
+def test_long_runs_reads_folders_of_runs_and_keeps_budgets_apart(tmp_path):
+    from mechlistops.train import train
+
+    long_runs = _analysis_script("long_runs")
+    folder = tmp_path / "runs"
+    for steps in (40, 80):  # one seed, two budgets
+        cfg = tiny_config(
+            data={"ops": ("SUM", "MAX")},
+            train={"steps": steps, "eval_interval": 20, "save_interval": 40, "warmup_steps": 5},
+        )
+        train(cfg, folder / f"s{steps}", progress=False)
+    out = tmp_path / "out"
+    long_runs.main([str(out), str(folder), "--examples", "none", "--steps", "40", "--tail", "2"])
+    curves = pd.read_csv(out / "long_runs.csv")
+    assert sorted(curves.groupby("training").step.max()) == [40, 80]
+    assert len(curves) == 2 + 4  # an evaluation every 20 steps
+    rows = [line for line in (out / "long_runs.md").read_text().splitlines() if "SUM+MAX" in line]
+    assert [r.split(" | ")[1] for r in rows] == ["40 cosine", "80 cosine"]
+    at_40 = curves[curves.step == 40].sort_values("training").heldout
+    assert [r.split(" | ")[5] for r in rows] == [f"{v:.2f}" for v in at_40]
+    assert (out / "long_runs.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(SystemExit, match="no evaluations of MED"):
+        long_runs.main([str(out), str(folder), "--op", "MED"])
+    with pytest.raises(SystemExit):
+        long_runs.main([str(out), str(folder), "--steps", "forty"])
