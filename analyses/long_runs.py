@@ -9,8 +9,8 @@
 # last --tail evaluations (a single read can be noisy: with a constant learning rate the curve
 # can swing by 0.3 between evaluations), the best, and where the curve first reaches 0.5 and
 # 0.9; with --steps, also at those steps) and OUT/long_runs.png (the curves). An arm is a
-# mixture, with its learning rate where it is not the default; runs trained with other budgets
-# (steps, schedule, weight decay) are kept apart by a training column.
+# mixture; runs trained otherwise (steps, schedule and decay, learning rate, weight decay, ...:
+# `transition.training_label`) are kept apart by a training column.
 # Run: `python analyses/long_runs.py OUT PATH [PATH ...] [--op SUM]
 #       [--examples 1536000,4608000,15360000|none] [--steps 60000,70000] [--tail 10]`.
 # Used for stages 4, 7 and 9s of docs/findings.md.
@@ -27,7 +27,6 @@ import pandas as pd
 import seaborn as sns
 
 from mechlistops import checkpoint as ckpt
-from mechlistops.config import TrainConfig
 from mechlistops.errors import MechlistopsError, first_line
 from mechlistops.transition import runs_of, training_label
 
@@ -48,7 +47,7 @@ def curves(path: Path, op: str) -> pd.DataFrame:
                 continue
             rows.append(
                 {
-                    "arm": arm(cfg),
+                    "arm": "+".join(cfg.data.ops),
                     "training": training_label(run, cfg),
                     "d_model": cfg.model.d_model,
                     "n_params": n_params,
@@ -60,12 +59,6 @@ def curves(path: Path, op: str) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows)
-
-
-def arm(cfg) -> str:
-    """The mixture, with the learning rate where it is not the default."""
-    lr = cfg.train.lr
-    return "+".join(cfg.data.ops) + (f" (lr {lr:g})" if lr != TrainConfig().lr else "")
 
 
 def first_at(g: pd.DataFrame, bar: float) -> str:

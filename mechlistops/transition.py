@@ -45,15 +45,53 @@ def varying_groups(frame: pd.DataFrame) -> list[str]:
     return [c for c in GROUPS if c in frame.columns and frame[c].nunique() > 1]
 
 
+# TrainConfig knobs a training label names where a run's value is not the default, and how.
+_LABELLED_KNOBS = (
+    ("lr", "lr {:g}"),
+    ("weight_decay", "weight decay {:g}"),
+    ("batch_size", "batch {:,}"),
+    ("warmup_steps", "warmup {:,}"),
+    ("beta1", "beta1 {:g}"),
+    ("beta2", "beta2 {:g}"),
+    ("grad_clip", "clip {:g}"),
+    ("loss_on", "loss on {}"),
+    ("pretrain_steps", "pretrained {:,} steps"),
+)
+
+
+def schedule_label(t: TrainConfig) -> str:
+    """The main phase's steps and learning-rate curve in words: "6,000 cosine", "6,000 cosine
+    (to 0)" (a floor other than the default), "28,000 wsd (10,000 decay to 0)" (a wsd
+    schedule always names its decay, so that runs of equal steps and different decays are
+    never taken for one budget)."""
+    floor = "to 0" if t.min_lr_frac == 0 else f"to {t.min_lr_frac:g}x"
+    if t.schedule == "wsd":
+        shape = f" ({t.decay_steps:,} decay {floor})"
+    elif t.schedule != "constant" and t.min_lr_frac != TrainConfig().min_lr_frac:
+        shape = f" ({floor})"
+    else:
+        shape = ""
+    return f"{t.steps:,} {t.schedule}{shape}"
+
+
 def training_label(run_dir: Path, cfg: RunConfig | None = None) -> str:
-    """How a run was trained, in words: steps and schedule ("28,000 wsd"), and a weight decay
-    other than the default; a run continued from another (init_from) as its source's + its
-    own ("18,000 constant + 10,000 linear")."""
+    """How a run was trained, in words: its schedule (`schedule_label`), then each knob of
+    _LABELLED_KNOBS that is not the default ("28,000 wsd (10,000 decay to 0), weight decay
+    1"); a run continued from another (init_from) as its source's + its own ("18,000
+    constant + 10,000 linear"), naming the weights it copied where not all."""
     t = (cfg or ckpt.load_run_config(run_dir)).train
-    own = f"{t.steps:,} {t.schedule}"
-    if t.weight_decay != TrainConfig().weight_decay:
-        own += f", weight decay {t.weight_decay:g}"
+    default = TrainConfig()
+    own = ", ".join(
+        [schedule_label(t)]
+        + [
+            form.format(getattr(t, knob))
+            for knob, form in _LABELLED_KNOBS
+            if getattr(t, knob) != getattr(default, knob)
+        ]
+    )
     if t.init_from and ckpt.holds_run(Path(t.init_from)):
+        if t.transfer != default.transfer:
+            own += f", {t.transfer} weights copied"
         return f"{training_label(Path(t.init_from))} + {own}"
     return own
 

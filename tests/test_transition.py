@@ -9,8 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mechlistops.config import TrainConfig
 from mechlistops.plots import plot_ratio_vs_data
-from mechlistops.transition import fit_transition, ratio_table, smallest_passing, transitions
+from mechlistops.transition import (
+    final_accuracies,
+    fit_transition,
+    ratio_table,
+    smallest_passing,
+    training_label,
+    transitions,
+)
 from tests.conftest import tiny_config
 
 
@@ -448,7 +456,10 @@ def test_long_runs_reads_folders_of_runs_and_keeps_budgets_apart(tmp_path):
     assert sorted(curves.groupby("training").step.max()) == [40, 80]
     assert len(curves) == 2 + 4  # an evaluation every 20 steps
     rows = [line for line in (out / "long_runs.md").read_text().splitlines() if "SUM+MAX" in line]
-    assert [r.split(" | ")[1] for r in rows] == ["40 cosine", "80 cosine"]
+    assert [r.split(" | ")[1] for r in rows] == [
+        "40 cosine, batch 64, warmup 5",
+        "80 cosine, batch 64, warmup 5",
+    ]
     at_40 = curves[curves.step == 40].sort_values("training").heldout
     assert [r.split(" | ")[5] for r in rows] == [f"{v:.2f}" for v in at_40]
     assert (out / "long_runs.png").read_bytes()[:4] == b"\x89PNG"
@@ -456,3 +467,55 @@ def test_long_runs_reads_folders_of_runs_and_keeps_budgets_apart(tmp_path):
         long_runs.main([str(out), str(folder), "--op", "MED"])
     with pytest.raises(SystemExit):
         long_runs.main([str(out), str(folder), "--steps", "forty"])
+
+
+def test_training_label_names_the_decay_and_each_knob_that_is_not_the_default(tmp_path):
+    def label(**train):
+        return training_label(tmp_path, tiny_config(train=train))
+
+    base = {"batch_size": 256, "warmup_steps": 100, "steps": 6000}  # tiny_config's are not
+    wsd = base | {"steps": 28000, "schedule": "wsd", "decay_steps": 10000, "min_lr_frac": 0.0}
+    assert label(**base) == "6,000 cosine"
+    assert label(**base, min_lr_frac=0.0) == "6,000 cosine (to 0)"
+    assert label(**base, schedule="constant", min_lr_frac=0.0) == "6,000 constant"
+    assert label(**wsd) == "28,000 wsd (10,000 decay to 0)"
+    assert label(**wsd | {"steps": 48000, "decay_steps": 30000}) == (
+        "48,000 wsd (30,000 decay to 0)"
+    )
+    assert label(**wsd | {"decay_steps": 18000}) == "28,000 wsd (18,000 decay to 0)"
+    assert label(**wsd | {"min_lr_frac": 0.05}) == "28,000 wsd (10,000 decay to 0.05x)"
+    assert label(**wsd | {"lr": 1e-3, "weight_decay": 1.0, "batch_size": 128}) == (
+        "28,000 wsd (10,000 decay to 0), lr 0.001, weight decay 1, batch 128"
+    )
+    assert label() == "300 cosine, batch 64, warmup 20"  # tiny_config's own
+    # A continued run: its source's label + its own, naming the weights it copied.
+    from mechlistops.train import train
+
+    source = tmp_path / "source"
+    train(tiny_config(train=wsd | {"steps": 20, "decay_steps": 10}), source, progress=False)
+    go_on = {"init_from": str(source), "schedule": "linear", "steps": 4000}
+    assert label(**base | go_on) == "20 wsd (10 decay to 0) + 4,000 linear"
+    assert label(**base | go_on | {"transfer": "embed"}) == (
+        "20 wsd (10 decay to 0) + 4,000 linear, embed weights copied"
+    )
+    assert TrainConfig().weight_decay == 0.1 and TrainConfig().min_lr_frac == 0.1  # as above
+
+
+def test_runs_of_equal_steps_and_other_decays_are_never_pooled(tmp_path):
+    from mechlistops.train import train
+
+    for decay in (10, 30):
+        cfg = tiny_config(
+            data={"ops": ("SUM",)},
+            model={"d_model": 16},
+            train={"steps": 40, "schedule": "wsd", "decay_steps": decay, "warmup_steps": 5}
+            | {"eval_interval": 40, "save_interval": 40},
+        )
+        train(cfg, tmp_path / f"decay{decay}", progress=False)
+    df = final_accuracies(tmp_path)
+    assert sorted(df.training) == [
+        "40 wsd (10 decay to 0.1x), batch 64, warmup 5",
+        "40 wsd (30 decay to 0.1x), batch 64, warmup 5",
+    ]
+    out = transitions(df, thresholds=(0.9,), n_boot=10)
+    assert len(out) == 2 and out.training.nunique() == 2
