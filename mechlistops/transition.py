@@ -60,10 +60,12 @@ _LABELLED_KNOBS = (
 
 
 def schedule_label(t: TrainConfig) -> str:
-    """The main phase's steps and learning-rate curve in words: "6,000 cosine", "6,000 cosine
-    (to 0)" (a floor other than the default), "28,000 wsd (10,000 decay to 0)" (a wsd
+    """The main phase's budget and learning-rate curve in words: "6,000 cosine", "6,000
+    cosine (to 0)" (a floor other than the default), "28,000 wsd (10,000 decay to 0)" (a wsd
     schedule always names its decay, so that runs of equal steps and different decays are
-    never taken for one budget)."""
+    never taken for one budget); a budget in examples (--budget-op) by its examples, not the
+    steps that follow from each mixture ("25,600 SUM examples, cosine"), so that SUM alone and
+    SUM in a mixture with equal SUM examples are compared as one budget."""
     floor = "to 0" if t.min_lr_frac == 0 else f"to {t.min_lr_frac:g}x"
     if t.schedule == "wsd":
         shape = f" ({t.decay_steps:,} decay {floor})"
@@ -71,7 +73,8 @@ def schedule_label(t: TrainConfig) -> str:
         shape = f" ({floor})"
     else:
         shape = ""
-    return f"{t.steps:,} {t.schedule}{shape}"
+    budget = f"{t.budget_examples:,} {t.budget_op} examples," if t.budget_op else f"{t.steps:,}"
+    return f"{budget} {t.schedule}{shape}"
 
 
 def training_label(run_dir: Path, cfg: RunConfig | None = None) -> str:

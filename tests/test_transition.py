@@ -488,6 +488,13 @@ def test_training_label_names_the_decay_and_each_knob_that_is_not_the_default(tm
         "28,000 wsd (10,000 decay to 0), lr 0.001, weight decay 1, batch 128"
     )
     assert label() == "300 cosine, batch 64, warmup 20"  # tiny_config's own
+    # A budget in SUM examples: one label for every mixture, whatever steps each needs.
+    budget = base | {"budget_op": "SUM", "budget_examples": 25_600}
+    alone, joint = (
+        tiny_config(data={"ops": ops}, train=budget) for ops in (("SUM",), ("SUM", "MAX", "MED"))
+    )
+    assert (alone.train.steps, joint.train.steps) == (100, 300)
+    assert {training_label(tmp_path, c) for c in (alone, joint)} == {"25,600 SUM examples, cosine"}
     # A continued run: its source's label + its own, naming the weights it copied.
     from mechlistops.train import train
 
