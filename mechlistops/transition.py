@@ -56,6 +56,9 @@ _LABELLED_KNOBS = (
     ("grad_clip", "clip {:g}"),
     ("loss_on", "loss on {}"),
     ("pretrain_steps", "pretrained {:,} steps"),
+    ("stop_accuracy", "stopping at accuracy {:g}"),
+    ("stop_patience", "stopping after {:,} evaluations without gain"),
+    ("stop_delta", "gain {:g}"),
 )
 
 

@@ -488,6 +488,9 @@ def test_training_label_names_the_decay_and_each_knob_that_is_not_the_default(tm
         "28,000 wsd (10,000 decay to 0), lr 0.001, weight decay 1, batch 128"
     )
     assert label() == "300 cosine, batch 64, warmup 20"  # tiny_config's own
+    assert label(**base, stop_accuracy=0.99, stop_patience=4) == (
+        "6,000 cosine, stopping at accuracy 0.99, stopping after 4 evaluations without gain"
+    )
     # A budget in SUM examples: one label for every mixture, whatever steps each needs.
     budget = base | {"budget_op": "SUM", "budget_examples": 25_600}
     alone, joint = (
