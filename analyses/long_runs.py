@@ -115,8 +115,22 @@ def plot(df: pd.DataFrame, out: Path, op: str) -> None:
             ylabel=f"{op} held-out accuracy",
             xlabel="step" if x == "step" else f"training examples of {op}",
         )
-        ax.legend(fontsize=7, title="arm, training, parameters (a line per seed)", title_fontsize=8)
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    for ax in axes:  # one legend below both panels, off the curves
+        ax.get_legend().remove()
+    columns = min(len(labels), 3)
+    rows = -(-len(labels) // columns)
+    fig.legend(
+        handles,
+        labels,
+        loc="lower center",
+        ncol=columns,
+        fontsize=8,
+        title="arm, training, parameters (a line per seed)",
+        title_fontsize=9,
+        frameon=False,
+    )
+    fig.tight_layout(rect=(0, 0.06 + 0.045 * rows, 1, 1))
     fig.savefig(out, dpi=110)
     plt.close(fig)
 
