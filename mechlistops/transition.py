@@ -58,7 +58,7 @@ _LABELLED_KNOBS = (
     ("pretrain_steps", "pretrained {:,} steps"),
     ("stop_accuracy", "stopping at accuracy {:g}"),
     ("stop_patience", "stopping after {:,} evaluations without gain"),
-    ("stop_delta", "gain {:g}"),
+    ("stop_delta", "gain {:g}"),  # named only with a patience: without one it is unused
 )
 
 
@@ -93,6 +93,7 @@ def training_label(run_dir: Path, cfg: RunConfig | None = None) -> str:
             form.format(getattr(t, knob))
             for knob, form in _LABELLED_KNOBS
             if getattr(t, knob) != getattr(default, knob)
+            and (knob != "stop_delta" or t.stop_patience)
         ]
     )
     if t.init_from and ckpt.holds_run(Path(t.init_from)):

@@ -491,6 +491,10 @@ def test_training_label_names_the_decay_and_each_knob_that_is_not_the_default(tm
     assert label(**base, stop_accuracy=0.99, stop_patience=4) == (
         "6,000 cosine, stopping at accuracy 0.99, stopping after 4 evaluations without gain"
     )
+    assert label(**base, stop_delta=0.01) == "6,000 cosine"  # no patience: the delta is unused
+    assert label(**base, stop_patience=4, stop_delta=0.01) == (
+        "6,000 cosine, stopping after 4 evaluations without gain, gain 0.01"
+    )
     # A budget in SUM examples: one label for every mixture, whatever steps each needs.
     budget = base | {"budget_op": "SUM", "budget_examples": 25_600}
     alone, joint = (
