@@ -6,13 +6,15 @@ file of a run directory: nothing else reads or writes them by name.
       vocab.json           token strings in id order
       model.safetensors    final weights, HookedTransformer.state_dict() names
       steps/step_0000100.safetensors   intermediate weights (log-spaced and periodic steps)
+      steps/state_0004000.safetensors  kept resume states (--keep-states), to branch from
       metrics.jsonl        one JSON object per evaluation
       state.safetensors    resume state: weights, AdamW moments, RNG, step (JSON in metadata)
       results.json         final per-operator evaluation; present once the run has finished
 
 Every file is written atomically (`mechlistops.atomic`), so a run killed at any moment leaves
 each file either old or new, never half. `create_run` makes a run directory, and
-`resume_point` finds where an interrupted one stands. A checkpoint loads with nothing but
+`resume_point` finds where an interrupted one stands; `branch_run` starts one from another's
+kept resume state. A checkpoint loads with nothing but
 `HookedTransformer(HookedTransformerConfig(**cfg["hooked_transformer_config"]))` and
 `load_state_dict(safetensors.torch.load_file(...))`.
 
@@ -29,7 +31,9 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -39,7 +43,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from mechlistops.atomic import atomic_write, write_json, write_text
+from mechlistops.atomic import atomic_write, check_writable_dir, write_json, write_text
 from mechlistops.config import RunConfig
 from mechlistops.errors import CheckpointError, ConfigError, MechlistopsError
 from mechlistops.listops import Vocab
@@ -194,6 +198,7 @@ def read_config(run_dir: Path) -> dict[str, Any]:
 
 
 _STEP_NAME = re.compile(r"step_([0-9]{7,})\.safetensors")
+_KEPT_STATE_NAME = re.compile(r"state_([0-9]{7,})\.safetensors")
 
 
 def read_n_params(run_dir: Path) -> int:
@@ -208,13 +213,27 @@ def step_path(run_dir: Path, step: int) -> Path:
     return Path(run_dir) / STEPS_DIR / f"step_{step:07d}.safetensors"
 
 
-def saved_steps(run_dir: Path) -> list[int]:
+def kept_state_path(run_dir: Path, step: int) -> Path:
+    return Path(run_dir) / STEPS_DIR / f"state_{step:07d}.safetensors"
+
+
+def _numbered(run_dir: Path, pattern: re.Pattern) -> list[int]:
     d = Path(run_dir) / STEPS_DIR
     if not d.is_dir():
         return []
     # Only names we write (step_0000100.safetensors): a stray "step_0000100 (copy)" is not a step.
-    names = (_STEP_NAME.fullmatch(p.name) for p in d.iterdir())
+    names = (pattern.fullmatch(p.name) for p in d.iterdir())
     return sorted(int(m.group(1)) for m in names if m)
+
+
+def saved_steps(run_dir: Path) -> list[int]:
+    """The steps whose weights the run kept."""
+    return _numbered(run_dir, _STEP_NAME)
+
+
+def kept_states(run_dir: Path) -> list[int]:
+    """The steps whose resume state the run kept (`--keep-states`): where it can branch."""
+    return _numbered(run_dir, _KEPT_STATE_NAME)
 
 
 def load_state_dict_into(model: HookedTransformer, state: dict[str, torch.Tensor], src) -> None:
@@ -406,8 +425,9 @@ def save_snapshot(run_dir: Path, step: int, weights: dict[str, torch.Tensor]) ->
     save_tensors(step_path(run_dir, step), weights)
 
 
-def save_state(run_dir: Path, model, opt, step: int, extra: dict) -> None:
-    """The resume state: weights, AdamW moments, the torch RNG, the step and `extra` (JSON)."""
+def save_state(run_dir: Path, model, opt, step: int, extra: dict, keep: bool = False) -> None:
+    """The resume state: weights, AdamW moments, the torch RNG, the step and `extra` (JSON);
+    `keep`: also as steps/state_<step>.safetensors, which the run keeps when it finishes."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     opt_sd = opt.state_dict()
     for idx, st in opt_sd["state"].items():
@@ -416,6 +436,8 @@ def save_state(run_dir: Path, model, opt, step: int, extra: dict) -> None:
     tensors["rng.torch"] = torch.get_rng_state()
     meta = {"step": step, "param_groups": opt_sd["param_groups"], **extra}
     save_tensors(Path(run_dir) / STATE, tensors, meta)
+    if keep:
+        save_tensors(kept_state_path(run_dir, step), tensors, meta)
 
 
 def _load_state(run_dir: Path, model, opt) -> dict:
@@ -511,6 +533,52 @@ def resume_point(run_dir: Path, model, opt, total_steps: int) -> ResumePoint:
     kept = [r for r in read_metrics(run_dir) if r["step"] <= point.step]
     write_text(run_dir / METRICS, "".join(json.dumps(r) + "\n" for r in kept))
     return point
+
+
+def branch_run(
+    parent: Path, step: int, run_dir: Path, cfg: RunConfig, ht_cfg: dict, extra: dict
+) -> None:
+    """Make `run_dir` a run of `cfg` interrupted at `step`, from the parent run's kept resume
+    state there: the config (with `extra` and a "branch" record naming the parent and step),
+    the vocabulary, the parent's snapshots and metrics up to `step`, and that state as its
+    resume state. Whether `cfg` may continue the parent is `train.check_branch`'s to decide.
+    Everything is written into a temporary directory beside `run_dir` and renamed into place,
+    so a failure leaves no half-made run; `train(cfg, run_dir, resume=True)` trains it."""
+    parent, run_dir = Path(parent), Path(run_dir)
+    source = kept_state_path(parent, step)
+    if not source.is_file():
+        kept = kept_states(parent)
+        where = f"kept: {', '.join(map(str, kept))}" if kept else "it kept none (--keep-states)"
+        raise ConfigError(f"{parent}: no kept resume state at step {step} ({where})")
+    _, meta = load_tensors(source)
+    if not isinstance(meta, dict) or meta.get("step") != step or _bad_state_fields(meta):
+        raise CheckpointError(f"{source}: not a resume state of step {step}")
+    _check_new(run_dir)
+    check_writable_dir(run_dir.parent, "branch's parent directory")
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", suffix=".tmp", dir=run_dir.parent))
+    try:
+        _save_config(tmp, cfg, ht_cfg, {**extra, "branch": {"run": str(parent), "step": step}})
+        (tmp / STEPS_DIR).mkdir()
+        for s in saved_steps(parent):
+            if s <= step:
+                shutil.copyfile(step_path(parent, s), step_path(tmp, s))
+        shutil.copyfile(source, tmp / STATE)
+        kept = [r for r in read_metrics(parent) if r["step"] <= step]
+        write_text(tmp / METRICS, "".join(json.dumps(r) + "\n" for r in kept))
+        if run_dir.is_dir():  # empty but for leftovers (_check_new): the rename needs it gone
+            lock = RunLock(run_dir)  # no other process is making a run there
+            try:
+                for leftover in run_dir.iterdir():  # a killed write's .tmp, an old claim's lock
+                    leftover.unlink()
+                run_dir.rmdir()
+            finally:
+                lock.release()
+        os.rename(tmp, run_dir)
+    except OSError as exc:
+        raise ConfigError(f"{run_dir}: cannot write the branch ({exc.strerror})") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def append_metrics(run_dir: Path, record: dict) -> None:

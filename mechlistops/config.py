@@ -345,6 +345,11 @@ class TrainConfig:
         "also keep weights at about N steps spaced evenly in log(step) from 1 to the end, "
         "dense early, as progress-measure studies use (0 = off)",
     )
+    # Branching (`mechlistops train --branch-from RUN@STEP`): a kept resume state lets a run be
+    # continued from that step with another length or decay, exactly as if trained so.
+    keep_states: bool = knob(
+        False, "also keep the resume state of every save_interval, to branch the run from"
+    )
     # Curriculum: pretrain on another mixture first (fresh optimizer for the main phase).
     pretrain_ops: tuple[str, ...] = knob(
         (), "curriculum: pretrain on these operators first", none="none"

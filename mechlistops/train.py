@@ -18,6 +18,7 @@ Context / design:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -399,7 +400,8 @@ class RunState:
                 "examples": dict(self.examples),
                 "platform": ckpt.platform_facts(self.device),  # the rounding (_check_platform)
             }
-            ckpt.save_state(self.run_dir, self.model, self.opt, step, extra)
+            t = self.cfg.train
+            ckpt.save_state(self.run_dir, self.model, self.opt, step, extra, keep=t.keep_states)
 
     def _score(self, limit: int | None) -> dict[str, SetResult]:
         t = self.cfg.train
@@ -569,6 +571,76 @@ class _Alone:
 
     def close(self) -> None:
         pass
+
+
+# Training settings a branch may change: they decide how long the run goes on, how its
+# learning rate ends and what it records, never what happened before the branch point (the
+# learning rate up to there is checked step by step).
+BRANCH_MAY_CHANGE = frozenset(
+    {
+        "steps",
+        "budget_op",
+        "budget_examples",
+        "schedule",
+        "min_lr_frac",
+        "decay_steps",
+        "eval_interval",
+        "eval_size",
+        "eval_batch_size",
+        "save_interval",
+        "log_checkpoints",
+        "log_snapshots",
+        "keep_states",
+        "stop_accuracy",
+        "stop_patience",
+        "stop_delta",
+    }
+)
+
+
+def check_branch(parent: RunConfig, cfg: RunConfig, step: int) -> None:
+    """ConfigError unless a run of `cfg` trained from scratch would take the parent's first
+    `step` steps exactly: the same data, model and optimisation (only BRANCH_MAY_CHANGE
+    differ), the same phase and learning rate at every step before `step`, and steps left."""
+    changed = [
+        f"{section}.{f.name}"
+        for section in ("data", "model", "train")
+        for f in dataclasses.fields(getattr(cfg, section))
+        if getattr(getattr(parent, section), f.name) != getattr(getattr(cfg, section), f.name)
+        and not (section == "train" and f.name in BRANCH_MAY_CHANGE)
+    ]
+    if changed:
+        raise ConfigError(
+            "a branch trains like its parent up to the branch point; it cannot change "
+            + ", ".join(changed)
+        )
+    if step >= cfg.train.total_steps:
+        raise ConfigError(
+            f"branch point {step} is not before the branch's last step "
+            f"({cfg.train.total_steps}); give more --steps"
+        )
+    plans = phases(parent), phases(cfg)
+    for s in range(step):  # the phase and learning rate of every step before the branch point
+        a, b = (next(p for p in plan if p.start <= s < p.start + p.steps) for plan in plans)
+        lr_a = lr_at(parent.train, s - a.start, a.steps)
+        lr_b = lr_at(cfg.train, s - b.start, b.steps)
+        if a.index != b.index or lr_a != lr_b:
+            raise ConfigError(
+                f"the branch's learning rate differs from its parent's from step {s} "
+                f"({lr_b:.3g} where the parent had {lr_a:.3g}); branch at step {s} or earlier"
+            )
+
+
+def branch(parent_dir: str | Path, step: int, cfg: RunConfig, run_dir: str | Path) -> None:
+    """Make `run_dir` continue the run in `parent_dir` from its kept resume state at `step`
+    under `cfg`, exactly as a run of `cfg` trained from scratch would go on (same weights, bit
+    for bit, on the same platform); `train(cfg, run_dir, resume=True)` then trains it."""
+    parent = ckpt.load_run_config(parent_dir)
+    check_branch(parent, cfg, step)
+    raw = ckpt.read_config(parent_dir)
+    extra = {k: raw[k] for k in ("n_params", "pools") if k in raw}
+    ht_cfg = hooked_transformer_config_dict(cfg.model, cfg.data)
+    ckpt.branch_run(Path(parent_dir), step, Path(run_dir), cfg, ht_cfg, extra)
 
 
 def train(

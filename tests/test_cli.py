@@ -394,3 +394,38 @@ def test_report_is_one_offline_page(run, tmp_path, capsys):
         "Attention patterns",
     ):
         assert heading in page
+
+
+def test_train_branch_from_a_kept_state_and_its_bad_inputs(tmp_path, capsys):
+    common = ["--ops", "MAX", "--max-depth", "2", "--d-model", "8", "--n-layers", "1"]
+    common += ["--test-size", "100", "--eval-interval", "10", "--save-interval", "10"]
+    common += ["--schedule", "wsd", "--warmup-steps", "5", "--no-progress", "--no-report"]
+    trunk = tmp_path / "trunk"
+    code, _, _ = _run(
+        capsys, "train", *common, "--steps", "40", "--decay-steps", "10", "--keep-states",
+        "--out", str(trunk),
+    )  # fmt: skip
+    assert code == 0
+    before = _digest(trunk)
+    bad = [
+        (["--branch-from", str(trunk)], "expected RUN@STEP"),
+        (["--branch-from", f"{trunk}@15"], "no kept resume state at step 15 (kept: 10, 20, 30)"),
+        (["--branch-from", f"{tmp_path}/none@10"], "no such run directory"),
+        (["--branch-from", f"{trunk}@20", "--d-model", "16"], "cannot change model.d_model"),
+        (["--branch-from", f"{trunk}@20", "--steps", "20"], "is not before the branch's last"),
+        (["--branch-from", f"{trunk}@20", "--resume", str(trunk)], "are alternatives"),
+        (["--branch-from", f"{trunk}@20", "--out", str(trunk)], "already holds a run"),
+    ]
+    for argv, message in bad:
+        code, _, err = _run(capsys, "train", *argv)
+        _one_line_error(code, err, message)
+    assert _digest(trunk) == before and sorted(p.name for p in tmp_path.iterdir()) == ["trunk"]
+    code, out, _ = _run(
+        capsys, "train", "--branch-from", f"{trunk}@30", "--steps", "60", "--decay-steps", "20",
+        "--no-progress", "--no-report",
+    )  # fmt: skip
+    assert code == 0 and "60 steps" in out
+    branched = tmp_path / "trunk-at30-to60"  # beside its parent by default
+    assert json.loads((branched / "results.json").read_text())["step"] == 60
+    assert json.loads((branched / "config.json").read_text())["branch"]["step"] == 30
+    assert _digest(trunk) == before

@@ -1,8 +1,11 @@
 """Training: it learns, checkpoints round-trip, interrupted runs resume to the same weights."""
 
+import dataclasses
 import json
 import logging
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +23,7 @@ from mechlistops.atomic import atomic_write, write_json
 from mechlistops.data import make_test_sets
 from mechlistops.errors import CheckpointError, ConfigError
 from mechlistops.evaluate import evaluate_sets, to_tensors
-from mechlistops.train import lr_at, snapshot_steps, train
+from mechlistops.train import branch, lr_at, snapshot_steps, train
 from tests.conftest import tiny_config, train_interrupted
 
 
@@ -336,3 +339,94 @@ def test_both_trainers_use_torchs_adamw_eps():
     eps = {g["eps"] for g in make_optimizer(model, cfg.train).param_groups}
     assert eps == {torch.optim.AdamW([torch.zeros(1, requires_grad=True)]).defaults["eps"]}
     assert ensemble.ADAM_EPS in eps
+
+
+# ----------------------------------------------------------------------------- branching
+def _wsd(steps: int, decay: int, **train):
+    """A pooled SUM+MAX run with a constant rate, then `decay` steps of decay to 0."""
+    settings = {
+        "steps": steps,
+        "schedule": "wsd",
+        "decay_steps": decay,
+        "min_lr_frac": 0.0,
+        "warmup_steps": 10,
+        "save_interval": 20,
+        "eval_interval": 20,
+        **train,
+    }
+    return tiny_config(
+        data={"ops": ("SUM", "MAX"), "tree": "single", "train_size": 300}, train=settings
+    )
+
+
+def _wider(cfg):
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, d_model=16))
+
+
+@pytest.fixture(scope="module")
+def trunk(tmp_path_factory):
+    """120 steps (decay from step 80), every resume state kept."""
+    run_dir = tmp_path_factory.mktemp("branch") / "trunk"
+    train(_wsd(120, 40, keep_states=True), run_dir, progress=False)
+    return run_dir
+
+
+def test_a_branch_goes_on_as_the_run_trained_so_from_the_start(trunk, tmp_path):
+    assert ckpt.kept_states(trunk) == [20, 40, 60, 80, 100]  # kept after it finished
+    assert not (trunk / "state.safetensors").exists()
+    cfg = _wsd(200, 60)  # a longer constant phase and a longer decay, from step 60
+    branch(trunk, 60, cfg, tmp_path / "branch")
+    assert ckpt.saved_steps(tmp_path / "branch") == [s for s in ckpt.saved_steps(trunk) if s <= 60]
+    got = train(cfg, tmp_path / "branch", resume=True, progress=False)
+    ref = train(cfg, tmp_path / "scratch", progress=False)
+    for name, tensor in _weights(tmp_path / "scratch").items():
+        assert torch.equal(tensor, _weights(tmp_path / "branch")[name]), name
+    assert got.results["SUM"].to_dict() == ref.results["SUM"].to_dict()
+    records = [
+        [json.loads(x) for x in (tmp_path / run / "metrics.jsonl").open()]
+        for run in ("branch", "scratch")
+    ]
+    assert [r["step"] for r in records[0]] == list(range(20, 201, 20))
+    assert [r["eval"] for r in records[0]] == [r["eval"] for r in records[1]]
+    raw = json.loads((tmp_path / "branch" / "config.json").read_text())
+    assert raw["branch"] == {"run": str(trunk), "step": 60}
+    assert raw["train"]["steps"] == 200 and raw["pools"] == ckpt.read_config(trunk)["pools"]
+    assert load_run(tmp_path / "branch").config == cfg
+
+
+@pytest.mark.parametrize(
+    ("step", "cfg", "message"),
+    [
+        (100, _wsd(200, 60), "learning rate differs from its parent's from step 81"),
+        (60, _wsd(120, 40, lr=1e-3), "cannot change train.lr"),
+        (60, _wsd(120, 40, batch_size=32), "cannot change train.batch_size"),
+        (60, _wider(_wsd(120, 40)), "cannot change model.d_model"),
+        (60, _wsd(60, 20), "branch point 60 is not before the branch's last step"),
+        (50, _wsd(200, 60), "no kept resume state at step 50 (kept: 20, 40, 60, 80, 100)"),
+    ],
+)
+def test_a_branch_that_would_train_otherwise_is_refused_and_writes_nothing(
+    trunk, tmp_path, step, cfg, message
+):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        branch(trunk, step, cfg, tmp_path / "branch")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_branch_needs_a_new_directory_and_a_sound_state(trunk, tmp_path):
+    cfg = _wsd(200, 60)
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not empty"):
+        branch(trunk, 60, cfg, tmp_path / "taken")
+    assert [p.name for p in (tmp_path / "taken").iterdir()] == ["notes.txt"]
+    damaged = tmp_path / "damaged"
+    shutil.copytree(trunk, damaged)
+    state = ckpt.kept_state_path(damaged, 60)
+    state.write_bytes(state.read_bytes()[:200])
+    with pytest.raises(CheckpointError, match="truncated"):
+        branch(damaged, 60, cfg, tmp_path / "branch")
+    (tmp_path / "empty").mkdir()  # an empty directory is a new one
+    branch(trunk, 60, cfg, tmp_path / "empty")
+    assert ckpt.holds_run(tmp_path / "empty")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["damaged", "empty", "taken"]

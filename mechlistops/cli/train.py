@@ -22,12 +22,13 @@ def add_run_options(p, exclude: dict[str, tuple[str, ...]] | None = None) -> Non
 
 def run_config_from_args(args, base: RunConfig | None = None) -> RunConfig:
     """The RunConfig the options describe. The data seed follows --seed unless given."""
+    follow = base is None  # a new run's data seed follows --seed; a given base's stays
     base = base or RunConfig()
     if {"steps", "budget_examples"} <= given(args, "train").keys():
         raise ConfigError("--steps and --budget-examples are alternatives: give one")
     train = config_from_args(args, "train", base.train)
     data = base.data
-    if "seed" not in given(args, "data"):
+    if "seed" not in given(args, "data") and (follow or "seed" in given(args, "train")):
         data = dataclasses.replace(data, seed=train.seed)
     data = config_from_args(args, "data", data)
     return RunConfig(data, config_from_args(args, "model", base.model), train)
@@ -48,17 +49,27 @@ def add_device_option(p, threads: bool = True) -> None:
 
 
 def cmd_train(args) -> int:
-    from mechlistops.checkpoint import load_run_config
+    from mechlistops.checkpoint import load_run_config, parse_run_spec
     from mechlistops.evaluate import format_table
     from mechlistops.plots import plot_training
-    from mechlistops.train import default_run_name, train
+    from mechlistops.train import branch, default_run_name, train
 
+    if args.resume and args.branch_from:
+        raise ConfigError("--resume and --branch-from are alternatives: give one")
     if args.resume:
         extra = given_flags(args) + ["--out"] * bool(args.out)
         if extra:
             raise ConfigError("--resume takes every setting from the run; drop " + ", ".join(extra))
         run_dir = Path(args.resume)
         cfg = load_run_config(run_dir)
+    elif args.branch_from:
+        parent, step = parse_run_spec(args.branch_from)
+        if step is None:
+            raise ConfigError(f"--branch-from {args.branch_from}: expected RUN@STEP")
+        cfg = run_config_from_args(args, base=load_run_config(parent))
+        name = f"{parent.name}-at{step}-to{cfg.train.total_steps}"
+        run_dir = Path(args.out) if args.out else parent.parent / name
+        branch(parent, step, cfg, run_dir)
     else:
         cfg = run_config_from_args(args)
         if cfg.train.init_from and not Path(cfg.train.init_from).is_dir():
@@ -75,7 +86,7 @@ def cmd_train(args) -> int:
         result = train(
             cfg,
             run_dir,
-            resume=bool(args.resume),
+            resume=bool(args.resume or args.branch_from),
             progress=not args.no_progress,
             device=args.device,
         )
@@ -153,6 +164,13 @@ def add_parsers(sub) -> None:
     add_device_option(p)
     p.add_argument("--out", help="run directory (default checkpoints/<generated name>)")
     p.add_argument("--resume", metavar="RUN", help="continue an interrupted run")
+    p.add_argument(
+        "--branch-from",
+        metavar="RUN@STEP",
+        help="a new run (--out) that continues RUN from its state kept at STEP (--keep-states) "
+        "with the options given here (such as --steps, --decay-steps), exactly as if trained so "
+        "from the start",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-report", action="store_true", help="skip the analyses report at the end")
     p.add_argument("--json", action="store_true", help="print the final results as JSON")
