@@ -71,6 +71,11 @@ def phases(cfg: RunConfig) -> list[Phase]:
     return out
 
 
+def phase_at(plan: list[Phase], step: int) -> Phase:
+    """The phase of `phases(cfg)` that global step `step` belongs to."""
+    return next(p for p in plan if p.start <= step < p.start + p.steps)
+
+
 def lr_at(t: TrainConfig, step: int, total: int) -> float:
     """Learning rate at a step within a phase of `total` steps (linear warmup, then decay)."""
     if step < t.warmup_steps:
@@ -329,7 +334,7 @@ class RunState:
         )
 
     def phase_at(self, step: int) -> Phase:
-        return next(p for p in self.plan if p.start <= step < p.start + p.steps)
+        return phase_at(self.plan, step)
 
     def lr(self, phase: Phase, step: int) -> float:
         return lr_at(self.cfg.train, step - phase.start, phase.steps)
@@ -619,12 +624,12 @@ def check_branch(parent: RunConfig, cfg: RunConfig, step: int) -> None:
             f"branch point {step} is not before the branch's last step "
             f"({cfg.train.total_steps}); give more --steps"
         )
-    plans = phases(parent), phases(cfg)
-    for s in range(step):  # the phase and learning rate of every step before the branch point
-        a, b = (next(p for p in plan if p.start <= s < p.start + p.steps) for plan in plans)
+    plans = phases(parent), phases(cfg)  # the same phase starts: pretraining cannot change
+    for s in range(step):  # the learning rate of every step before the branch point
+        a, b = phase_at(plans[0], s), phase_at(plans[1], s)
         lr_a = lr_at(parent.train, s - a.start, a.steps)
         lr_b = lr_at(cfg.train, s - b.start, b.steps)
-        if a.index != b.index or lr_a != lr_b:
+        if lr_a != lr_b:
             raise ConfigError(
                 f"the branch's learning rate differs from its parent's from step {s} "
                 f"({lr_b:.3g} where the parent had {lr_a:.3g}); branch at step {s} or earlier"
@@ -635,9 +640,8 @@ def branch(parent_dir: str | Path, step: int, cfg: RunConfig, run_dir: str | Pat
     """Make `run_dir` continue the run in `parent_dir` from its kept resume state at `step`
     under `cfg`, exactly as a run of `cfg` trained from scratch would go on (same weights, bit
     for bit, on the same platform); `train(cfg, run_dir, resume=True)` then trains it."""
-    parent = ckpt.load_run_config(parent_dir)
-    check_branch(parent, cfg, step)
     raw = ckpt.read_config(parent_dir)
+    check_branch(ckpt.load_run_config(parent_dir, raw), cfg, step)
     extra = {k: raw[k] for k in ("n_params", "pools") if k in raw}
     ht_cfg = hooked_transformer_config_dict(cfg.model, cfg.data)
     ckpt.branch_run(Path(parent_dir), step, Path(run_dir), cfg, ht_cfg, extra)
