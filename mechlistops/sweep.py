@@ -351,6 +351,47 @@ def open_sweep_dir(sweep: SweepConfig, out: Path) -> tuple[Path, int | None]:
     return out, None if before is None else len(before.members())
 
 
+def branch_sweep(
+    parent_dir: Path, step: int, sweep: SweepConfig, out: Path, progress: bool = True
+) -> None:
+    """Make `out` the sweep `sweep` whose members continue, one by one, the parent sweep's
+    members of the same name from their resume states kept at `step` (`train.branch`), so
+    that `run_sweep(sweep, out)` trains only the steps after it and ends as that sweep
+    trained from scratch would. Every member must be in the parent sweep, have kept a state
+    at `step` and pass `train.check_branch`: all checked before anything is written. A
+    member already in `out` (a rerun) stays as it is."""
+    from mechlistops.train import branch, check_branch
+
+    parent_dir = Path(parent_dir)
+    theirs = {m.name: m.config for m in load_sweep(parent_dir).members()}
+    members = sweep.members()
+    absent = [m.name for m in members if m.name not in theirs]
+    if absent:
+        raise ConfigError(
+            f"{parent_dir}: the parent sweep has no member {absent[0]}"
+            + (f" (nor {len(absent) - 1} more)" if len(absent) > 1 else "")
+            + "; a branch takes the parent's grid or part of it"
+        )
+    todo = [m for m in members if not ckpt.holds_run(Path(out) / m.name)]
+    lacking = [m.name for m in todo if step not in ckpt.kept_states(parent_dir / m.name)]
+    if lacking:
+        shown = ", ".join(lacking[:3]) + (", ..." if len(lacking) > 3 else "")
+        kept = ckpt.kept_states(parent_dir / lacking[0])
+        where = f"kept: {', '.join(map(str, kept))}" if kept else "it kept none (--keep-states)"
+        raise ConfigError(
+            f"{parent_dir}: no resume state kept at step {step} in {len(lacking)} of "
+            f"{len(todo)} members ({shown}; {lacking[0]}: {where})"
+        )
+    for m in todo:  # the parent's saved config: what it trained, not what its grid implies
+        try:
+            check_branch(ckpt.load_run_config(parent_dir / m.name), m.config, step)
+        except ConfigError as exc:
+            raise ConfigError(f"{m.name}: {first_line(exc)}") from None
+    out, _ = open_sweep_dir(sweep, out)
+    for m in tqdm(todo, desc="branching", disable=not progress or len(todo) < 2):
+        branch(parent_dir / m.name, step, m.config, out / m.name)
+
+
 def failure_reason(exc: BaseException) -> str:
     """One line for a member that failed: our own errors say it all, others name their type."""
     if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":

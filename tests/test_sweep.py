@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from mechlistops import checkpoint as ckpt
 from mechlistops import load_run
 from mechlistops.cli import main
 from mechlistops.data import make_test_sets
@@ -428,3 +429,54 @@ def test_slurm_launcher_without_a_cluster_refuses_before_writing(tmp_path, capsy
     err = capsys.readouterr().err
     assert code == 2 and "no SLURM here" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "sw").exists()
+
+
+def _tensors(path):
+    return load_file(str(path / "model.safetensors"))
+
+
+def test_a_branched_sweep_ends_as_the_sweep_trained_so_from_the_start(tmp_path, capsys):
+    common = ["--mixture", "MAX", "--d-model", "8", "--seeds", "2", "--max-depth", "2"]
+    common += ["--n-layers", "1", "--test-size", "100", "--eval-interval", "10"]
+    common += ["--save-interval", "10", "--schedule", "wsd", "--warmup-steps", "5"]
+    common += ["--workers", "1", "--no-progress"]
+    trunk, out = tmp_path / "trunk", tmp_path / "branch"
+    assert main(["sweep", *common, "--steps", "40", "--decay-steps", "10", "--keep-states",
+                 "--out", str(trunk)]) == 0  # fmt: skip
+    before = sorted((p, p.stat().st_mtime_ns) for p in trunk.rglob("*"))
+    bad = [
+        ([f"{trunk}@x"], "expected SWEEP@STEP"),
+        ([f"{trunk}@15"], "no resume state kept at step 15 in 2 of 2 members"),
+        ([f"{tmp_path}/none@10"], "not a sweep directory"),
+        ([f"{trunk}@20", "--steps", "20"], "max_d8_s0: branch point 20 is not before"),
+        ([f"{trunk}@20", "--steps", "60", "--lr", "0.01"], "cannot change train.lr"),
+        ([f"{trunk}@20", "--steps", "60", "--d-model", "16"], "has no member max_d16_s0"),
+        ([f"{trunk}@20", "--search", "bisect"], "cannot --branch-from"),
+    ]
+    for extra, message in bad:
+        code = main(["sweep", "--branch-from", *extra, "--out", str(out), "--no-progress"])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1 and message in err, err
+    assert not out.exists()
+    assert sorted((p, p.stat().st_mtime_ns) for p in trunk.rglob("*")) == before
+    longer = ["--steps", "60", "--decay-steps", "20"]
+    branched = ["sweep", "--branch-from", f"{trunk}@30", *longer, "--no-keep-states"]
+    branched += ["--workers", "1"]
+    assert main([*branched, "--no-progress", "--out", str(out)]) == 0
+    assert main([*branched, "--no-progress", "--out", str(out)]) == 0  # a rerun: nothing to do
+    assert "2 runs in" in capsys.readouterr().out
+    scratch = tmp_path / "scratch"
+    assert main(["sweep", *common, *longer, "--out", str(scratch)]) == 0
+    assert load_sweep(out) == load_sweep(scratch)  # the parent's grid, the options given
+    for name in ("max_d8_s0", "max_d8_s1"):
+        got, want = _tensors(out / name), _tensors(scratch / name)
+        assert got.keys() == want.keys()
+        assert all(torch.equal(got[k], want[k]) for k in got), name
+        records = [ckpt.read_metrics(d / name) for d in (out, scratch)]
+        for record in records[0] + records[1]:
+            del record["elapsed_s"]  # wall-clock time, the one field that may differ
+        assert records[0] == records[1]
+        assert json.loads((out / name / "config.json").read_text())["branch"]["step"] == 30
+    part = tmp_path / "part"  # part of the grid: one seed
+    assert main([*branched, "--seeds", "1-1", "--no-progress", "--out", str(part)]) == 0
+    assert sorted(p.name for p in part.iterdir() if p.is_dir()) == ["max_d8_s1"]

@@ -12,26 +12,50 @@ from mechlistops.cli.train import add_device_option, add_run_options, run_config
 from mechlistops.config import COMPILE_MODES, parse_ops
 from mechlistops.errors import ConfigError, MechlistopsError
 from mechlistops.launch import SLURM_EXECUTORS, SlurmOptions
-from mechlistops.sweep import ENGINES, LAUNCHERS, SWEEP_FILE, parse_seeds
+from mechlistops.sweep import ENGINES, LAUNCHERS, SWEEP_FILE, load_sweep, parse_seeds
 
 EXIT_SOME_FAILED = 1
 
 
 # ----------------------------------------------------------------------------- sweeps
 def cmd_sweep(args) -> int:
-    from mechlistops.sweep import SweepConfig, run_sweep
+    from mechlistops.sweep import SweepConfig, branch_sweep, run_sweep
 
-    base = run_config_from_args(args)
+    if args.branch_from:
+        parent, step = _sweep_spec(args.branch_from)
+        if args.search == "bisect":
+            raise ConfigError("--search bisect picks its own sizes; it cannot --branch-from")
+        grid = load_sweep(parent)
+        base = run_config_from_args(args, base=grid.base)
+    else:
+        missing = [o for o, v in (("--mixture", args.mixture), ("--d-model", args.d_model_list))
+                   if not v]  # fmt: skip
+        if missing:
+            raise ConfigError(f"a sweep needs {' and '.join(missing)} (or --branch-from)")
+        grid, base = None, run_config_from_args(args)
     sweep = SweepConfig(
-        tuple(parse_ops(m) for m in args.mixture), args.d_model_list, args.seeds, base
+        tuple(parse_ops(m) for m in args.mixture) if args.mixture else grid.mixtures,
+        args.d_model_list or grid.d_models,
+        args.seeds or (grid.seeds if grid else (0, 1, 2)),
+        base,
     )
     if args.search == "bisect":
         return _bisect(sweep, args)
+    if args.branch_from:
+        branch_sweep(parent, step, sweep, Path(args.out), not args.no_progress)
     outcome = run_sweep(sweep, Path(args.out), **_engine_options(args))
     before = outcome.saved_before
     if before is not None and before < len(sweep.members()):
         print(f"the sweep grew from {before} to {len(sweep.members())} runs")
     return report_outcome(outcome, len(sweep.members()))
+
+
+def _sweep_spec(spec: str) -> tuple[Path, int]:
+    """--branch-from's SWEEP@STEP."""
+    path, at, step = spec.rpartition("@")
+    if not at or not step.isdigit():
+        raise ConfigError(f"--branch-from {spec}: expected SWEEP@STEP with an integer step")
+    return Path(path), int(step)
 
 
 def report_outcome(outcome, total: int) -> int:
@@ -361,25 +385,31 @@ def add_parsers(sub) -> None:
     s.add_argument(
         "--mixture",
         action="append",
-        required=True,
-        help="operators of one mixture, e.g. SUM,MAX,MED (repeat for several)",
+        help="operators of one mixture, e.g. SUM,MAX,MED (repeat for several; required "
+        "unless --branch-from)",
     )
     s.add_argument(
         "--d-model",
         dest="d_model_list",
         type=numbers(int),
-        required=True,
-        help="model widths, e.g. 8,12,16,24,32",
+        help="model widths, e.g. 8,12,16,24,32 (required unless --branch-from)",
     )
     s.add_argument(
         "--seeds",
         type=checked(parse_seeds),
-        default=(0, 1, 2),
         help="the data and init seeds: N for 0..N-1 (default: 3), or seeds and ranges such as "
         "5-17 or 0,3,8-9 (more seeds for a sweep trained before: give its grid with them, "
         "or a new --out)",
     )
     s.add_argument("--out", required=True, help="sweep directory")
+    s.add_argument(
+        "--branch-from",
+        metavar="SWEEP@STEP",
+        help="continue every member of a sweep trained with --keep-states from its state "
+        "kept at STEP, with the options given here overriding the sweep's (a longer budget, "
+        "another decay; docs/training.md, Branching); --mixture, --d-model and --seeds, if "
+        "given, pick part of its grid",
+    )
     s.add_argument(
         "--search",
         choices=("grid", "bisect"),
