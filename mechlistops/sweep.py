@@ -363,7 +363,7 @@ def branch_sweep(
     from mechlistops.train import branch, check_branch
 
     parent_dir = Path(parent_dir)
-    theirs = {m.name: m.config for m in load_sweep(parent_dir).members()}
+    theirs = {m.name for m in load_sweep(parent_dir).members()}
     members = sweep.members()
     absent = [m.name for m in members if m.name not in theirs]
     if absent:
