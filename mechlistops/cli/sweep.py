@@ -51,11 +51,17 @@ def cmd_sweep(args) -> int:
 
 
 def _sweep_spec(spec: str) -> tuple[Path, int]:
-    """--branch-from's SWEEP@STEP."""
-    path, at, step = spec.rpartition("@")
-    if not at or not step.isdigit():
+    """--branch-from's SWEEP@STEP, read as `checkpoint.parse_run_spec` reads RUN@STEP."""
+    from mechlistops.checkpoint import parse_run_spec
+    from mechlistops.errors import CheckpointError
+
+    try:
+        path, step = parse_run_spec(spec)
+    except CheckpointError:
+        step = None
+    if step is None:
         raise ConfigError(f"--branch-from {spec}: expected SWEEP@STEP with an integer step")
-    return Path(path), int(step)
+    return path, step
 
 
 def report_outcome(outcome, total: int) -> int:
