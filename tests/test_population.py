@@ -158,6 +158,7 @@ def test_analyse_cli(sweep_dir, tmp_path, capsys):
     )
     out = capsys.readouterr().out
     assert code == 0 and "skipped max+min_d16_s1" in out and "W_E ordering" in out
+    assert "[no interval]  (1 seed)" in out  # MAX+MIN at d_model 16: one seed finished
     table = json.loads((tmp_path / "analysis.json").read_text())
     assert {r["mixture"] for r in table} == {"MAX", "MAX+MIN"}
     assert (tmp_path / "analysis.csv").is_file()

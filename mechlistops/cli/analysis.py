@@ -282,6 +282,8 @@ def cmd_report(args) -> int:
 
 
 def cmd_analyse(args) -> int:
+    import numpy as np
+
     from mechlistops.atomic import check_writable_dir
     from mechlistops.model import resolve_device
     from mechlistops.population import (
@@ -325,11 +327,11 @@ def cmd_analyse(args) -> int:
     shown = table.assign(
         cell=lambda t: (
             t["median"].map("{:.2f}".format)
-            + " ["
-            + t.ci_low.map("{:.2f}".format)
-            + ", "
-            + t.ci_high.map("{:.2f}".format)
-            + "]"
+            + " "
+            + t.ci_low.combine(
+                t.ci_high,
+                lambda lo, hi: "[no interval]" if np.isnan(lo) else f"[{lo:.2f}, {hi:.2f}]",
+            )
         ),
         label=lambda t: t.mixture + ", " + t.data if t.data.nunique() > 1 else t.mixture,
     )
@@ -337,7 +339,8 @@ def cmd_analyse(args) -> int:
     for metric, g in shown.groupby("metric", sort=False):
         print(f"\n{metric} (median over seeds [95% bootstrap interval]):")
         for r in g.sort_values(["mixture", "data", "n_params"]).itertuples():
-            print(f"  {r.label:<{width}} {r.n_params:>9,} params  {r.cell}  ({r.seeds} seeds)")
+            seeds = f"{r.seeds} seed{'s' * (r.seeds != 1)}"
+            print(f"  {r.label:<{width}} {r.n_params:>9,} params  {r.cell}  ({seeds})")
     print(
         f"\nsaved {files['json']}, {files['csv']} and {len(files) - 2} figures in {out}/analysis/"
     )
