@@ -250,8 +250,43 @@ class DataConfig:
     @property
     def training_data(self) -> str:
         """The training data in words: a pool ("3,000 distinct", "30,000 sampled": its size
-        and draw) or "fresh stream"."""
-        return f"{self.train_size:,} {self.pool_draw}" if self.train_size else "fresh stream"
+        and draw) or "fresh stream", then each setting of the task that is not the default
+        ("20,000 sampled, 3 operands, mod 11"), so that runs on different tasks are never
+        taken for runs on one (transition tables, population analyses)."""
+        pool = f"{self.train_size:,} {self.pool_draw}" if self.train_size else "fresh stream"
+        return ", ".join([pool, *self._task_words()])
+
+    def _task_words(self) -> list[str]:
+        d = DataConfig()
+        words = []
+        if self.weights is not None and len(set(self.weights)) > 1:
+            words.append("weights " + ":".join(f"{w:g}" for w in self.weights))
+        if self.tree != d.tree and not self.train_size:  # a pool always has single trees
+            words.append("single-operator trees" if self.tree == "single" else "mixed trees")
+        if self.family == "perm" and self.group_k != d.group_k:
+            words.append(f"S_{self.group_k}")
+        if self.modulus != d.modulus:
+            words.append(f"mod {self.modulus}")
+        if (self.min_args, self.max_args) != (d.min_args, d.max_args):
+            args = (
+                self.min_args
+                if self.min_args == self.max_args
+                else "-".join(map(str, (self.min_args, self.max_args)))
+            )
+            words.append(f"{args} operand{'s' * (self.max_args > 1)}")
+        if self.max_depth != d.max_depth:
+            words.append(f"depth {self.max_depth}")
+        if self.branch_prob != d.branch_prob:
+            words.append(f"branching {self.branch_prob:g}")
+        if self.median != d.median:
+            words.append(f"{self.median} median")
+        if self.chain_of_thought:
+            words.append("chain of thought")
+        if self.holdout_min_leaves == 0:
+            words.append("nothing held out")
+        elif self.holdout_min_leaves != d.holdout_min_leaves:
+            words.append(f"held out from {self.holdout_min_leaves} leaves")
+        return words
 
     @property
     def mixture_weights(self) -> tuple[float, ...]:

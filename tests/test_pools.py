@@ -62,7 +62,39 @@ def test_sampled_pools_keep_the_streams_repeats_and_mix_of_depths():
     assert abs(flat["sampled"] - flat["stream"]) < 0.08, flat
     assert flat["distinct"] < flat["stream"] - 0.15, flat
     names = [c.training_data for c in (cfg, sampled_cfg, dataclasses.replace(cfg, train_size=0))]
-    assert names == ["6,000 distinct", "6,000 sampled", "fresh stream"]
+    assert names == [
+        "6,000 distinct, 3 operands",
+        "6,000 sampled, 3 operands",
+        "fresh stream, single-operator trees, 3 operands",
+    ]
+
+
+def test_the_training_data_names_every_task_setting_that_is_not_the_default():
+    # runs are pooled into one transition by mixture, training data and training: two tasks
+    # that differ in any setting must never read as one
+    assert DataConfig().training_data == "fresh stream"
+    pool = DataConfig(tree="single", train_size=20_000, pool_draw="sampled")
+    assert pool.training_data == "20,000 sampled"  # a pool's trees are single-operator ones
+    named = {
+        "modulus": (11, "20,000 sampled, mod 11"),
+        "min_args": (3, "20,000 sampled, 3 operands"),
+        "max_args": (5, "20,000 sampled, 2-5 operands"),
+        "max_depth": (2, "20,000 sampled, depth 2"),
+        "branch_prob": (0.5, "20,000 sampled, branching 0.5"),
+        "median": ("lower", "20,000 sampled, lower median"),
+        "chain_of_thought": (True, "20,000 sampled, chain of thought"),
+        "holdout_min_leaves": (6, "20,000 sampled, held out from 6 leaves"),
+        "weights": ((2.0, 1.0, 1.0), "20,000 sampled, weights 2:1:1"),
+    }
+    for knob, (value, words) in named.items():
+        assert dataclasses.replace(pool, **{knob: value}).training_data == words, knob
+    assert dataclasses.replace(pool, weights=(2.0, 2.0, 2.0)).training_data == "20,000 sampled"
+    assert dataclasses.replace(pool, holdout_min_leaves=0).training_data.endswith("held out")
+    perm = DataConfig(family="perm", group_k=4, tree="single", min_args=3, modulus=10)
+    assert perm.training_data == "fresh stream, single-operator trees, S_4, 3 operands"
+    # every task knob of DataConfig is named or deliberately left out
+    left_out = {"ops", "family", "seed", "test_size", "train_size", "pool_draw", "tree", "group_k"}
+    assert {f.name for f in dataclasses.fields(DataConfig)} - left_out == set(named)
 
 
 def test_sum_pool_is_the_same_alone_and_in_a_mixture():

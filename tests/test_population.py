@@ -99,7 +99,7 @@ def test_analyse_sweep_caches_filters_and_skips(sweep_dir):
     first = df[(df.member == "max_d16_s0")].set_index("metric")["value"]
     assert all(first[k] == v for k, v in again.items())
     only = analyse_runs([sweep_dir], ("geometry",), mixtures=("MAX",), workers=1, progress=False)
-    assert set(only.mixture) == {"MAX"} and set(only.data) == {"fresh stream"}
+    assert set(only.mixture) == {"MAX"} and set(only.data) == {"fresh stream, depth 2"}
     assert only.heldout.isna().all()  # the target, SUM, is not trained: no accuracy to read
     on_max = analyse_runs(
         [sweep_dir], ("geometry",), Settings(target="MAX"), workers=1, progress=False
