@@ -9,7 +9,7 @@
 # (what the model has computed, by its result), and W_U's value columns (the readout). Per
 # matrix: the two frequencies holding the most variance and their joint share; for W_U also
 # its share at even k, the part of the readout that gives v and v + n/2 the same logits (1 = it
-# cannot tell the sum mod n from the sum mod n/2).
+# cannot tell the sum mod n from the sum mod n/2; "-" for an odd n, which has no n/2).
 # Writes OUT/fourier.csv (one row per run and matrix, a column per k), OUT/fourier.md and
 # OUT/fourier.png (the spectra as heatmaps, one row per run). Used for stage 9 of
 # docs/findings.md.
@@ -58,6 +58,7 @@ def run_spectra(run_dir: Path, op: str) -> pd.DataFrame:
         "data": c.data.training_data,
         "n_params": read_n_params(run_dir),
         "seed": c.train.seed,
+        "n_values": n,
         "heldout": float(read_results(run_dir)["results"][op]["accuracy_heldout"]),
     }
     rows = []
@@ -90,9 +91,10 @@ def summary(df: pd.DataFrame, op: str) -> str:
     ):
         by = g.set_index("matrix")
         cells = " | ".join(top_two(by.loc[m], ks) for m in MATRICES)
+        # an odd n has no v -> v + n/2: the even share names nothing there
+        halves = f"{by.loc['W_U', even].sum():.2f}" if by.n_values.iloc[0] % 2 == 0 else "-"
         lines.append(
-            f"| {arm} | {data} | {n:,} | {seed} | {by.heldout.iloc[0]:.2f} | {cells} | "
-            f"{by.loc['W_U', even].sum():.2f} |"
+            f"| {arm} | {data} | {n:,} | {seed} | {by.heldout.iloc[0]:.2f} | {cells} | {halves} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -180,10 +180,15 @@ def test_fourier_analysis_reads_a_folder_of_runs(tmp_path, tiny_run):
     shutil.copytree(tiny_run, folder / "tiny")
     script = Path(__file__).resolve().parents[1] / "analyses" / "fourier.py"
     args = [sys.executable, str(script), str(tmp_path / "out"), str(folder), "--op", "MAX"]
+    odd = tiny_config(data={"modulus": 11}, train={"steps": 20, "eval_interval": 20})
+    train(odd, folder / "odd", progress=False)
     done = subprocess.run(args, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     table = (tmp_path / "out" / "fourier.md").read_text().splitlines()
-    assert len(table) == 3 and table[2].startswith("| MAX |")
+    assert len(table) == 4 and all(row.startswith("| MAX |") for row in table[2:])
+    mod10, mod11 = sorted(table[2:], key=lambda row: "mod 11" in row)
+    assert float(mod10.split("|")[-2]) >= 0  # the readout's share at even k
+    assert mod11.split("|")[-2].strip() == "-"  # mod 11 has no v -> v + n/2
     assert (tmp_path / "out" / "fourier.png").stat().st_size > 0
     missing = subprocess.run(args[:3] + [str(tmp_path / "nope")], capture_output=True, text=True)
     assert missing.returncode == 1
