@@ -23,7 +23,7 @@ import numpy as np
 from mechlistops import groups
 from mechlistops.config import OPERATORS, DataConfig, TrainConfig
 from mechlistops.errors import ConfigError
-from mechlistops.listops import Vocab, ssum_permutation
+from mechlistops.listops import Node, Vocab, apply_op, count_leaves, ssum_permutation
 
 _TEST_STREAM, _TRAIN_STREAM, _MIXTURE_KEY = 1, 2, 100
 _CHUNK_ROWS = 1 << 16  # compaction works in chunks to bound memory
@@ -366,6 +366,54 @@ def make_test_sets(cfg: DataConfig, extra_ops: tuple[str, ...] = ()) -> dict[str
     rng = np.random.default_rng([cfg.seed, _TEST_STREAM, _MIXTURE_KEY])
     sets["mixture"] = sample_examples(cfg, cfg.test_size, rng)
     return sets
+
+
+def examples_from_trees(trees: list[Node], cfg: DataConfig, width: int = 0) -> Examples:
+    """Parsed expressions (`listops.parse`) as the sampler lays its own out: `<bos> EXPR =
+    ANSWER <eos>` (no chain of thought), every position with its node's value and operator,
+    the answer and each node's value by the task's own rules (modulus or group, median rule,
+    the SSUM relabelling of the data seed). Right-padded to `width` or the longest row."""
+    vocab = Vocab.of(cfg)
+    perm = ssum_permutation(vocab.n_values, cfg.seed)
+
+    def walk(node, toks: list, values: list, ops: list) -> int:
+        if isinstance(node, int):
+            toks.append(node), values.append(node), ops.append(-1)
+            return node
+        op = OPERATORS.index(node.op)
+        start = len(toks)
+        toks.append(vocab.op_id(node.op)), values.append(-1), ops.append(op)
+        args = [walk(a, toks, values, ops) for a in node.args]
+        value = apply_op(node.op, args, cfg.modulus, cfg.median, perm, vocab.group)
+        values[start] = value
+        toks.append(vocab.close), values.append(value), ops.append(op)
+        return value
+
+    rows = []
+    for tree in trees:
+        toks, values, ops = [vocab.bos], [-1], [-1]
+        answer = walk(tree, toks, values, ops)
+        rows.append(
+            (toks + [vocab.equals, answer, vocab.eos], values + [answer] * 2 + [-1], ops + [-1] * 3)
+        )
+    width = max([width, *(len(t) for t, _, _ in rows)])
+    n = len(rows)
+    ex = Examples(
+        tokens=np.full((n, width), vocab.pad, dtype=np.uint8),
+        node_values=np.full((n, width), -1, dtype=np.int8),
+        node_ops=np.full((n, width), -1, dtype=np.int8),
+        lengths=np.array([len(t) for t, _, _ in rows], dtype=np.int64),
+        prompt_len=np.array([len(t) - 2 for t, _, _ in rows], dtype=np.int64),
+        answers=np.array([t[-2] for t, _, _ in rows], dtype=np.int64),
+        root_ops=np.array([OPERATORS.index(t.op) for t in trees], dtype=np.int64),
+        depths=np.array([t.depth for t in trees], dtype=np.int64),
+        n_leaves=np.array([count_leaves(t) for t in trees], dtype=np.int64),
+    )
+    for i, (toks, values, ops) in enumerate(rows):
+        ex.tokens[i, : len(toks)] = toks
+        ex.node_values[i, : len(values)] = values
+        ex.node_ops[i, : len(ops)] = ops
+    return ex
 
 
 def heldout_mask(cfg: DataConfig, ex: Examples) -> np.ndarray:

@@ -208,6 +208,30 @@ def generate_answers(
     return np.concatenate(out)
 
 
+@torch.no_grad()
+def answers_with_confidence(
+    model: HookedTransformer, ex: Examples, cfg: DataConfig, batch_size: int = 1000
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each example's greedy answer and the probability the model gives that answer at the
+    last `=`; with a chain of thought, the answer its own chain ends on (-1 when it never ends;
+    `ex` padded to the model's context) and NaN, a chain having no one probability."""
+    was_training = model.training
+    model.eval()
+    try:
+        if cfg.chain_of_thought:
+            answers = generate_answers(model, ex, Vocab.of(cfg), batch_size)
+            return answers, np.full(len(ex), np.nan)
+        device, answers, probs = model.W_E.device, [], []
+        for tokens, pos, _, _ in batches(ex, batch_size, device):
+            p = fast_logits(model, tokens, pos[:, None])[:, 0].float().softmax(-1)
+            best = p.max(-1)
+            answers.append(best.indices.cpu().numpy())
+            probs.append(best.values.cpu().numpy())
+        return np.concatenate(answers), np.concatenate(probs)
+    finally:
+        model.train(was_training)
+
+
 def _correct(model: HookedTransformer, ex: Examples, cfg: DataConfig, batch_size: int):
     """Whether each answer is right, and each example's loss."""
     was_training = model.training

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mechlistops.errors import ParseError
 from mechlistops.groups import symmetric_group
-from mechlistops.listops import evaluate, parse, ssum_permutation, to_text
+from mechlistops.listops import Node, evaluate, parse, ssum_permutation, to_text
 
 _INT = re.compile(r"\s*-?[0-9]{1,18}\s*")  # ASCII digits: int() also reads "٣"
 _WORD = re.compile(r"\s*[^\s\[\]()]{1,40}\s*")  # one value token: a label
@@ -57,15 +57,27 @@ def _label(word: str, modulus: int, group) -> int:
     return value
 
 
-def check_file(
+@dataclass
+class FileLine:
+    """One expression of a file: where it is, its tree and value, and its label (None when
+    the file is unlabelled)."""
+
+    line_no: int
+    tree: Node
+    value: int
+    label: int | None
+
+
+def read_expressions(
     path: Path,
     modulus: int = 10,
     median: str = "listops",
     seed: int = 0,
     group_k: int | None = None,
-) -> FileReport:
-    """Evaluate every line; ParseError names the line and the problem. `group_k`: the file
-    holds permutation products over S_k."""
+) -> list[FileLine]:
+    """Every expression of a file, parsed and evaluated; ParseError names the line and the
+    problem (or a file that is missing, not text, empty, or mixes labelled and unlabelled
+    lines). `group_k`: the file holds permutation products over S_k."""
     if not path.is_file():
         raise ParseError(f"{path}: no such file")
     try:
@@ -74,8 +86,7 @@ def check_file(
         raise ParseError(f"{path}: not a text file") from None
     group = symmetric_group(group_k) if group_k else None
     perm = ssum_permutation(len(group) if group else modulus, seed)
-    name = group.names.__getitem__ if group else str
-    report, labelled = FileReport(), None
+    out: list[FileLine] = []
     for i, raw in enumerate(lines, start=1):
         line = raw.rstrip("\r\n")
         if not line.strip():
@@ -86,20 +97,36 @@ def check_file(
             text, label = _split(line, group)
             tree = parse(text, modulus, group)
             value = evaluate(tree, modulus, median, perm, group)
-            if label is not None:
-                label_value = _label(label, modulus, group)
+            label_value = None if label is None else _label(label, modulus, group)
         except ParseError as exc:
             raise ParseError(f"{path}:{i}: {exc}") from None
-        if labelled is None:
-            labelled = label is not None
-        elif labelled != (label is not None):
+        if out and (out[0].label is None) != (label is None):
             raise ParseError(f"{path}:{i}: mixes labelled and unlabelled lines")
-        if label is None:
-            report.unlabelled.append((to_text(tree, group), name(value)))
+        out.append(FileLine(i, tree, value, label_value))
+    if not out:
+        raise ParseError(f"{path}: no expressions found")
+    return out
+
+
+def check_file(
+    path: Path,
+    modulus: int = 10,
+    median: str = "listops",
+    seed: int = 0,
+    group_k: int | None = None,
+) -> FileReport:
+    """Evaluate every line (`read_expressions`): the labels that disagree, or, for an
+    unlabelled file, each expression with its value."""
+    group = symmetric_group(group_k) if group_k else None
+    name = group.names.__getitem__ if group else str
+    report = FileReport()
+    for line in read_expressions(path, modulus, median, seed, group_k):
+        if line.label is None:
+            report.unlabelled.append((to_text(line.tree, group), name(line.value)))
             continue
         report.n += 1
-        if label_value != value:
-            report.disagreements.append((i, to_text(tree, group), name(label_value), name(value)))
-    if report.n == 0 and not report.unlabelled:
-        raise ParseError(f"{path}: no expressions found")
+        if line.label != line.value:
+            report.disagreements.append(
+                (line.line_no, to_text(line.tree, group), name(line.label), name(line.value))
+            )
     return report

@@ -429,3 +429,69 @@ def test_train_branch_from_a_kept_state_and_its_bad_inputs(tmp_path, capsys):
     assert json.loads((branched / "results.json").read_text())["step"] == 60
     assert json.loads((branched / "config.json").read_text())["branch"]["step"] == 30
     assert _digest(trunk) == before
+
+
+def _test_set_file(run_dir, path, op="MAX"):
+    """The run's own test set of `op`, written as `expression<TAB>answer` lines."""
+    from mechlistops.checkpoint import load_run_config
+    from mechlistops.data import make_test_sets
+    from mechlistops.listops import Vocab
+
+    data = load_run_config(run_dir).data
+    ex, vocab = make_test_sets(data)[op], Vocab.of(data)
+    path.write_text("".join(f"{e}\t{a}\n" for e, a in zip(ex.expressions(vocab), ex.answers)))
+    return path
+
+
+@pytest.mark.parametrize("cot", [False, True])
+def test_eval_answers_expressions_a_user_brings(tiny_run, tmp_path, capsys, cot):
+    """`eval --file` scores the model as its own evaluation does: its test set given as a
+    file gets the accuracy results.json holds (greedy at `=`, or its own chain of thought)."""
+    run_dir = tiny_run
+    if cot:
+        from mechlistops.train import train
+        from tests.conftest import tiny_config
+
+        run_dir = tmp_path / "cot"
+        cfg = tiny_config(data={"chain_of_thought": True}, train={"steps": 40})
+        train(cfg, run_dir, progress=False)
+    saved = json.loads((run_dir / "results.json").read_text())["results"]["MAX"]
+    tests = _test_set_file(run_dir, tmp_path / "max.tsv")
+    code, out, _ = _run(capsys, "eval", str(run_dir), "--file", str(tests), "--json")
+    got = json.loads(out)
+    assert code == 0 and got["n"] == saved["n"] and got["accuracy"] == saved["accuracy"]
+    assert got["by_operator"]["MAX"]["trained"] and len(got["wrong"]) <= 5
+    code, out, _ = _run(capsys, "eval", str(run_dir), "--file", str(tests), "--show", "2")
+    assert code == 0 and f"{saved['accuracy']:.3f}" in out and "labels agree" in out
+    assert out.count("  model ") == min(2, len(got["wrong"]))  # the wrong answers listed
+    code, out, _ = _run(
+        capsys, "eval", str(run_dir), "--expr", "[MAX 1 7 2 ]", "--expr", "[MIN 4 [MAX 3 8 ] ]"
+    )
+    lines = out.splitlines()
+    assert code == 0 and lines[0].startswith("[MAX 1 7 2 ] = 7   model: ")
+    assert lines[1].startswith("[MIN 4 [MAX 3 8 ] ] = 4   model: ")
+    assert ("(p " in lines[0]) != cot  # a chain of thought has no one probability
+
+
+def test_eval_expressions_bad_input_fails_in_one_line(tiny_run, tmp_path, capsys):
+    r = str(tiny_run)
+    wrong = tmp_path / "wrong.tsv"
+    wrong.write_text("[MAX 1 2 ]\t2\n[SUM 5 7 ]\t3\n")  # 5 + 7 = 2 mod 10
+    long = "[MAX 1 [MAX 1 2 3 ] [MAX 1 2 3 ] [MAX 1 2 3 ] ]"  # 22 tokens; the model reads 21
+    mixed = tmp_path / "mixed.tsv"
+    mixed.write_text(f"[MAX 1 2 ]\t2\n{long}\t3\n")
+    for argv, fragment in (
+        (["--file", str(wrong)], "wrong.tsv:2: labelled 3, but this run's task (modulus 10"),
+        (["--file", str(tmp_path / "none.tsv")], "none.tsv: no such file"),
+        (["--expr", "[MAX 1 12 ]"], "expression 1: value 12 is outside the modulus 10"),
+        (["--expr", "[MAX 1 2 ]", "--expr", "[FOO 1 ]"], "expression 2: unknown operator"),
+        (["--expr", long], "expression 1: 22 tokens with its answer, but this run's model"),
+        (["--file", str(mixed)], "mixed.tsv:2: 22 tokens"),
+        (["--expr", long, "--skip-long"], "no expression fits this run's model"),
+        (["--expr", "[MAX 1 ]", "--file", str(mixed)], "not allowed with argument"),
+        (["--file", str(mixed), "--show", "-1"], "--show"),
+    ):
+        code, _, err = _run(capsys, "eval", r, *argv)
+        _one_line_error(code, err, fragment)
+    code, out, _ = _run(capsys, "eval", r, "--file", str(mixed), "--skip-long")
+    assert code == 0 and "1 longer than the model's 21 tokens left out" in out

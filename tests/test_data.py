@@ -180,3 +180,32 @@ def test_length_buckets_reorder_a_chunk_without_changing_it():
     assert padded(b) < 0.7 * padded(a)
     spread = [x.lengths.max() - x.lengths.min() for x in b]
     assert np.median(spread) <= 3
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        DataConfig(ops=LISTOPS_OPERATORS, seed=3, test_size=300),  # SSUM's relabelling too
+        DataConfig(ops=("SUM", "MAX", "MED"), modulus=11, min_args=3, tree="single"),
+        DataConfig(family="perm", ops=("PRD", "SGN", "PNT"), tree="single", group_k=4),
+    ],
+)
+def test_expressions_parsed_from_text_lay_out_as_the_sampler_does(cfg):
+    """`examples_from_trees` (what `eval --file` and `--expr` score) gives each test expression,
+    read back from its text, the sampler's own row: tokens, node values and operators at
+    every position, answer, root operator, depth and leaves."""
+    from mechlistops.data import examples_from_trees
+    from mechlistops.listops import Vocab, parse
+
+    vocab = Vocab.of(cfg)
+    for name, ex in make_test_sets(cfg).items():
+        trees = [parse(t, cfg.modulus, vocab.group) for t in ex.expressions(vocab)]
+        got = examples_from_trees(trees, cfg, width=ex.tokens.shape[1])
+        assert got.tokens.shape == ex.tokens.shape
+        for f in ("lengths", "prompt_len", "answers", "root_ops", "depths", "n_leaves"):
+            assert (getattr(got, f) == getattr(ex, f)).all(), (name, f)
+        inside = np.arange(ex.tokens.shape[1])[None, :] < ex.lengths[:, None]
+        for f in ("tokens", "node_values", "node_ops"):  # past the end: padding, unread
+            assert (getattr(got, f)[inside] == getattr(ex, f)[inside]).all(), (name, f)
+        assert (got.tokens[~inside] == vocab.pad).all()
+    assert examples_from_trees(trees[:2], cfg).tokens.shape[1] == got.lengths[:2].max()

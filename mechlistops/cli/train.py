@@ -8,7 +8,13 @@ import json
 import sys
 from pathlib import Path
 
-from mechlistops.cli.options import add_config_options, config_from_args, given, given_flags
+from mechlistops.cli.options import (
+    add_config_options,
+    bounded,
+    config_from_args,
+    given,
+    given_flags,
+)
 from mechlistops.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from mechlistops.errors import ConfigError
 
@@ -140,6 +146,8 @@ def cmd_eval(args) -> int:
     from mechlistops.pools import evaluation_data
 
     run = load_run(args.run, device=resolve_device(args.device))
+    if args.expr or args.file:
+        return _eval_expressions(args, run)
     cfg = run.config
     sets, pools = evaluation_data(cfg.data, extra_ops=cfg.train.pretrain_ops)
     results = evaluate_sets(run.model, sets, cfg.data, pools=pools)
@@ -147,6 +155,117 @@ def cmd_eval(args) -> int:
         print(json.dumps({k: v.to_dict() for k, v in results.items()}, indent=2))
     else:
         print(format_table(results))
+    return 0
+
+
+def _eval_expressions(args, run) -> int:
+    """`eval RUN --expr EXPR` / `--file FILE`: the model's answers to expressions a user
+    brings, against the run's own task (its modulus or group, median rule, relabelling)."""
+    import numpy as np
+
+    from mechlistops.config import OPERATORS
+    from mechlistops.data import examples_from_trees
+    from mechlistops.errors import ParseError
+    from mechlistops.evaluate import answers_with_confidence
+    from mechlistops.files import FileLine, read_expressions
+    from mechlistops.listops import Vocab, parse, to_text
+
+    data = run.config.data
+    vocab = Vocab.of(data)
+    task = vocab.describe() + (f", {data.median} median" if data.family == "listops" else "")
+    if args.file:
+        path = Path(args.file)
+        group_k = data.group_k if data.family == "perm" else None
+        lines = read_expressions(path, data.modulus, data.median, data.seed, group_k)
+        where = [f"{path}:{x.line_no}" for x in lines]
+        wrong = next((x for x in lines if x.label is not None and x.label != x.value), None)
+        if wrong is not None:
+            raise ParseError(
+                f"{path}:{wrong.line_no}: labelled {vocab.tokens[wrong.label]}, but this run's "
+                f"task ({task}) makes it {vocab.tokens[wrong.value]}"
+            )
+    else:
+        lines, where = [], []
+        for i, text in enumerate(args.expr, start=1):
+            try:
+                tree = parse(text, data.modulus, vocab.group)
+            except ParseError as exc:
+                raise ParseError(f"expression {i}: {exc}") from None
+            lines.append(FileLine(i, tree, -1, None))
+            where.append(f"expression {i}")
+    n_ctx = run.model.cfg.n_ctx
+    ex = examples_from_trees([x.tree for x in lines], data, n_ctx if data.chain_of_thought else 0)
+    fits = ex.lengths <= n_ctx
+    if not fits.all():
+        first = int(np.flatnonzero(~fits)[0])
+        if not args.skip_long:
+            raise ConfigError(
+                f"{where[first]}: {ex.lengths[first]} tokens with its answer, but this run's "
+                f"model reads at most {n_ctx} (--skip-long leaves such expressions out)"
+            )
+        keep = np.flatnonzero(fits)
+        if not len(keep):
+            raise ConfigError(f"no expression fits this run's model ({n_ctx} tokens at most)")
+        ex, lines, where = ex.subset(keep), [lines[i] for i in keep], [where[i] for i in keep]
+    answers, probs = answers_with_confidence(run.model, ex, data)
+    name = vocab.tokens.__getitem__
+
+    def said(i: int) -> str:  # the model's answer; -1: a chain that never ended
+        return "no answer" if answers[i] < 0 else name(answers[i])
+
+    rows = [
+        {
+            "where": where[i],
+            "expression": to_text(x.tree, vocab.group),
+            "operator": x.tree.op,
+            "answer": name(ex.answers[i]),
+            "model": said(i),
+            "probability": None if np.isnan(probs[i]) else round(float(probs[i]), 4),
+            "right": bool(answers[i] == ex.answers[i]),
+        }
+        for i, x in enumerate(lines)
+    ]
+    skipped = int((~fits).sum())
+    if args.expr:
+        if args.json:
+            print(json.dumps(rows, indent=2))
+            return 0
+        for r in rows:
+            p = "" if r["probability"] is None else f" (p {r['probability']:.2f})"
+            mark = "right" if r["right"] else "wrong"
+            print(f"{r['expression']} = {r['answer']}   model: {r['model']}{p}, {mark}")
+        if skipped:
+            print(f"({skipped} expression(s) longer than the model's {n_ctx} tokens left out)")
+        return 0
+    right = np.array([r["right"] for r in rows])
+    ops = [op for op in OPERATORS if any(r["operator"] == op for r in rows)]
+    by_op = {
+        op: {"n": int(sum(r["operator"] == op for r in rows)),
+             "accuracy": float(np.mean([r["right"] for r in rows if r["operator"] == op])),
+             "trained": op in data.ops or op in run.config.train.pretrain_ops}
+        for op in ops
+    }  # fmt: skip
+    misses = [r for r in rows if not r["right"]]
+    if args.json:
+        summary = {
+            "file": str(path), "task": task, "n": len(rows), "skipped_long": skipped,
+            "accuracy": float(right.mean()), "by_operator": by_op, "wrong": misses[: args.show],
+        }  # fmt: skip
+        print(json.dumps(summary, indent=2))
+        return 0
+    labelled = "labels agree with" if lines[0].label is not None else "answers by"
+    print(f"{path}: {len(rows):,} expressions ({labelled} this run's task: {task})")
+    if skipped:
+        print(f"  {skipped:,} longer than the model's {n_ctx} tokens left out (--skip-long)")
+    print(f"{'operator':<10} {'n':>7}  accuracy")
+    for op, r in by_op.items():
+        note = "" if r["trained"] else "  (not trained on)"
+        print(f"{op:<10} {r['n']:>7,}  {r['accuracy']:>8.3f}{note}")
+    print(f"{'all':<10} {len(rows):>7,}  {right.mean():>8.3f}")
+    if misses and args.show:
+        print(f"wrong (first {min(args.show, len(misses))} of {len(misses):,}):")
+        for r in misses[: args.show]:
+            print(f"  {r['where']}: {r['expression']}  model {r['model']}, answer {r['answer']}")
     return 0
 
 
@@ -176,8 +295,31 @@ def add_parsers(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the final results as JSON")
     p.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("eval", help="per-operator accuracy of a saved run")
+    e = sub.add_parser(
+        "eval",
+        help="per-operator accuracy of a saved run, or its answers to expressions you bring",
+    )
     e.add_argument("run", help="run directory, or RUN@STEP")
+    bring = e.add_mutually_exclusive_group()
+    bring.add_argument(
+        "--expr",
+        action="append",
+        metavar="EXPR",
+        help="an expression to answer, e.g. '[SUM 3 [MAX 4 9 ] 2 ]' (repeat for several)",
+    )
+    bring.add_argument(
+        "--file",
+        help="score the model on a file of expressions (the formats `data evaluate` reads; "
+        "its labels must agree with the run's task)",
+    )
+    e.add_argument(
+        "--skip-long",
+        action="store_true",
+        help="leave out expressions longer than the model's context instead of refusing",
+    )
+    e.add_argument(
+        "--show", type=bounded(int, 0, 1_000_000), default=5, help="wrong answers to list (--file)"
+    )
     e.add_argument("--json", action="store_true")
     add_device_option(e)
     e.set_defaults(func=cmd_eval)
