@@ -36,7 +36,15 @@ def test_notebook_executes_offline(tiny_run, monkeypatch):
         if "text/html" in out.get("data", {})
     ]
     views = [h for h in html if "CircuitsVis.render" in h]
-    assert len(views) == 2  # MAX and the mixture
+    assert len(views) == 3  # MAX and the mixture, then the expression of one's own
+    mine = [
+        out["text"]
+        for cell in nb.cells
+        if cell.cell_type == "code" and "EXPR" in cell.source
+        for out in cell.outputs
+        if out.output_type == "stream"
+    ]
+    assert mine and mine[0].startswith("[MAX 3 [MIN 4 9 ] 2 ] = 4 | model: ")
     for h in views:
         assert "var CircuitsVis=" in h and "unpkg.com" not in h  # the bundle is inline
     errors = [
