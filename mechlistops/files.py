@@ -79,7 +79,8 @@ def read_expressions(
     problem (or a file that is missing, not text, empty, or mixes labelled and unlabelled
     lines). `group_k`: the file holds permutation products over S_k."""
     if not path.is_file():
-        raise ParseError(f"{path}: no such file")
+        what = "a directory, not a file" if path.is_dir() else "no such file"
+        raise ParseError(f"{path}: {what}")
     try:
         lines = path.read_text().splitlines()
     except UnicodeDecodeError:

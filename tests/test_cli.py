@@ -483,6 +483,7 @@ def test_eval_expressions_bad_input_fails_in_one_line(tiny_run, tmp_path, capsys
     for argv, fragment in (
         (["--file", str(wrong)], "wrong.tsv:2: labelled 3, but this run's task (modulus 10"),
         (["--file", str(tmp_path / "none.tsv")], "none.tsv: no such file"),
+        (["--file", str(tmp_path)], "a directory, not a file"),
         (["--expr", "[MAX 1 12 ]"], "expression 1: value 12 is outside the modulus 10"),
         (["--expr", "[MAX 1 2 ]", "--expr", "[FOO 1 ]"], "expression 2: unknown operator"),
         (["--expr", long], "expression 1: 22 tokens with its answer, but this run's model"),
