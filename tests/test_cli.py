@@ -460,7 +460,11 @@ def test_eval_answers_expressions_a_user_brings(tiny_run, tmp_path, capsys, cot)
     code, out, _ = _run(capsys, "eval", str(run_dir), "--file", str(tests), "--json")
     got = json.loads(out)
     assert code == 0 and got["n"] == saved["n"] and got["accuracy"] == saved["accuracy"]
-    assert got["by_operator"]["MAX"]["trained"] and len(got["wrong"]) <= 5
+    assert got["trained_on"] == ["MAX"] and len(got["wrong"]) <= 5
+    assert sum(d["n"] for d in got["by_depth"].values()) == got["n"]
+    assert sum(d["n"] * d["accuracy"] for d in got["by_depth"].values()) == pytest.approx(
+        got["n"] * got["accuracy"]
+    )
     code, out, _ = _run(capsys, "eval", str(run_dir), "--file", str(tests), "--show", "2")
     assert code == 0 and f"{saved['accuracy']:.3f}" in out and "labels agree" in out
     assert out.count("  model ") == min(2, len(got["wrong"]))  # the wrong answers listed

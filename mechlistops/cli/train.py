@@ -218,6 +218,7 @@ def _eval_expressions(args, run) -> int:
             "where": where[i],
             "expression": to_text(x.tree, vocab.group),
             "operator": x.tree.op,
+            "depth": x.tree.depth,
             "answer": name(ex.answers[i]),
             "model": said(i),
             "probability": None if np.isnan(probs[i]) else round(float(probs[i]), 4),
@@ -238,18 +239,20 @@ def _eval_expressions(args, run) -> int:
             print(f"({skipped} expression(s) longer than the model's {n_ctx} tokens left out)")
         return 0
     right = np.array([r["right"] for r in rows])
-    ops = [op for op in OPERATORS if any(r["operator"] == op for r in rows)]
-    by_op = {
-        op: {"n": int(sum(r["operator"] == op for r in rows)),
-             "accuracy": float(np.mean([r["right"] for r in rows if r["operator"] == op])),
-             "trained": op in data.ops or op in run.config.train.pretrain_ops}
-        for op in ops
-    }  # fmt: skip
+
+    def accuracy_by(key: str, order) -> dict:
+        hits = {k: [r["right"] for r in rows if r[key] == k] for k in order}
+        return {k: {"n": len(h), "accuracy": float(np.mean(h))} for k, h in hits.items() if h}
+
+    by_op = accuracy_by("operator", OPERATORS)
+    trained = set(data.ops) | set(run.config.train.pretrain_ops)
+    by_depth = accuracy_by("depth", sorted({r["depth"] for r in rows}))
     misses = [r for r in rows if not r["right"]]
     if args.json:
         summary = {
             "file": str(path), "task": task, "n": len(rows), "skipped_long": skipped,
-            "accuracy": float(right.mean()), "by_operator": by_op, "wrong": misses[: args.show],
+            "accuracy": float(right.mean()), "trained_on": sorted(trained),
+            "by_operator": by_op, "by_depth": by_depth, "wrong": misses[: args.show],
         }  # fmt: skip
         print(json.dumps(summary, indent=2))
         return 0
@@ -259,9 +262,14 @@ def _eval_expressions(args, run) -> int:
         print(f"  {skipped:,} longer than the model's {n_ctx} tokens left out (--skip-long)")
     print(f"{'operator':<10} {'n':>7}  accuracy")
     for op, r in by_op.items():
-        note = "" if r["trained"] else "  (not trained on)"
+        note = "" if op in trained else "  (not trained on)"
         print(f"{op:<10} {r['n']:>7,}  {r['accuracy']:>8.3f}{note}")
     print(f"{'all':<10} {len(rows):>7,}  {right.mean():>8.3f}")
+    trained_depth = data.max_depth
+    print(f"{'depth':<10} {'n':>7}  accuracy")
+    for depth, r in by_depth.items():
+        note = "" if depth <= trained_depth else "  (deeper than training)"
+        print(f"{depth:<10} {r['n']:>7,}  {r['accuracy']:>8.3f}{note}")
     if misses and args.show:
         print(f"wrong (first {min(args.show, len(misses))} of {len(misses):,}):")
         for r in misses[: args.show]:
