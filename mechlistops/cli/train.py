@@ -265,10 +265,9 @@ def _eval_expressions(args, run) -> int:
         note = "" if op in trained else "  (not trained on)"
         print(f"{op:<10} {r['n']:>7,}  {r['accuracy']:>8.3f}{note}")
     print(f"{'all':<10} {len(rows):>7,}  {right.mean():>8.3f}")
-    trained_depth = data.max_depth
     print(f"{'depth':<10} {'n':>7}  accuracy")
     for depth, r in by_depth.items():
-        note = "" if depth <= trained_depth else "  (deeper than training)"
+        note = "" if depth <= data.max_depth else "  (deeper than training)"
         print(f"{depth:<10} {r['n']:>7,}  {r['accuracy']:>8.3f}{note}")
     if misses and args.show:
         print(f"wrong (first {min(args.show, len(misses))} of {len(misses):,}):")
