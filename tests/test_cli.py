@@ -475,6 +475,14 @@ def test_eval_answers_expressions_a_user_brings(tiny_run, tmp_path, capsys, cot)
     assert code == 0 and lines[0].startswith("[MAX 1 7 2 ] = 7   model: ")
     assert lines[1].startswith("[MIN 4 [MAX 3 8 ] ] = 4   model: ")
     assert ("(p " in lines[0]) != cot  # a chain of thought has no one probability
+    long = "[MAX " + "1 " * 30 + "]"  # 36 tokens: past the context, with a chain too
+    code, out, _ = _run(capsys, "eval", str(run_dir), "--expr", long, "--expr", "[MAX 1 7 2 ]")
+    assert code == 2
+    code, out, _ = _run(
+        capsys, "eval", str(run_dir), "--expr", long, "--expr", "[MAX 1 7 2 ]", "--skip-long"
+    )
+    assert code == 0 and out.startswith("[MAX 1 7 2 ] = 7   model: ")
+    assert "(1 expression(s) longer than the model's" in out
 
 
 def test_eval_expressions_bad_input_fails_in_one_line(tiny_run, tmp_path, capsys):

@@ -194,7 +194,12 @@ def _eval_expressions(args, run) -> int:
             lines.append(FileLine(i, tree, -1, None))
             where.append(f"expression {i}")
     n_ctx = run.model.cfg.n_ctx
-    ex = examples_from_trees([x.tree for x in lines], data, n_ctx if data.chain_of_thought else 0)
+    width = n_ctx if data.chain_of_thought else 0  # room for the model's own chain
+
+    def laid_out(lines):
+        return examples_from_trees([x.tree for x in lines], data, width)
+
+    ex = laid_out(lines)
     fits = ex.lengths <= n_ctx
     if not fits.all():
         first = int(np.flatnonzero(~fits)[0])
@@ -206,7 +211,8 @@ def _eval_expressions(args, run) -> int:
         keep = np.flatnonzero(fits)
         if not len(keep):
             raise ConfigError(f"no expression fits this run's model ({n_ctx} tokens at most)")
-        ex, lines, where = ex.subset(keep), [lines[i] for i in keep], [where[i] for i in keep]
+        lines, where = [lines[i] for i in keep], [where[i] for i in keep]
+        ex = laid_out(lines)  # no wider than the model's context
     answers, probs = answers_with_confidence(run.model, ex, data)
     name = vocab.tokens.__getitem__
 
