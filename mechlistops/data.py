@@ -377,17 +377,22 @@ def examples_from_trees(trees: list[Node], cfg: DataConfig, width: int = 0) -> E
     perm = ssum_permutation(vocab.n_values, cfg.seed)
 
     def walk(node, toks: list, values: list, ops: list) -> int:
+        """Append the node's tokens, node values and operators; return its value."""
         if isinstance(node, int):
-            toks.append(node), values.append(node), ops.append(-1)
+            toks.append(node)
+            values.append(node)
+            ops.append(-1)
             return node
-        op = OPERATORS.index(node.op)
-        start = len(toks)
-        toks.append(vocab.op_id(node.op)), values.append(-1), ops.append(op)
+        op, start = OPERATORS.index(node.op), len(toks)
+        toks.append(vocab.op_id(node.op))
+        ops.append(op)
+        values.append(-1)  # the subtree's value, once its arguments have one
         args = [walk(a, toks, values, ops) for a in node.args]
-        value = apply_op(node.op, args, cfg.modulus, cfg.median, perm, vocab.group)
-        values[start] = value
-        toks.append(vocab.close), values.append(value), ops.append(op)
-        return value
+        values[start] = apply_op(node.op, args, cfg.modulus, cfg.median, perm, vocab.group)
+        toks.append(vocab.close)
+        ops.append(op)
+        values.append(values[start])
+        return values[start]
 
     rows = []
     for tree in trees:
