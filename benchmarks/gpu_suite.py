@@ -712,7 +712,7 @@ def study_table(out: Path, reads: tuple[int, ...], hardware: str, decay: int):
         "0.9) by size, SUM alone "
         f"and in SUM+MAX+MED, read at step {reads[0]:,} (the end of the constant learning "
         f"rate) and {reads[1]:,} (after {decay:,} steps of linear decay to 0); training "
-        f"pool per operator: {data}; exactly 3 operands, one single-head block applied twice "
+        f"pool per operator: {data}; one single-head block applied twice "
         "(docs/findings.md stages 4-9). '-': no run of the row reached the step; "
         "a study stopped at the deadline is also read at the last step every run reached.",
         "",

@@ -68,7 +68,8 @@ def test_gpu_suite_runs_on_cpu_tiny(tmp_path):
         f"{m}_d{d}_s{s}": 60 for m in ("sum", "sum+max+med") for d in (8, 12) for s in range(3)
     }
     table = (out / "study.md").read_text()
-    assert "training pool per operator: 300 sampled;" in table  # the study's default draw
+    # the study's default draw, and its task: exactly 3 operands
+    assert "training pool per operator: 300 sampled, 3 operands;" in table
     # every size and mixture, read before (@40) and after (@60) the decay, 3 seeds each
     rows = [x for x in table.splitlines() if x.startswith("| 1,718 |") or x.startswith("| 3,142 |")]
     assert len(rows) == 4 and all(x.count(" / ") == 4 for x in rows), table
