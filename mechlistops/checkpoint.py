@@ -614,10 +614,14 @@ def _is_metrics_record(record) -> bool:
 
 
 def _are_evaluations(evals) -> bool:
-    """{test set: {"accuracy": ..., "accuracy_heldout": ..., ...}} as `evaluate_sets` gives."""
+    """{test set: {"accuracy": ..., "accuracy_heldout": ..., ...}} as `evaluate_sets` gives;
+    accuracy_heldout is null where no test expression is guaranteed absent from training
+    (flat-only trees, say)."""
     return isinstance(evals, dict) and all(
         isinstance(r, dict)
-        and all(isinstance(r.get(k), (int, float)) for k in ("accuracy", "accuracy_heldout"))
+        and isinstance(r.get("accuracy"), (int, float))
+        and "accuracy_heldout" in r
+        and (r["accuracy_heldout"] is None or isinstance(r["accuracy_heldout"], (int, float)))
         for r in evals.values()
     )
 

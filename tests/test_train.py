@@ -98,6 +98,26 @@ def test_interrupted_run_resumes_to_identical_weights(tmp_path, monkeypatch):
     assert curve == again
 
 
+def test_a_run_with_no_held_out_expressions_keeps_its_evaluations(tmp_path, monkeypatch):
+    """Flat trees only: no test expression is guaranteed absent from training, so each
+    evaluation's accuracy_heldout is null. Those evaluations are still the run's: its
+    curves plot, and a resume keeps the ones before its checkpoint."""
+    from mechlistops.plots import plot_training
+
+    cfg = tiny_config(
+        data={"branch_prob": 0.0},
+        train={"steps": 120, "save_interval": 40, "eval_interval": 40},
+    )
+    train_interrupted(monkeypatch, cfg, tmp_path / "cut", at_step=95)
+    records = ckpt.read_metrics(tmp_path / "cut")
+    assert [r["step"] for r in records] == [40, 80]
+    assert records[0]["eval"]["MAX"]["accuracy_heldout"] is None
+    result = train(cfg, tmp_path / "cut", resume=True, progress=False)
+    assert result.results["MAX"].n_heldout == 0
+    assert [r["step"] for r in ckpt.read_metrics(tmp_path / "cut")] == [40, 80, 120]
+    assert plot_training(tmp_path / "cut").is_file()
+
+
 def test_a_short_run_has_a_dense_training_curve(tiny_run):
     """300 steps, 3 evaluations: about 250 points of training loss and batch accuracy."""
     from mechlistops.plots import training_curve
