@@ -195,6 +195,11 @@ class DataConfig:
                 f"max_args={self.max_args} with max_depth={self.max_depth} allows "
                 f"{self.max_args**self.max_depth} leaves per expression; keep it under 4096"
             )
+        if self.holdout_min_leaves < 0:
+            raise ConfigError(
+                f"holdout_min_leaves must be 0 or more (0: every test expression is held out), "
+                f"got {self.holdout_min_leaves}"
+            )
         if not 0.0 <= self.branch_prob <= 1.0:
             raise ConfigError(f"branch_prob must be in [0, 1], got {self.branch_prob}")
         if self.median not in MEDIAN_RULES:
@@ -282,8 +287,8 @@ class DataConfig:
             words.append(f"{self.median} median")
         if self.chain_of_thought:
             words.append("chain of thought")
-        if self.holdout_min_leaves == 0:
-            words.append("nothing held out")
+        if self.holdout_min_leaves == 0:  # every test expression has at least 0 leaves
+            words.append("every test expression held out")
         elif self.holdout_min_leaves != d.holdout_min_leaves:
             words.append(f"held out from {self.holdout_min_leaves} leaves")
         return words

@@ -243,6 +243,7 @@ CASES = {
     # sizes and seeds
     "negative seed": (["train", "--seed", "-1"], "seed must be in 0.."),
     "negative data seed": (["train", "--data-seed", "-1"], "data seed must be in 0.."),
+    "negative holdout": (["train", "--holdout-min-leaves", "-1"], "holdout_min_leaves must be 0"),
     "huge d_model": (["train", "--d-model", "10000000"], "d_model"),
     "huge test size": (["train", "--test-size", "1000000000"], "test_size"),
     "zero threads": (["train", "--threads", "0"], "--threads must be in 1..256"),

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from mechlistops.config import OPERATORS, DataConfig, TrainConfig
-from mechlistops.data import Examples, row_hashes, sample_examples
+from mechlistops.data import Examples, heldout_mask, make_test_sets, row_hashes, sample_examples
 from mechlistops.errors import ConfigError
 from mechlistops.evaluate import evaluate_set
 from mechlistops.model import build_model
@@ -89,7 +89,10 @@ def test_the_training_data_names_every_task_setting_that_is_not_the_default():
     for knob, (value, words) in named.items():
         assert dataclasses.replace(pool, **{knob: value}).training_data == words, knob
     assert dataclasses.replace(pool, weights=(2.0, 2.0, 2.0)).training_data == "20,000 sampled"
-    assert dataclasses.replace(pool, holdout_min_leaves=0).training_data.endswith("held out")
+    everything = dataclasses.replace(pool, holdout_min_leaves=0)
+    assert everything.training_data == "20,000 sampled, every test expression held out"
+    sets = make_test_sets(dataclasses.replace(everything, test_size=50))
+    assert all(heldout_mask(everything, ex).all() for ex in sets.values())
     perm = DataConfig(family="perm", group_k=4, tree="single", min_args=3, modulus=10)
     assert perm.training_data == "fresh stream, single-operator trees, S_4, 3 operands"
     # every task knob of DataConfig is named or deliberately left out
