@@ -256,6 +256,30 @@ CASES = {
         ["sweep", "--mixture", "MAX", "--d-model", "8", "--slurm-time", "0", "--out", "sw"],
         "1..43,200",
     ),
+    "slurm option, local launcher": (
+        ["sweep", "--mixture", "MAX", "--d-model", "8", "--slurm-partition", "gpu", "--out", "sw"],
+        "--slurm-partition: only with --launcher slurm",
+    ),
+    "ray address, slurm launcher": (
+        ["reproduce", "--launcher", "slurm", "--address", "h:1", "--out", "sw"],
+        "--address: only with --launcher ray",
+    ),
+    "search options, grid": (
+        [
+            "sweep",
+            "--mixture",
+            "MAX",
+            "--d-model",
+            "8",
+            "--search-op",
+            "MAX",
+            "--search-on",
+            "all",
+            "--out",
+            "sw",
+        ],  # fmt: skip
+        "--search-op, --search-on: only with --search bisect",
+    ),
     # analysis options
     "limit 0": (["ablate", R, "--component", "mlp", "--limit", "0"], "1..1,000,000"),
     "negative top": (["attribute", R, "--top", "-2"], "1..1,000"),

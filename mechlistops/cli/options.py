@@ -16,7 +16,7 @@ import sys
 from typing import Any
 
 from mechlistops.config import parse_ops
-from mechlistops.errors import MechlistopsError
+from mechlistops.errors import ConfigError, MechlistopsError
 
 EXIT_ERROR = 2
 _FLAGS: dict[str, str] = {}  # option dest -> its flag, for messages
@@ -164,6 +164,15 @@ def given(args: argparse.Namespace, section: str) -> dict[str, Any]:
 def given_flags(args: argparse.Namespace) -> list[str]:
     """Every config option the user gave, as its flag (for messages)."""
     return [_FLAGS.get(k, k) for k in vars(args) if "__" in k]
+
+
+def only_with(args: argparse.Namespace, needs: str, applies: bool, *dests: str) -> None:
+    """Refuse options the user gave that would do nothing here (--slurm-time without
+    --launcher slurm, say): left unsaid, the run goes on as if they were not given. The
+    options are declared with default=argparse.SUPPRESS, so only given ones are present."""
+    idle = ["--" + d.replace("_", "-") for d in dests if hasattr(args, d)]
+    if idle and not applies:
+        raise ConfigError(f"{', '.join(idle)}: only with {needs}")
 
 
 def config_from_args(args: argparse.Namespace, section: str, base: Any) -> Any:

@@ -4,20 +4,35 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
 from pathlib import Path
 
-from mechlistops.cli.options import bounded, checked, numbers
+from mechlistops.cli.options import bounded, checked, numbers, only_with
 from mechlistops.cli.train import add_device_option, add_run_options, run_config_from_args
 from mechlistops.config import COMPILE_MODES, parse_ops
 from mechlistops.errors import ConfigError, MechlistopsError
 from mechlistops.launch import SLURM_EXECUTORS, SlurmOptions
+from mechlistops.search import run_search
 from mechlistops.sweep import ENGINES, LAUNCHERS, SWEEP_FILE, load_sweep, parse_seeds
 
 EXIT_SOME_FAILED = 1
 
 
 # ----------------------------------------------------------------------------- sweeps
+SEARCH_KNOBS = ("threshold", "op", "on")  # --search-KNOB: run_search's keyword KNOB
+# --slurm-* options by SlurmOptions field
+SLURM_OPTIONS = {
+    "partition": "slurm_partition",
+    "time_min": "slurm_time",
+    "gpus": "slurm_gpus",
+    "cpus": "slurm_cpus",
+    "mem_gb": "slurm_mem_gb",
+    "parallelism": "slurm_parallelism",
+    "executor": "slurm_executor",
+}
+
+
 def cmd_sweep(args) -> int:
     from mechlistops.sweep import SweepConfig, branch_sweep, run_sweep
 
@@ -38,6 +53,9 @@ def cmd_sweep(args) -> int:
         args.d_model_list or grid.d_models,
         args.seeds or (grid.seeds if grid else (0, 1, 2)),
         base,
+    )
+    only_with(
+        args, "--search bisect", args.search == "bisect", *("search_" + k for k in SEARCH_KNOBS)
     )
     if args.search == "bisect":
         return _bisect(sweep, args)
@@ -81,14 +99,16 @@ def report_outcome(outcome, total: int) -> int:
 
 
 def _bisect(sweep, args) -> int:
-    from mechlistops.search import SEARCH_FILE, run_search
+    from mechlistops.search import SEARCH_FILE
 
     if args.launcher != "local":
         raise ConfigError("--search bisect runs on this machine (--launcher local)")
-    op = parse_ops(args.search_op)[0] if args.search_op else None
-    found = run_search(
-        sweep, Path(args.out), args.search_threshold, op, args.search_on, args.workers, args.device
-    )
+    choices = {
+        k: getattr(args, "search_" + k) for k in SEARCH_KNOBS if hasattr(args, "search_" + k)
+    }
+    if "op" in choices:
+        choices["op"] = parse_ops(choices["op"])[0]
+    found = run_search(sweep, Path(args.out), workers=args.workers, device=args.device, **choices)
     grid = len(sweep.members())
     runs = sum(r.runs for r in found)
     print(f"bisection: {runs} runs instead of the grid's {grid} ({grid / max(runs, 1):.1f}x fewer)")
@@ -247,25 +267,20 @@ def cmd_reproduce(args) -> int:
 
 def _engine_options(args) -> dict:
     """run_sweep's keyword arguments from the options `_add_engine_options` adds."""
+    only_with(args, "--launcher ray", args.launcher == "ray", "address")
+    only_with(args, "--launcher slurm", args.launcher == "slurm", *SLURM_OPTIONS.values())
+    slurm = {f: getattr(args, d) for f, d in SLURM_OPTIONS.items() if hasattr(args, d)}
     return {
         "progress": not args.no_progress,
         "workers": args.workers,
         "engine": args.engine,
         "max_models": args.max_models,
         "launcher": args.launcher,
-        "address": args.address,
+        "address": getattr(args, "address", None),
         "device": args.device,
         "data_workers": args.data_workers,
         "compile": args.compile,
-        "slurm": SlurmOptions(
-            args.slurm_partition,
-            args.slurm_time,
-            args.slurm_gpus,
-            args.slurm_cpus,
-            args.slurm_mem_gb,
-            args.slurm_parallelism,
-            args.slurm_executor,
-        ),
+        "slurm": SlurmOptions(**slurm),
     }
 
 
@@ -310,32 +325,33 @@ def _add_engine_options(s) -> None:
         default="local",
         help="local: processes on this machine; ray: Ray tasks; slurm: one SLURM array job",
     )
+    # options of one launcher: absent unless given (only_with refuses them under another)
     s.add_argument(
         "--address",
-        default=None,
+        default=argparse.SUPPRESS,
         help="Ray cluster HOST:PORT for --launcher ray (default: start a local Ray)",
     )
     slurm = s.add_argument_group("SLURM (--launcher slurm, through submitit)")
-    slurm.add_argument("--slurm-partition", default=None, help="partition (default: the cluster's)")
-    slurm.add_argument(
-        "--slurm-time", type=bounded(int, 1, 43_200), default=240, help="minutes per task"
-    )
-    slurm.add_argument("--slurm-gpus", type=bounded(int, 0, 64), default=0, help="GPUs per task")
-    slurm.add_argument("--slurm-cpus", type=bounded(int, 1, 1024), default=1, help="CPUs per task")
-    slurm.add_argument(
-        "--slurm-mem-gb", type=bounded(float, 0.001, 65536), default=None, help="memory per task"
-    )
-    slurm.add_argument(
-        "--slurm-parallelism",
-        type=bounded(int, 1, 100_000),
-        default=64,
-        help="array tasks running at once",
-    )
+    d = SlurmOptions()
+    for flag, kind, help_ in (
+        ("--slurm-partition", str, "partition (default: the cluster's)"),
+        ("--slurm-time", bounded(int, 1, 43_200), f"minutes per task (default: {d.time_min})"),
+        ("--slurm-gpus", bounded(int, 0, 64), f"GPUs per task (default: {d.gpus})"),
+        ("--slurm-cpus", bounded(int, 1, 1024), f"CPUs per task (default: {d.cpus})"),
+        ("--slurm-mem-gb", bounded(float, 0.001, 65536), "memory per task (default: SLURM's)"),
+        (
+            "--slurm-parallelism",
+            bounded(int, 1, 100_000),
+            f"array tasks running at once (default: {d.parallelism})",
+        ),
+    ):
+        slurm.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=help_)
     slurm.add_argument(
         "--slurm-executor",
         choices=SLURM_EXECUTORS,
-        default="slurm",
-        help="local: run the array on this machine with submitit's local executor (a test)",
+        default=argparse.SUPPRESS,
+        help="local: run the array on this machine with submitit's local executor (a test; "
+        f"default: {d.executor})",
     )
     s.add_argument("--no-progress", action="store_true")
     add_device_option(s, threads=False)
@@ -423,18 +439,24 @@ def add_parsers(sub) -> None:
         help="grid: train every size; bisect: per mixture and seed, find the smallest size "
         "that passes --search-threshold by bisection (about log2(sizes) runs)",
     )
+    # --search bisect's options: absent unless given, their defaults run_search's own
+    d = {k: v.default for k, v in inspect.signature(run_search).parameters.items()}
     s.add_argument(
         "--search-threshold",
         type=bounded(float, 0.001, 1.0),
-        default=0.9,
-        help="accuracy that passes",
+        default=argparse.SUPPRESS,
+        help=f"accuracy that passes (default: {d['threshold']})",
     )
-    s.add_argument("--search-op", help="operator whose accuracy decides (default: the first)")
+    s.add_argument(
+        "--search-op",
+        default=argparse.SUPPRESS,
+        help="operator whose accuracy decides (default: the mixture's first)",
+    )
     s.add_argument(
         "--search-on",
         choices=("heldout", "all"),
-        default="heldout",
-        help="accuracy on the held-out part of the test set, or on all of it",
+        default=argparse.SUPPRESS,
+        help=f"accuracy on the held-out part of the test set, or on all of it (default: {d['on']})",
     )
     _add_engine_options(s)
     s.set_defaults(func=cmd_sweep)
