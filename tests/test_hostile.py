@@ -238,6 +238,8 @@ CASES = {
     "binary file": (["data", "evaluate", "binary.tsv"], "not a text file"),
     "huge modulus": (["data", "evaluate", "--modulus", "1000000000000", "deep.tsv"], "2..36"),
     "negative --show": (["data", "evaluate", "--show", "-1", "deep.tsv"], "0..1,000,000"),
+    "eval --show, no file": (["eval", R, "--show", "3"], "--show: only with --file"),
+    "eval --skip-long alone": (["eval", R, "--skip-long"], "--skip-long: only with --expr or"),
     "negative sample seed": (["data", "sample", "--n", "3", "--seed", "-1", "--out", "s"], "0.."),
     "huge sample": (["data", "sample", "--n", "100000000000", "--out", "s.tsv"], "1..10,000,000"),
     # sizes and seeds

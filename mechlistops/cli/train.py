@@ -3,6 +3,7 @@ it for TransformerLens 4.x."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import sys
@@ -14,6 +15,7 @@ from mechlistops.cli.options import (
     config_from_args,
     given,
     given_flags,
+    only_with,
 )
 from mechlistops.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from mechlistops.errors import ConfigError
@@ -145,6 +147,8 @@ def cmd_eval(args) -> int:
     from mechlistops.model import resolve_device
     from mechlistops.pools import evaluation_data
 
+    only_with(args, "--expr or --file", bool(args.expr or args.file), "skip_long")
+    only_with(args, "--file", bool(args.file), "show")
     run = load_run(args.run, device=resolve_device(args.device))
     if args.expr or args.file:
         return _eval_expressions(args, run)
@@ -156,6 +160,9 @@ def cmd_eval(args) -> int:
     else:
         print(format_table(results))
     return 0
+
+
+SHOW_WRONG = 5  # eval --file lists the first wrong answers unless --show says how many
 
 
 def _eval_expressions(args, run) -> int:
@@ -203,7 +210,7 @@ def _eval_expressions(args, run) -> int:
     fits = ex.lengths <= n_ctx
     if not fits.all():
         first = int(np.flatnonzero(~fits)[0])
-        if not args.skip_long:
+        if not getattr(args, "skip_long", False):
             raise ConfigError(
                 f"{where[first]}: {ex.lengths[first]} tokens with its answer, but this run's "
                 f"model reads at most {n_ctx} (--skip-long leaves such expressions out)"
@@ -232,7 +239,7 @@ def _eval_expressions(args, run) -> int:
         }
         for i, x in enumerate(lines)
     ]
-    skipped = int((~fits).sum())
+    skipped, show = int((~fits).sum()), getattr(args, "show", SHOW_WRONG)
     if args.expr:
         if args.json:
             print(json.dumps(rows, indent=2))
@@ -258,7 +265,7 @@ def _eval_expressions(args, run) -> int:
         summary = {
             "file": str(path), "task": task, "n": len(rows), "skipped_long": skipped,
             "accuracy": float(right.mean()), "trained_on": sorted(trained),
-            "by_operator": by_op, "by_depth": by_depth, "wrong": misses[: args.show],
+            "by_operator": by_op, "by_depth": by_depth, "wrong": misses[:show],
         }  # fmt: skip
         print(json.dumps(summary, indent=2))
         return 0
@@ -275,9 +282,9 @@ def _eval_expressions(args, run) -> int:
     for depth, r in by_depth.items():
         note = "" if depth <= data.max_depth else "  (deeper than training)"
         print(f"{depth:<10} {r['n']:>7,}  {r['accuracy']:>8.3f}{note}")
-    if misses and args.show:
-        print(f"wrong (first {min(args.show, len(misses))} of {len(misses):,}):")
-        for r in misses[: args.show]:
+    if misses and show:
+        print(f"wrong (first {min(show, len(misses))} of {len(misses):,}):")
+        for r in misses[:show]:
             print(f"  {r['where']}: {r['expression']}  model {r['model']}, answer {r['answer']}")
     return 0
 
@@ -325,13 +332,17 @@ def add_parsers(sub) -> None:
         help="score the model on a file of expressions (the formats `data evaluate` reads; "
         "its labels must agree with the run's task)",
     )
-    e.add_argument(
+    e.add_argument(  # with --expr or --file: absent unless given (only_with)
         "--skip-long",
         action="store_true",
+        default=argparse.SUPPRESS,
         help="leave out expressions longer than the model's context instead of refusing",
     )
     e.add_argument(
-        "--show", type=bounded(int, 0, 1_000_000), default=5, help="wrong answers to list (--file)"
+        "--show",
+        type=bounded(int, 0, 1_000_000),
+        default=argparse.SUPPRESS,
+        help=f"wrong answers to list (--file; default: {SHOW_WRONG})",
     )
     e.add_argument("--json", action="store_true")
     add_device_option(e)
