@@ -337,6 +337,11 @@ def open_sweep_dir(sweep: SweepConfig, out: Path) -> tuple[Path, int | None]:
     out = check_writable_dir(out, "sweep directory")
     saved = out / SWEEP_FILE
     before = load_sweep(out) if saved.is_file() else None
+    if before is None and out.is_dir() and any(not p.name.endswith(".tmp") for p in out.iterdir()):
+        raise ConfigError(
+            f"{out} is a directory that is not empty and holds no sweep; choose a new or "
+            "empty --out"
+        )
     if before is not None:
         if before == sweep:
             return out, len(sweep.members())

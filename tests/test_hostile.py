@@ -334,6 +334,10 @@ CASES = {
     ),
     "train into a run": (["train", "--out", R], "already holds a run"),
     "train into a folder": (["train", "--out", "."], "not empty"),
+    "sweep into a folder": (
+        ["sweep", "--mixture", "MAX", "--d-model", "8", "--out", "."],
+        "not empty and holds no sweep",
+    ),
     "train unwritable": (["train", "--out", "/proc/newrun"], "cannot create"),
 }
 

@@ -22,6 +22,7 @@ from mechlistops.sweep import (
     SweepConfig,
     finished_runs,
     load_sweep,
+    open_sweep_dir,
     parse_seeds,
     plan_tasks,
     run_sweep,
@@ -372,12 +373,14 @@ def test_a_failing_member_does_not_stop_the_sweep(tmp_path, capsys):
     finish, the failure is listed with its reason, the exit status says so, `transition`
     names the missing member, and a rerun retries only the failed one."""
     out = tmp_path / "sw"
-    (out / "max_d8_s0").mkdir(parents=True)
-    (out / "max_d8_s0" / "notes.txt").write_text("mine")
     argv = ["sweep", "--mixture", "MAX", "--d-model", "8,16", "--seeds", "1", "--steps", "20"]
     argv += ["--eval-interval", "10", "--n-layers", "1", "--test-size", "50", "--no-progress"]
     argv += ["--workers", "2", "--out", str(out)]
-    assert main(argv) == 1
+    assert main([a.replace("8,16", "16") for a in argv]) == 0  # the sweep, one size of two
+    (out / "max_d8_s0").mkdir()
+    (out / "max_d8_s0" / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    assert main(argv) == 1  # grown to both sizes
     printed = capsys.readouterr().out
     assert "1 of 2 runs failed" in printed and "max_d8_s0: " in printed and "not empty" in printed
     assert json.loads((out / "failures.json").read_text()).keys() == {"max_d8_s0"}
@@ -416,7 +419,8 @@ def test_slurm_launcher_gives_the_runs_of_the_local_launcher(tmp_path, capsys):
     pytest.importorskip("submitit")
     sweep = _sweep()
     run_sweep(sweep, tmp_path / "local", workers=1, progress=False)
-    (tmp_path / "slurm" / "max_d16_s0").mkdir(parents=True)
+    open_sweep_dir(sweep, tmp_path / "slurm")  # the sweep's folder, then a member in the way
+    (tmp_path / "slurm" / "max_d16_s0").mkdir()
     (tmp_path / "slurm" / "max_d16_s0" / "x").write_text("in the way")
     options = SlurmOptions(executor="local", time_min=10)
     outcome = run_sweep(sweep, tmp_path / "slurm", progress=False, launcher="slurm", slurm=options)
