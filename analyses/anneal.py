@@ -17,7 +17,7 @@ import dataclasses
 from pathlib import Path
 
 from mechlistops import checkpoint as ckpt
-from mechlistops.errors import ConfigError
+from mechlistops.analysis.common import script_errors
 from mechlistops.sweep import finished_runs, run_local
 
 
@@ -56,10 +56,8 @@ if __name__ == "__main__":
     p.add_argument("--steps", type=int, default=10_000)
     p.add_argument("--workers", type=int, default=2)
     args = p.parse_args()
-    try:
+    with script_errors("anneal"):
         runs = finished_runs(args.runs)
-    except ConfigError as exc:
-        raise SystemExit(f"anneal: {exc}") from None
     calls = [(str(r), str(args.out / r.name), args.steps) for r in runs]
 
     def done(i, out):

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from mechlistops.analysis.common import save_outputs
+from mechlistops.analysis.common import save_outputs, script_errors
+from mechlistops.errors import ConfigError
 from mechlistops.transition import accuracies_at
 
 
@@ -123,10 +124,13 @@ def main() -> None:
     p.add_argument("sweeps", type=Path, nargs="+")
     p.add_argument("--examples", type=int, default=1_536_000)
     args = p.parse_args()
-    runs = pd.concat([arm_runs(s, args.examples) for s in args.sweeps], ignore_index=True)
-    text = summary(runs, args.examples)
-    draw = partial(plot, runs, examples=args.examples)
-    save_outputs(args.out, "arms", runs, text + "\n", draw, csv_name="arms_runs")
+    with script_errors("arms"):
+        runs = pd.concat([arm_runs(s, args.examples) for s in args.sweeps], ignore_index=True)
+        if runs.empty:
+            raise ConfigError(f"no runs in {', '.join(map(str, args.sweeps))}")
+        text = summary(runs, args.examples)
+        draw = partial(plot, runs, examples=args.examples)
+        save_outputs(args.out, "arms", runs, text + "\n", draw, csv_name="arms_runs")
 
 
 if __name__ == "__main__":

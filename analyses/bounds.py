@@ -31,7 +31,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from mechlistops.errors import MechlistopsError, first_line
+from mechlistops.analysis.common import script_errors
+from mechlistops.errors import ConfigError
 from mechlistops.plots import parameter_axis, plot_ratio_vs_data
 from mechlistops.transition import accuracies_at, ratio_table, transitions
 
@@ -144,18 +145,16 @@ if __name__ == "__main__":
         "runs", type=Path, nargs="+", help="runs, folders holding runs, or runs tables (.csv)"
     )
     args = p.parse_args()
-    try:
+    with script_errors("bounds"):
         df = table(args.runs)
-    except MechlistopsError as exc:  # a missing path, an unfinished run, a corrupted run file
-        raise SystemExit(f"bounds: {first_line(exc)}") from None
-    if df.empty:
-        raise SystemExit("no finished run with SUM among those given")
-    args.out.mkdir(parents=True, exist_ok=True)
-    rows = ratios(df)
-    df.to_csv(args.out / "bounds.csv", index=False)
-    rows.to_csv(args.out / "ratios.csv", index=False)
-    (args.out / "bounds.md").write_text("\n".join(summary(df, rows)) + "\n")
-    plot(df, args.out / "bounds.png")
-    if len(rows) and rows[rows.train_size > 0].train_size.nunique() >= 2:
-        plot_ratio_vs_data(rows, args.out / "ratio_vs_data.png")
+        if df.empty:
+            raise ConfigError("no finished run with SUM among those given")
+        args.out.mkdir(parents=True, exist_ok=True)
+        rows = ratios(df)
+        df.to_csv(args.out / "bounds.csv", index=False)
+        rows.to_csv(args.out / "ratios.csv", index=False)
+        (args.out / "bounds.md").write_text("\n".join(summary(df, rows)) + "\n")
+        plot(df, args.out / "bounds.png")
+        if len(rows) and rows[rows.train_size > 0].train_size.nunique() >= 2:
+            plot_ratio_vs_data(rows, args.out / "ratio_vs_data.png")
     print((args.out / "bounds.md").read_text())

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mechlistops.analysis.common import script_errors
 from mechlistops.analysis.viz import _pyplot
 from mechlistops.atomic import write_text
 from mechlistops.complexity import fit_power_law, transition_points
@@ -108,4 +109,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with script_errors("complexity_fit"):
+        main()

@@ -28,11 +28,11 @@ import seaborn as sns
 from tqdm.auto import tqdm
 
 from mechlistops import load_run
-from mechlistops.analysis.common import save_outputs
+from mechlistops.analysis.common import save_outputs, script_errors
 from mechlistops.analysis.geometry import fourier_spectrum, representations
 from mechlistops.checkpoint import load_run_config, read_n_params, read_results
 from mechlistops.data import make_test_sets
-from mechlistops.errors import MechlistopsError, first_line
+from mechlistops.errors import ConfigError
 from mechlistops.sweep import finished_runs
 
 MATRICES = ("W_E", "@ =", "W_U")  # "@ =": the last layer's stream at the answer's `=`
@@ -131,15 +131,13 @@ def main() -> None:
     p.add_argument("runs", type=Path, nargs="+", help="runs, sweeps or folders of runs")
     p.add_argument("--op", default="SUM")
     a = p.parse_args()
-    try:
+    with script_errors("fourier"):
         frames = [run_spectra(run, a.op) for run in tqdm(finished_runs(a.runs), desc="runs")]
-    except MechlistopsError as exc:  # a missing path, an unfinished run, a corrupted run file
-        raise SystemExit(f"fourier: {first_line(exc)}") from None
-    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    if df.empty:
-        raise SystemExit(f"no finished run trained on {a.op} in {', '.join(map(str, a.runs))}")
-    table = summary(df, a.op)
-    save_outputs(a.out, "fourier", df, table, lambda path: plot(df, a.op, path))
+        df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        if df.empty:
+            raise ConfigError(f"no finished run trained on {a.op} in {', '.join(map(str, a.runs))}")
+        table = summary(df, a.op)
+        save_outputs(a.out, "fourier", df, table, lambda path: plot(df, a.op, path))
 
 
 if __name__ == "__main__":

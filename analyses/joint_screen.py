@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from mechlistops.analysis.common import script_errors
 from mechlistops.analysis.geometry import ordering, pca
 from mechlistops.checkpoint import is_finished, load_run
+from mechlistops.errors import ConfigError
 from mechlistops.sweep import load_sweep
 from mechlistops.transition import accuracies_at
 
@@ -187,21 +189,26 @@ if __name__ == "__main__":
     p.add_argument("--s1", type=int, default=6000)
     p.add_argument("--s2", type=int, default=18000)
     args = p.parse_args()
-    screen, out = Path(args.screen), Path(args.out or args.screen)
-    out.mkdir(parents=True, exist_ok=True)
-    cells = [d for d in sorted(screen.iterdir()) if (d / "sweep.json").is_file()]
-    runs = pd.concat([cell_runs(c, args.s1, args.s2) for c in cells], ignore_index=True)
-    runs.to_csv(out / "screen_runs.csv", index=False)
-    table = pd.DataFrame(
-        {c.name: verdict(runs[runs.cell == c.name], args.s1, args.s2) for c in cells}
-    ).T
-    done = runs[runs.cell_finished.map(lambda f: f.split("/")[0] == f.split("/")[1])]
-    seeds = per_seed(done, args.s1, args.s2)
-    (out / "screen.md").write_text(markdown(table) + "\n" + markdown(seeds))
-    print(markdown(table) + "\n" + markdown(seeds))
-    print(
-        "saved",
-        out / "screen_runs.csv",
-        out / "screen.md",
-        plot(done, args.s1, args.s2, out / "screen.png"),
-    )
+    with script_errors("joint_screen"):
+        screen, out = Path(args.screen), Path(args.out or args.screen)
+        if not screen.is_dir():
+            raise ConfigError(f"{screen}: no such folder")
+        cells = [d for d in sorted(screen.iterdir()) if (d / "sweep.json").is_file()]
+        if not cells:
+            raise ConfigError(f"{screen}: no sweep in it (a cell is a folder with sweep.json)")
+        out.mkdir(parents=True, exist_ok=True)
+        runs = pd.concat([cell_runs(c, args.s1, args.s2) for c in cells], ignore_index=True)
+        runs.to_csv(out / "screen_runs.csv", index=False)
+        table = pd.DataFrame(
+            {c.name: verdict(runs[runs.cell == c.name], args.s1, args.s2) for c in cells}
+        ).T
+        done = runs[runs.cell_finished.map(lambda f: f.split("/")[0] == f.split("/")[1])]
+        seeds = per_seed(done, args.s1, args.s2)
+        (out / "screen.md").write_text(markdown(table) + "\n" + markdown(seeds))
+        print(markdown(table) + "\n" + markdown(seeds))
+        print(
+            "saved",
+            out / "screen_runs.csv",
+            out / "screen.md",
+            plot(done, args.s1, args.s2, out / "screen.png"),
+        )

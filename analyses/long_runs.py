@@ -27,7 +27,8 @@ import pandas as pd
 import seaborn as sns
 
 from mechlistops import checkpoint as ckpt
-from mechlistops.errors import MechlistopsError, first_line
+from mechlistops.analysis.common import script_errors
+from mechlistops.errors import ConfigError
 from mechlistops.transition import runs_of, training_label
 
 
@@ -151,16 +152,14 @@ def main(argv=None) -> None:
         p.error("--examples and --steps take comma-separated whole numbers")
     if args.tail < 1:
         p.error(f"--tail {args.tail}: must be at least 1")
-    try:
+    with script_errors("long_runs"):
         df = pd.concat([curves(s, args.op) for s in args.paths], ignore_index=True)
         if df.empty:
-            raise SystemExit(f"no evaluations of {args.op} in {', '.join(map(str, args.paths))}")
+            raise ConfigError(f"no evaluations of {args.op} in {', '.join(map(str, args.paths))}")
         args.out.mkdir(parents=True, exist_ok=True)
         df.to_csv(args.out / "long_runs.csv", index=False)
         (args.out / "long_runs.md").write_text(table(df, reads, steps, args.op, args.tail))
         plot(df, args.out / "long_runs.png", args.op)
-    except (MechlistopsError, OSError) as exc:
-        raise SystemExit(f"error: {first_line(exc)}") from None
     print((args.out / "long_runs.md").read_text())
     print(f"wrote {args.out}/long_runs.csv, .md and .png")
 

@@ -28,10 +28,11 @@ import pandas as pd
 import seaborn as sns
 
 from mechlistops import load_run
-from mechlistops.analysis.common import save_outputs
+from mechlistops.analysis.common import save_outputs, script_errors
 from mechlistops.analysis.geometry import geometry_metrics
 from mechlistops.checkpoint import is_finished
 from mechlistops.data import heldout_mask, make_test_sets
+from mechlistops.errors import ConfigError
 from mechlistops.evaluate import predict
 from mechlistops.pools import evaluation_data
 from mechlistops.sweep import load_sweep
@@ -174,9 +175,14 @@ def main() -> None:
     p.add_argument("sweeps", type=Path, nargs="+")
     p.add_argument("--op", default="SUM")
     a = p.parse_args()
-    runs = pd.concat([sweep_runs(s, a.op) for s in a.sweeps], ignore_index=True)
-    table = summary(runs, a.op)
-    save_outputs(a.out, "pool_sizes", runs, table, lambda path: plot(runs, a.op, path))
+    with script_errors("pool_sizes"):
+        runs = pd.concat([sweep_runs(s, a.op) for s in a.sweeps], ignore_index=True)
+        if runs.empty:
+            raise ConfigError(
+                f"no finished run trained on {a.op} in {', '.join(map(str, a.sweeps))}"
+            )
+        table = summary(runs, a.op)
+        save_outputs(a.out, "pool_sizes", runs, table, lambda path: plot(runs, a.op, path))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,8 @@ import pandas as pd
 import seaborn as sns
 from scipy.stats import binomtest
 
-from mechlistops.errors import MechlistopsError, first_line
+from mechlistops.analysis.common import script_errors
+from mechlistops.errors import MechlistopsError
 from mechlistops.transition import accuracies_at
 
 KEYS = ["mixture", "data", "training", "n_params", "seed"]
@@ -147,15 +148,13 @@ def main(argv=None) -> None:
         p.error(f"--params {args.params}: must be a parameter count >= 1")
     if len({label for label, _ in args.sets}) < len(args.sets):
         p.error("each LABEL must be given once")
-    try:
+    with script_errors("realisations"):
         wide = table(args.sets, args.op, args.params)
         args.out.mkdir(parents=True, exist_ok=True)
         wide.to_csv(args.out / "realisations.csv")
         text = "\n".join(summary(wide, args.threshold)) + "\n"
         (args.out / "realisations.md").write_text(text)
         plot(wide, args.threshold, args.op, args.out / "realisations.png")
-    except (MechlistopsError, OSError) as exc:
-        raise SystemExit(f"error: {first_line(exc)}") from None
     print(text, end="")
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mechlistops.analysis.common import script_errors
 from mechlistops.plots import plot_transitions
 from mechlistops.transition import accuracies_at, transitions
 
@@ -86,17 +87,18 @@ if __name__ == "__main__":
     p.add_argument("--s2", type=int, default=18000)
     p.add_argument("--bootstrap", type=int, default=500)
     args = p.parse_args()
-    scan = args.out or args.scan[0]
-    scan.mkdir(parents=True, exist_ok=True)
-    comparisons = reads(args.scan, args.s1, args.s2)
-    text = []
-    for name, df in comparisons.items():
-        text += summary(name, df, args.bootstrap)
-    (scan / "scan.md").write_text("\n".join(text))
-    print("\n".join(text))
-    first = next(iter(comparisons.values()))
-    print(
-        "saved",
-        scan / "scan.md",
-        plot_transitions(first, transitions(first, n_boot=20), scan / "scan.png"),
-    )
+    with script_errors("size_scan"):
+        scan = args.out or args.scan[0]
+        comparisons = reads(args.scan, args.s1, args.s2)
+        scan.mkdir(parents=True, exist_ok=True)
+        text = []
+        for name, df in comparisons.items():
+            text += summary(name, df, args.bootstrap)
+        (scan / "scan.md").write_text("\n".join(text))
+        print("\n".join(text))
+        first = next(iter(comparisons.values()))
+        print(
+            "saved",
+            scan / "scan.md",
+            plot_transitions(first, transitions(first, n_boot=20), scan / "scan.png"),
+        )

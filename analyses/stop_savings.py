@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from mechlistops.analysis.common import script_errors
 from mechlistops.checkpoint import is_finished, load_run_config, read_metrics
+from mechlistops.errors import ConfigError
 from mechlistops.train import StopRule, mean_heldout
 
 
@@ -50,16 +52,21 @@ if __name__ == "__main__":
     p.add_argument("--delta", type=float, default=0.005)
     p.add_argument("--accuracy", type=float, default=0.0)
     args = p.parse_args()
-    runs = sorted(m.parent for m in Path(args.root).rglob("metrics.jsonl") if is_finished(m.parent))
-    rows = [r for d in runs if (r := replay(d, args.patience, args.delta, args.accuracy))]
-    df = pd.DataFrame(rows)
-    saved = 1 - df.stop_step.sum() / df.steps.sum()
-    early = df[df.stop_step < df.steps]
-    lost = early["held-out at end"] - early["held-out at stop"]
-    print(
-        f"{len(df)} runs, {df.steps.sum():,} steps trained; with patience {args.patience}, "
-        f"delta {args.delta}, accuracy {args.accuracy}: {df.stop_step.sum():,} steps "
-        f"({saved:.0%} saved); {len(early)} runs stop early, and training them on to the end "
-        f"would have changed their mean held-out accuracy (over the operators) by "
-        f"{lost.mean():+.3f} on average (from {lost.min():+.3f} to {lost.max():+.3f})"
-    )
+    with script_errors("stop_savings"):
+        runs = sorted(
+            m.parent for m in Path(args.root).rglob("metrics.jsonl") if is_finished(m.parent)
+        )
+        rows = [r for d in runs if (r := replay(d, args.patience, args.delta, args.accuracy))]
+        if not rows:
+            raise ConfigError(f"{args.root}: no finished run with evaluations under it")
+        df = pd.DataFrame(rows)
+        saved = 1 - df.stop_step.sum() / df.steps.sum()
+        early = df[df.stop_step < df.steps]
+        lost = early["held-out at end"] - early["held-out at stop"]
+        print(
+            f"{len(df)} runs, {df.steps.sum():,} steps trained; with patience {args.patience}, "
+            f"delta {args.delta}, accuracy {args.accuracy}: {df.stop_step.sum():,} steps "
+            f"({saved:.0%} saved); {len(early)} runs stop early, and training them on to the end "
+            f"would have changed their mean held-out accuracy (over the operators) by "
+            f"{lost.mean():+.3f} on average (from {lost.min():+.3f} to {lost.max():+.3f})"
+        )

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from mechlistops.analysis.common import script_errors
+from mechlistops.errors import ConfigError
 from mechlistops.reproduce import Scale, collect_all, describe, run, write_summary
 
 large = Scale(
@@ -33,12 +35,15 @@ both = dataclasses.replace(large, d_models=small.d_models + large.d_models)
 # %%
 # The guard: the sweep's worker processes are spawned and import this file again.
 if __name__ == "__main__":
-    out = Path(sys.argv[1] if len(sys.argv) > 1 else "sweeps/sum-transition-cpu")
-    print(describe(both), flush=True)
-    studies = {"d16-64": large, "d4-12": small}
-    for name, scale in studies.items():
-        run(scale, out / name, progress=False)
-    df = pd.concat([collect_all(out / name) for name in studies], ignore_index=True)
-    files = write_summary(both, out, df=df)
-    print(files["summary"].read_text())
-    print("saved " + ", ".join(str(p) for p in files.values()))
+    with script_errors("sum_transition_cpu"):
+        if len(sys.argv) > 2:
+            raise ConfigError(f"one argument, OUT; got {len(sys.argv) - 1}")
+        out = Path(sys.argv[1] if len(sys.argv) > 1 else "sweeps/sum-transition-cpu")
+        print(describe(both), flush=True)
+        studies = {"d16-64": large, "d4-12": small}
+        for name, scale in studies.items():
+            run(scale, out / name, progress=False)
+        df = pd.concat([collect_all(out / name) for name in studies], ignore_index=True)
+        files = write_summary(both, out, df=df)
+        print(files["summary"].read_text())
+        print("saved " + ", ".join(str(p) for p in files.values()))

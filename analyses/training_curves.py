@@ -14,6 +14,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import seaborn as sns
 
+from mechlistops.analysis.common import script_errors
+from mechlistops.errors import ConfigError
 from mechlistops.plots import metrics_frame
 
 runs = [Path(p) for p in sys.argv[1:]] or sorted(
@@ -22,10 +24,17 @@ runs = [Path(p) for p in sys.argv[1:]] or sorted(
 if not runs:
     sys.exit("no finished runs given or found under checkpoints/")
 
+with script_errors("training_curves"):
+    frames = [metrics_frame(run) for run in runs]
+    for run, df in zip(runs, frames):
+        if df.empty:
+            raise ConfigError(
+                f"{run}: no evaluations in its metrics.jsonl (not a run, or none yet)"
+            )
+
 # %%
 fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 4), squeeze=False, sharey=True)
-for ax, run in zip(axes[0], runs):
-    df = metrics_frame(run)
+for ax, run, df in zip(axes[0], runs, frames):
     sns.lineplot(df, x="step", y="accuracy", hue="set", ax=ax)
     sns.lineplot(df, x="step", y="accuracy_heldout", hue="set", ax=ax, linestyle="--", legend=False)
     ax.set(title=run.name, ylim=(0, 1.02))

@@ -192,9 +192,9 @@ def test_fourier_analysis_reads_a_folder_of_runs(tmp_path, tiny_run):
     assert mod11.split("|")[-2].strip() == "-"  # mod 11 has no v -> v + n/2
     assert (tmp_path / "out" / "fourier.png").stat().st_size > 0
     missing = subprocess.run(args[:3] + [str(tmp_path / "nope")], capture_output=True, text=True)
-    assert missing.returncode == 1
+    assert missing.returncode == 2
     assert missing.stderr.strip().splitlines() == [
-        f"fourier: {tmp_path / 'nope'}: no such run or folder"
+        f"fourier: error: {tmp_path / 'nope'}: no such run or folder"
     ]
 
 

@@ -348,6 +348,15 @@ def _analysis_script(name: str):
     return module
 
 
+def _fails_in_one_line(capsys, call, *fragments):
+    """A script's bad input: exit 2 and one line on stderr holding every fragment."""
+    with pytest.raises(SystemExit) as stop:
+        call()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(err) == 1, err
+    assert all(f in err[0] for f in fragments), err
+
+
 def test_bounds_ratios_keep_pools_apart_and_bound_what_sum_alone_never_reaches(tmp_path):
     bounds = _analysis_script("bounds")
     runs = _two_pools()  # as bounds.table reads runs
@@ -394,7 +403,7 @@ def test_the_intervals_are_the_same_in_any_number_of_processes():
 
 
 def test_realisations_pair_seeds_across_platforms_and_count_the_runs_that_change_side(
-    tmp_path,
+    tmp_path, capsys
 ):
     realisations = _analysis_script("realisations")
 
@@ -428,18 +437,26 @@ def test_realisations_pair_seeds_across_platforms_and_count_the_runs_that_change
     wide = pd.read_csv(out / "realisations.csv")
     assert len(wide) == 4 and wide.AVX2.isna().sum() == 1
     assert (out / "realisations.png").read_bytes()[:4] == b"\x89PNG"
-    with pytest.raises(SystemExit, match="no finished run trains SUM at 3,142 parameters"):
-        realisations.main([str(out), f"A={a}", "--params", "3142"])
+    _fails_in_one_line(
+        capsys,
+        lambda: realisations.main([str(out), f"A={a}", "--params", "3142"]),
+        "realisations: error: ",
+        "no finished run trains SUM at 3,142 parameters",
+    )
     twice = table("twice", {0: 0.9})
     two = pd.concat([pd.read_csv(twice)] * 2).assign(run=["sum_s0", "again/sum_s0"])
     two.to_csv(twice, index=False)
-    with pytest.raises(SystemExit, match="share a configuration and seed"):
-        realisations.main([str(out), f"A={a}", f"B={twice}"])
+    _fails_in_one_line(
+        capsys,
+        lambda: realisations.main([str(out), f"A={a}", f"B={twice}"]),
+        "realisations: error: ",
+        "share a configuration and seed",
+    )
     with pytest.raises(SystemExit):
         realisations.main([str(out), "no-label"])
 
 
-def test_long_runs_reads_folders_of_runs_and_keeps_budgets_apart(tmp_path):
+def test_long_runs_reads_folders_of_runs_and_keeps_budgets_apart(tmp_path, capsys):
     from mechlistops.train import train
 
     long_runs = _analysis_script("long_runs")
@@ -463,8 +480,11 @@ def test_long_runs_reads_folders_of_runs_and_keeps_budgets_apart(tmp_path):
     at_40 = curves[curves.step == 40].sort_values("training").heldout
     assert [r.split(" | ")[5] for r in rows] == [f"{v:.2f}" for v in at_40]
     assert (out / "long_runs.png").read_bytes()[:4] == b"\x89PNG"
-    with pytest.raises(SystemExit, match="no evaluations of MED"):
-        long_runs.main([str(out), str(folder), "--op", "MED"])
+    _fails_in_one_line(
+        capsys,
+        lambda: long_runs.main([str(out), str(folder), "--op", "MED"]),
+        "long_runs: error: no evaluations of MED",
+    )
     with pytest.raises(SystemExit):
         long_runs.main([str(out), str(folder), "--steps", "forty"])
 

@@ -6,6 +6,9 @@ position" drawn among examples of the same length.
 
 from __future__ import annotations
 
+import contextlib
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +19,7 @@ from mechlistops.atomic import atomic_write, check_writable_dir, write_text
 from mechlistops.checkpoint import LoadedRun, load_run, parse_run_spec
 from mechlistops.config import parse_ops
 from mechlistops.data import Examples, row_hashes, sample_examples
-from mechlistops.errors import CheckpointError, ConfigError
+from mechlistops.errors import CheckpointError, ConfigError, MechlistopsError, first_line
 from mechlistops.pools import evaluation_data
 
 
@@ -110,6 +113,23 @@ def random_init(run: LoadedRun, device="cpu"):
     model = build_model(cfg.model, cfg.data, seed=cfg.train.seed, device=device)
     model.eval()
     return model
+
+
+@contextlib.contextmanager
+def script_errors(name: str) -> Iterator[None]:
+    """Bad input to a script of analyses/ ends as the `mechlistops` command's does: one line,
+    `NAME: error: ...`, and exit 2, never a traceback. That covers a missing, unfinished or
+    corrupted run, an unwritable output folder, and (raised by the script as ConfigError)
+    paths that hold no run to read."""
+    try:
+        yield
+    except MechlistopsError as exc:
+        print(f"{name}: error: {first_line(exc)}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except OSError as exc:  # the file system said no
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"{name}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def save_outputs(out: Path, name: str, rows, summary: str, plot, csv_name: str = "") -> None:
