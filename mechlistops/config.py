@@ -125,7 +125,7 @@ class DataConfig:
     # remove a whole slice of the training distribution; evaluation reports both parts.
     holdout_min_leaves: int = knob(
         4,
-        "test expressions with at least this many leaves never train (0: no test expression does)",
+        "test expressions with at least this many leaves never train (0: all of them)",
     )
     # Finite training pools (mechlistops.pools): N distinct expressions per operator, cycled in
     # epochs; 0 = a fresh sample stream (no expression seen twice, on average).
