@@ -21,10 +21,9 @@ from mechlistops.plots import metrics_frame
 runs = [Path(p) for p in sys.argv[1:]] or sorted(
     p for p in Path("checkpoints").glob("*") if (p / "results.json").exists()
 )
-if not runs:
-    sys.exit("no finished runs given or found under checkpoints/")
-
 with script_errors("training_curves"):
+    if not runs:
+        raise ConfigError("no finished runs given or found under checkpoints/")
     frames = [metrics_frame(run) for run in runs]
     for run, df in zip(runs, frames):
         if df.empty:
