@@ -42,6 +42,17 @@ def tiny_config(data=None, model=None, train=None) -> RunConfig:
     )
 
 
+def script_fails_in_one_line(capsys, call, *fragments) -> str:
+    """A script of analyses/ given bad input: exit 2 and one line on stderr holding every
+    fragment (the line, for further checks)."""
+    with pytest.raises(SystemExit) as stop:
+        call()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(err) == 1, err
+    assert all(f in err[0] for f in fragments), err
+    return err[0]
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     random.seed(0)

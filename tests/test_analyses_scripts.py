@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import runpy
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import script_fails_in_one_line
 
 ANALYSES = Path(__file__).resolve().parents[1] / "analyses"
 MISSING = "/no/such/runs"
@@ -39,9 +42,7 @@ def test_a_missing_path_fails_in_one_line(name, tmp_path, monkeypatch, capsys):
     args, fragment = CASES[name]
     argv = [str(tmp_path / "out") if a == "OUT" else a for a in args]
     monkeypatch.setattr(sys, "argv", [str(ANALYSES / f"{name}.py"), *argv])
-    with pytest.raises(SystemExit) as stop:
-        runpy.run_path(str(ANALYSES / f"{name}.py"), run_name="__main__")
-    err = capsys.readouterr().err.strip().splitlines()
-    assert stop.value.code == 2 and len(err) == 1, err
-    assert err[0].startswith(f"{name}: error: ") and fragment in err[0], err
+    run = partial(runpy.run_path, str(ANALYSES / f"{name}.py"), run_name="__main__")
+    line = script_fails_in_one_line(capsys, run, fragment)
+    assert line.startswith(f"{name}: error: "), line
     assert not (tmp_path / "out").exists()  # nothing written

@@ -19,7 +19,7 @@ from mechlistops.transition import (
     training_label,
     transitions,
 )
-from tests.conftest import tiny_config
+from tests.conftest import script_fails_in_one_line, tiny_config
 
 
 def _synthetic(op, mixture, x0, seeds=3, noise=0.02, seed=0, lo=0.1, hi=1.0):
@@ -348,15 +348,6 @@ def _analysis_script(name: str):
     return module
 
 
-def _fails_in_one_line(capsys, call, *fragments):
-    """A script's bad input: exit 2 and one line on stderr holding every fragment."""
-    with pytest.raises(SystemExit) as stop:
-        call()
-    err = capsys.readouterr().err.strip().splitlines()
-    assert stop.value.code == 2 and len(err) == 1, err
-    assert all(f in err[0] for f in fragments), err
-
-
 def test_bounds_ratios_keep_pools_apart_and_bound_what_sum_alone_never_reaches(tmp_path):
     bounds = _analysis_script("bounds")
     runs = _two_pools()  # as bounds.table reads runs
@@ -437,7 +428,7 @@ def test_realisations_pair_seeds_across_platforms_and_count_the_runs_that_change
     wide = pd.read_csv(out / "realisations.csv")
     assert len(wide) == 4 and wide.AVX2.isna().sum() == 1
     assert (out / "realisations.png").read_bytes()[:4] == b"\x89PNG"
-    _fails_in_one_line(
+    script_fails_in_one_line(
         capsys,
         lambda: realisations.main([str(out), f"A={a}", "--params", "3142"]),
         "realisations: error: ",
@@ -446,7 +437,7 @@ def test_realisations_pair_seeds_across_platforms_and_count_the_runs_that_change
     twice = table("twice", {0: 0.9})
     two = pd.concat([pd.read_csv(twice)] * 2).assign(run=["sum_s0", "again/sum_s0"])
     two.to_csv(twice, index=False)
-    _fails_in_one_line(
+    script_fails_in_one_line(
         capsys,
         lambda: realisations.main([str(out), f"A={a}", f"B={twice}"]),
         "realisations: error: ",
@@ -480,7 +471,7 @@ def test_long_runs_reads_folders_of_runs_and_keeps_budgets_apart(tmp_path, capsy
     at_40 = curves[curves.step == 40].sort_values("training").heldout
     assert [r.split(" | ")[5] for r in rows] == [f"{v:.2f}" for v in at_40]
     assert (out / "long_runs.png").read_bytes()[:4] == b"\x89PNG"
-    _fails_in_one_line(
+    script_fails_in_one_line(
         capsys,
         lambda: long_runs.main([str(out), str(folder), "--op", "MED"]),
         "long_runs: error: no evaluations of MED",
