@@ -411,12 +411,22 @@ def aggregate(df: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
 
 
 def plot_metric(df: pd.DataFrame, table: pd.DataFrame, metric: str, out: Path) -> Path:
-    """One metric against parameters: a line per mixture (medians), seeds as points."""
-    from mechlistops.analysis.viz import _pyplot, _save
+    """One metric against parameters, saved as a PNG: see metric_figure."""
+    from mechlistops.analysis.viz import _save
+
+    return _save(metric_figure(df, table, metric), out)
+
+
+def metric_figure(df: pd.DataFrame, table: pd.DataFrame, metric: str):
+    """One metric against parameters: a line per mixture (medians), seeds as points. The y
+    label is the metric wrapped onto lines short enough to fit beside the axes."""
+    import textwrap
+
+    from mechlistops.analysis.viz import _pyplot
     from mechlistops.plots import parameter_axis
 
     plt, sns = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = plt.subplots(figsize=(9, 4))
     several = table.data.nunique() > 1  # one line per mixture and training data
 
     def series(frame: pd.DataFrame) -> pd.Series:
@@ -440,12 +450,19 @@ def plot_metric(df: pd.DataFrame, table: pd.DataFrame, metric: str, out: Path) -
         g = g.sort_values("n_params")
         ax.plot(g.n_params, g["median"], marker="o", color=palette[name], label=name)
         ax.fill_between(g.n_params, g.ci_low, g.ci_high, color=palette[name], alpha=0.15)
-    ax.set(ylabel=metric, title=metric)
+    ax.set(ylabel=textwrap.fill(metric, 28), title=metric)
     parameter_axis(ax, points.n_params)
     ax.title.set_fontsize(10)
     title = "mixture, training data" if several else "mixture"
-    ax.legend(fontsize=8, title=f"{title} (median, 95% interval)")
-    return _save(fig, out)
+    ax.legend(  # beside the axes, where it hides no seed
+        fontsize=8,
+        title=f"{title}\n(median, 95% interval)",
+        title_fontsize=8,
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1),
+    )
+    fig.tight_layout()
+    return fig
 
 
 def write_outputs(df: pd.DataFrame, table: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
