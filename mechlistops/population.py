@@ -426,7 +426,7 @@ def metric_figure(df: pd.DataFrame, table: pd.DataFrame, metric: str):
     from mechlistops.plots import parameter_axis
 
     plt, sns = _pyplot()
-    fig, ax = plt.subplots(figsize=(9, 4))
+    fig, ax = plt.subplots(figsize=(6.5, 5))
     several = table.data.nunique() > 1  # one line per mixture and training data
 
     def series(frame: pd.DataFrame) -> pd.Series:
@@ -454,12 +454,14 @@ def metric_figure(df: pd.DataFrame, table: pd.DataFrame, metric: str):
     parameter_axis(ax, points.n_params)
     ax.title.set_fontsize(10)
     title = "mixture, training data" if several else "mixture"
-    ax.legend(  # beside the axes, where it hides no seed
+    ax.legend(  # under the axes, where it hides no seed
         fontsize=8,
-        title=f"{title}\n(median, 95% interval)",
+        title=f"{title} (median, 95% interval)",
         title_fontsize=8,
-        loc="upper left",
-        bbox_to_anchor=(1.02, 1),
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.3),
+        ncol=1 if several else 2,  # a series named by its training data too is long
+        frameon=False,
     )
     fig.tight_layout()
     return fig

@@ -293,33 +293,41 @@ def test_report_of_a_sweep_shows_its_population(sweep_dir, tmp_path, capsys):
         assert check["width"] <= check["viewport"] + 1  # the table fits the window
 
 
-def test_metric_figure_keeps_a_long_metric_name_inside_the_figure():
+@pytest.mark.parametrize("datas", [1, 2])
+def test_metric_figure_keeps_a_long_metric_name_inside_the_figure(datas):
     """The y label of the longest metric the analyses write (attention's share of the direct
     logit attribution) once ran off the top of the figure; wrapped, it fits, and the legend
-    beside the axes stays on the page."""
+    under the axes stays on the page, with series named by mixture and training data too."""
     import matplotlib.pyplot as plt
 
     from mechlistops.population import metric_figure
 
     metric = "attention share of the direct logit attribution"
-    df = pd.DataFrame(
+    rows = [
         {
-            "mixture": ["SUM"] * 4,
-            "data": ["20,000 sampled"] * 4,
-            "n_params": [1718, 1718, 3142, 3142],
-            "metric": [metric] * 4,
-            "value": [0.1, 0.2, 0.15, 0.3],
-            "d_model": [8, 8, 12, 12],
-            "seed": [0, 1, 0, 1],
+            "mixture": mixture,
+            "data": f"{data} sampled, mod 11, 3 operands",
+            "n_params": n_params,
+            "d_model": d_model,
+            "seed": seed,
+            "metric": metric,
+            "value": 0.1 * (seed + 1),
         }
-    )
+        for mixture in ("SUM, SUM held-out >= 0.9", "SUM+MAX+MED, SUM held-out >= 0.9")
+        for data in ("20,000", "12,500")[:datas]
+        for n_params, d_model in ((1718, 8), (3142, 12))
+        for seed in (0, 1)
+    ]
+    df = pd.DataFrame(rows)
     fig = metric_figure(df, aggregate(df, n_boot=100), metric)
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     label = fig.axes[0].yaxis.label.get_window_extent(renderer)
     legend = fig.axes[0].get_legend().get_window_extent(renderer)
+    xlabel = fig.axes[0].xaxis.label.get_window_extent(renderer)
     page = fig.bbox
     plt.close(fig)
     assert page.y0 <= label.y0 and label.y1 <= page.y1
     assert page.x0 <= label.x0
-    assert legend.x1 <= page.x1  # beside the axes, and still on the page
+    assert page.x0 <= legend.x0 and legend.x1 <= page.x1 and page.y0 <= legend.y0
+    assert legend.y1 <= xlabel.y0  # under the axis label, not over it
