@@ -187,9 +187,14 @@ def accuracies_at(
     df = pd.DataFrame(rows)
     if tables:
         df = pd.concat([df, *map(read_runs_table, tables)], ignore_index=True)
-        twice = df[df.duplicated(["run", "op"])]
+        # one run given twice (a table and the folder it was made from, or a table twice):
+        # the same name, arm, data, training, size and seed. Runs of two studies laid out alike
+        # share names but not their data or training, and both count.
+        twice = df[df.duplicated(["run", "op", "mixture", *GROUPS, "n_params", "seed"])]
         if len(twice):
-            raise ConfigError(f"run {twice.run.iloc[0]} is given twice (in a table and beside it)")
+            raise ConfigError(
+                f"run {twice.run.iloc[0]} is given twice (in two of the tables and folders given)"
+            )
     df.attrs["missing"] = missing  # members unfinished, failed or short of the point
     return df
 

@@ -288,6 +288,29 @@ def test_a_runs_table_fits_as_its_runs_do(tmp_path, capsys):
     assert "SUM in SUM+MAX+MED, 10,000 sampled (3 runs):" in capsys.readouterr().out
 
 
+def test_tables_of_two_studies_laid_out_alike_are_read_together(tmp_path):
+    """Two studies whose runs share names (joint/joint_d8_s0 mod 10 and mod 11) are both
+    counted; the same runs given twice are still refused."""
+    from mechlistops.errors import ConfigError
+    from mechlistops.transition import accuracies_at, write_runs_table
+
+    runs = _two_pools()
+    mod10 = write_runs_table(runs, tmp_path / "mod10.csv")
+    mod11 = write_runs_table(runs.assign(data=runs.data + ", mod 11"), tmp_path / "mod11.csv")
+    both = accuracies_at([mod10, mod11])
+    assert len(both) == 2 * len(runs) and both.run.duplicated().sum() == len(runs)
+    assert set(transitions(both, thresholds=(0.9,), n_boot=10).data) == {
+        *runs.data,
+        *(runs.data + ", mod 11"),
+    }
+    with pytest.raises(ConfigError, match="is given twice"):
+        accuracies_at([mod10, mod10])
+    other_seed = write_runs_table(runs.assign(seed=runs.seed + 3), tmp_path / "s.csv")
+    with pytest.raises(ConfigError, match="is given twice"):  # same names and data: one study
+        accuracies_at([mod10, write_runs_table(runs, tmp_path / "copy.csv")])
+    assert len(accuracies_at([mod10, other_seed])) == 2 * len(runs)
+
+
 def test_a_hand_made_table_needs_only_the_essentials(tmp_path):
     from mechlistops.transition import read_runs_table
 
