@@ -27,8 +27,24 @@ def parameter_axis(ax, sizes) -> None:
     sizes = sorted({int(n) for n in sizes})
     ax.set_xscale("log")
     ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xticks(sizes, [f"{n:,}" for n in sizes], rotation=30 if len(sizes) > 4 else 0)
+    labels = size_labels(sizes)
+    ax.set_xticks(sizes, labels, rotation=30 if sum(map(bool, labels)) > 4 else 0)
     ax.set_xlabel("parameters")
+
+
+def size_labels(sizes: list[int], apart: float = 1.1) -> list[str]:
+    """Tick labels for sorted sizes: sizes less than `apart` times the first of their group
+    (1,718 and 1,735: the same d_model on two vocabularies) share one label, "1,718 / 1,735",
+    at the first, where their own labels would print over each other."""
+    labels, first = [], None
+    for n in sizes:
+        if first is not None and n < sizes[first] * apart:
+            labels[first] += f" / {n:,}"
+            labels.append("")
+        else:
+            first = len(labels)
+            labels.append(f"{n:,}")
+    return labels
 
 
 def metrics_frame(run_dir: Path) -> pd.DataFrame:

@@ -567,3 +567,19 @@ def test_runs_of_equal_steps_and_other_decays_are_never_pooled(tmp_path):
     ]
     out = transitions(df, thresholds=(0.9,), n_boot=10)
     assert len(out) == 2 and out.training.nunique() == 2
+
+
+def test_sizes_a_few_percent_apart_share_one_tick_label():
+    """1,718 and 1,735 parameters (d_model 8 mod 10 and mod 11) printed over each other."""
+    from mechlistops.plots import size_labels
+
+    assert size_labels([1163, 1718, 1735, 3142, 3167, 9767]) == [
+        "1,163",
+        "1,718 / 1,735",
+        "",
+        "3,142 / 3,167",
+        "",
+        "9,767",
+    ]
+    assert size_labels([1000, 1099, 1100, 1300]) == ["1,000 / 1,099", "", "1,100", "1,300"]
+    assert size_labels([]) == []
