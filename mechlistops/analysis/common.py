@@ -19,7 +19,13 @@ from mechlistops.atomic import atomic_write, check_writable_dir, write_text
 from mechlistops.checkpoint import LoadedRun, load_run, parse_run_spec
 from mechlistops.config import parse_ops
 from mechlistops.data import Examples, row_hashes, sample_examples
-from mechlistops.errors import CheckpointError, ConfigError, MechlistopsError, first_line
+from mechlistops.errors import (
+    EXIT_ERROR,
+    CheckpointError,
+    ConfigError,
+    MechlistopsError,
+    error_text,
+)
 from mechlistops.pools import evaluation_data
 
 
@@ -123,13 +129,9 @@ def script_errors(name: str) -> Iterator[None]:
     paths that hold no run to read."""
     try:
         yield
-    except MechlistopsError as exc:
-        print(f"{name}: error: {first_line(exc)}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except OSError as exc:  # the file system said no
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"{name}: error: {where}{exc.strerror or exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    except (MechlistopsError, OSError) as exc:  # OSError: the file system said no
+        print(f"{name}: error: {error_text(exc)}", file=sys.stderr)
+        raise SystemExit(EXIT_ERROR) from None
 
 
 def save_outputs(out: Path, name: str, rows, summary: str, plot, csv_name: str = "") -> None:

@@ -23,8 +23,8 @@ from mechlistops import __version__, threads  # noqa: E402
 # cores with another process is not stalled by a descheduled thread (threads.py).
 threads.set_wait_policy()
 from mechlistops.cli import analysis, data, sweep, train  # noqa: E402
-from mechlistops.cli.options import EXIT_ERROR, Parser  # noqa: E402
-from mechlistops.errors import MechlistopsError, first_line  # noqa: E402
+from mechlistops.cli.options import Parser  # noqa: E402
+from mechlistops.errors import EXIT_ERROR, MechlistopsError, error_text, first_line  # noqa: E402
 
 TRACEBACK_VAR = "MECHLISTOPS_TRACEBACK"
 EXIT_INTERNAL = 70  # sysexits' EX_SOFTWARE
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             _set_threads(args)
         return args.func(args)
     except MechlistopsError as exc:
-        print(f"mechlistops: error: {first_line(exc)}", file=sys.stderr)
+        print(f"mechlistops: error: {error_text(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("mechlistops: interrupted", file=sys.stderr)
@@ -65,8 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         print("mechlistops: error: out of memory (try smaller sizes or --limit)", file=sys.stderr)
         return EXIT_ERROR
     except OSError as exc:  # the file system said no: permissions, disk full, a vanished file
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"mechlistops: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(f"mechlistops: error: {error_text(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except Exception as exc:  # a bug of ours: still one line, the traceback on request
         if os.environ.get(TRACEBACK_VAR):

@@ -16,9 +16,8 @@ import sys
 from typing import Any
 
 from mechlistops.config import parse_ops
-from mechlistops.errors import ConfigError, MechlistopsError
+from mechlistops.errors import EXIT_ERROR, ConfigError, MechlistopsError
 
-EXIT_ERROR = 2
 _FLAGS: dict[str, str] = {}  # option dest -> its flag, for messages
 _TITLES = {"train": "training"}
 
