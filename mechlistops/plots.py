@@ -226,7 +226,8 @@ def plot_pass_rates(df: pd.DataFrame, fits: pd.DataFrame, thresholds, out: Path)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import seaborn as sns
-    from scipy.stats import binomtest
+
+    from mechlistops.transition import size_table
 
     sns.set_theme(style="whitegrid", context="notebook")
     ops = list(dict.fromkeys(df.op))
@@ -245,12 +246,9 @@ def plot_pass_rates(df: pd.DataFrame, fits: pd.DataFrame, thresholds, out: Path)
         for ax, op in zip(row, ops):
             part = df[df.op == op]
             for mixture, g in part.groupby("series", sort=False):
-                counts = g.groupby("n_params").accuracy.agg(
-                    passed=lambda a, t=t: int((a >= t).sum()), runs="size"
-                )
-                share = counts.passed / counts.runs
-                cis = [binomtest(k, n).proportion_ci(method="wilson") for k, n in counts.values]
-                err = [share - [c.low for c in cis], [c.high for c in cis] - share]
+                cells = size_table(g, [t]).set_index("n_params")
+                share = cells[f"share_{t}"]
+                err = [share - cells[f"share_{t}_low"], cells[f"share_{t}_high"] - share]
                 colour = palette[mixture]
                 ax.errorbar(share.index, share, yerr=err, fmt="o-", capsize=3, color=colour)
                 fit = fits[(fits.op == op) & (fits.series == mixture)]

@@ -588,6 +588,28 @@ def transitions(
     return out
 
 
+def size_table(df: pd.DataFrame, thresholds) -> pd.DataFrame:
+    """The cells behind `transitions`' statistics, one row per op, mixture (data and training
+    where the runs carry them) and size: the runs, their median, lowest and highest accuracy,
+    and at each threshold T how many runs reach it (passed_T) and that share with its 95%
+    Wilson interval (share_T, share_T_low, share_T_high), the shares `pass_rate` fits."""
+    from scipy.stats import binomtest
+
+    keys = ["op", "mixture", *(c for c in GROUPS if c in df.columns), "n_params"]
+    rows = []
+    for values, g in df.groupby(keys, sort=False, dropna=False):
+        acc = g["accuracy"].to_numpy(float)
+        row = {**dict(zip(keys, values)), "runs": len(acc), "median": float(np.median(acc))}
+        row |= {"min": float(acc.min()), "max": float(acc.max())}
+        for t in thresholds:
+            passed = int((acc >= t).sum())
+            ci = binomtest(passed, len(acc)).proportion_ci(method="wilson")
+            row |= {f"passed_{t}": passed, f"share_{t}": passed / len(acc)}
+            row |= {f"share_{t}_low": ci.low, f"share_{t}_high": ci.high}
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values(keys, kind="stable", ignore_index=True)
+
+
 def statistic_keys(thresholds) -> list[str]:
     """The threshold statistics of `transitions`, as its columns name them."""
     return [f"{kind}_{t}" for kind in STATISTICS for t in thresholds]

@@ -180,6 +180,26 @@ def _two_pools() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def test_size_table_counts_the_runs_passing_with_wilson_intervals():
+    """Per cell: runs, median, extremes, and at each threshold the runs reaching it with the
+    95% Wilson interval of their share (0 of 3: [0, z^2 / (3 + z^2)]; 3 of 3: [3 / (3 + z^2),
+    1])."""
+    from mechlistops.transition import size_table
+
+    cells = size_table(_two_pools(), [0.9, 0.15]).set_index(["data", "mixture", "n_params"])
+    assert len(cells) == 6
+    alone = cells.loc[("20,000 sampled", "SUM", 1000)]
+    assert (alone["runs"], alone["median"], alone["min"], alone["max"]) == (3, 0.1, 0.1, 0.2)
+    assert (alone["passed_0.9"], alone["passed_0.15"], alone["share_0.15"]) == (0, 1, 1 / 3)
+    z2 = 1.959963984540054**2
+    assert alone["share_0.9_low"] == 0 and alone["share_0.9_high"] == pytest.approx(z2 / (3 + z2))
+    learnt = cells.loc[("20,000 sampled", "SUM", 2000)]
+    assert (learnt["passed_0.9"], learnt["share_0.9"], learnt["share_0.9_high"]) == (3, 1.0, 1.0)
+    assert learnt["share_0.9_low"] == pytest.approx(3 / (3 + z2))
+    joint = cells.loc[("10,000 sampled", "SUM+MAX+MED", 1000)]
+    assert joint["passed_0.9"] == 3 and joint["median"] == 0.91  # 0.9 itself passes
+
+
 def test_runs_on_different_data_are_never_pooled_and_a_bound_is_given():
     out = transitions(_two_pools(), thresholds=(0.9,), n_boot=50)
     rows = out.set_index(["data", "mixture"])
@@ -258,6 +278,11 @@ def test_transition_cli_names_each_pool_and_prints_the_bound(monkeypatch, tmp_pa
     assert "half the runs pass 0.9 at (logistic fit over every run): 1,414" in printed
     assert "passrate_0.9: 1.41x" in printed
     assert "median accuracy by size (runs): 1,000: 0.100 (3), 4,000: 0.200 (3)" in printed
+    assert "runs at 0.9 or more by size: 1,000: 0 of 3, 4,000: 0 of 3" in printed  # 10,000 alone
+    assert "runs at 0.9 or more by size: 1,000: 0 of 3, 2,000: 3 of 3" in printed  # 20,000 alone
+    cells = pd.read_csv(tmp_path / "out" / "transitions_sizes.csv")
+    assert len(cells) == 6 and cells["runs"].sum() == len(_two_pools())
+    assert str(tmp_path / "out" / "transitions_sizes.csv") in printed
     assert (tmp_path / "out" / "transitions.png").read_bytes()[:4] == b"\x89PNG"
     assert len(pd.read_csv(tmp_path / "out" / "runs.csv")) == len(_two_pools())
     passing = tmp_path / "out" / "transitions_passrate.png"

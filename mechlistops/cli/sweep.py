@@ -128,7 +128,7 @@ def _bisect(sweep, args) -> int:
 def cmd_transition(args) -> int:
     import pandas as pd
 
-    from mechlistops.atomic import check_writable_dir, write_json
+    from mechlistops.atomic import atomic_write, check_writable_dir, write_json
     from mechlistops.checkpoint import holds_run
     from mechlistops.plots import plot_pass_rates, plot_ratio_vs_data, plot_transitions
     from mechlistops.transition import (
@@ -137,6 +137,7 @@ def cmd_transition(args) -> int:
         is_runs_table,
         ratio_table,
         ratio_text,
+        size_table,
         size_text,
         statistic_keys,
         transitions,
@@ -189,6 +190,9 @@ def cmd_transition(args) -> int:
     fits = transitions(df, thresholds=tuple(args.threshold), n_boot=args.bootstrap)
     table = write_runs_table(runs, out / f"runs{point}.csv")  # to fit again without the runs
     write_json(out / f"{stem}.json", json.loads(fits.to_json(orient="records")))
+    cells = size_table(df, args.threshold)  # per size: the median and the runs passing
+    sizes_csv = out / f"{stem}_sizes.csv"
+    atomic_write(sizes_csv, lambda tmp: cells.to_csv(tmp, index=False))
     figure = plot_transitions(df, fits, out / f"{stem}.png")
     passing = plot_pass_rates(df, fits, args.threshold, out / f"{stem}_passrate.png")
     # pools of several sizes: how the ratio moves with the training data
@@ -199,15 +203,17 @@ def cmd_transition(args) -> int:
 
     several = varying_groups(df)  # then each group is named
     keys = ["op", "mixture", *several]
-    by_size = df.groupby([*keys, "n_params"]).accuracy.agg(["median", "size"])
     for r in fits.to_dict(orient="records"):
         on = "".join(f", {r[c]}" for c in several)
         print(f"{r['op']} in {r['mixture']}{on} ({r['n_runs']} runs):")
-        sizes = by_size.loc[tuple(r[k] for k in keys)]  # how near each size is to a threshold
-        cells = ", ".join(
-            f"{n:,.0f}: {m['median']:.3f} ({m['size']:.0f})" for n, m in sizes.iterrows()
-        )
-        print(f"  median accuracy by size (runs): {cells}")
+        sizes = cells[(cells[keys] == pd.Series({k: r[k] for k in keys})).all(axis=1)]
+        sizes = sizes.set_index("n_params")  # how near each size is to a threshold
+        text = ", ".join(f"{n:,.0f}: {m['median']:.3f} ({m['runs']})" for n, m in sizes.iterrows())
+        print(f"  median accuracy by size (runs): {text}")
+        for t in args.threshold:
+            passed = sizes[f"passed_{t}"]
+            text = ", ".join(f"{n:,.0f}: {k} of {sizes.runs[n]}" for n, k in passed.items())
+            print(f"  runs at {t} or more by size: {text}")
         mid = r["midpoint_note"]
         if r["midpoint"] is not None and pd.notna(r["midpoint"]):
             low, high = r["rise"]
@@ -244,7 +250,7 @@ def cmd_transition(args) -> int:
             f"memorisation gap (pool - held-out) of {op} in {mixture}{on}, median by size: {cells}"
         )
     figures = ", ".join(map(str, [figure, passing, *([by_data] if by_data else [])]))
-    print(f"\nsaved {out / (stem + '.json')}, {table}, {figures}")
+    print(f"\nsaved {out / (stem + '.json')}, {sizes_csv}, {table}, {figures}")
     return 0
 
 
