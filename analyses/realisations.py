@@ -28,11 +28,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
-from scipy.stats import binomtest
 
 from mechlistops.analysis.common import script_errors
 from mechlistops.errors import MechlistopsError
-from mechlistops.transition import accuracies_at
+from mechlistops.transition import accuracies_at, pass_share
 
 KEYS = ["mixture", "data", "training", "n_params", "seed"]
 
@@ -74,12 +73,9 @@ def summary(wide: pd.DataFrame, threshold: float) -> list[str]:
     ]
     for label in wide.columns:
         acc = wide[label].dropna()
-        k, n = int((acc >= threshold).sum()), len(acc)
-        ci = binomtest(k, n).proportion_ci(method="wilson")
-        lines.append(
-            f"| {label} | {n} | {k} | {k / n:.2f} [{ci.low:.2f}, {ci.high:.2f}] "
-            f"| {acc.median():.3f} |"
-        )
+        k, n, low, high = pass_share(acc, threshold)
+        share = f"{k / n:.2f} [{low:.2f}, {high:.2f}]"
+        lines.append(f"| {label} | {n} | {k} | {share} | {acc.median():.3f} |")
     lines += [
         "",
         f"| realisations | against | runs in both | changed side of {threshold} "

@@ -588,13 +588,22 @@ def transitions(
     return out
 
 
+def pass_share(accuracy, threshold: float) -> tuple[int, int, float, float]:
+    """How many of the runs' `accuracy` reach `threshold`, of how many, and the 95% Wilson
+    interval of that share (scipy's `binomtest`)."""
+    from scipy.stats import binomtest
+
+    acc = np.asarray(accuracy, float)
+    passed = int((acc >= threshold).sum())
+    ci = binomtest(passed, len(acc)).proportion_ci(method="wilson")
+    return passed, len(acc), float(ci.low), float(ci.high)
+
+
 def size_table(df: pd.DataFrame, thresholds) -> pd.DataFrame:
     """The cells behind `transitions`' statistics, one row per op, mixture (data and training
     where the runs carry them) and size: the runs, their median, lowest and highest accuracy,
     and at each threshold T how many runs reach it (passed_T) and that share with its 95%
     Wilson interval (share_T, share_T_low, share_T_high), the shares `pass_rate` fits."""
-    from scipy.stats import binomtest
-
     keys = ["op", "mixture", *(c for c in GROUPS if c in df.columns), "n_params"]
     rows = []
     for values, g in df.groupby(keys, sort=False, dropna=False):
@@ -602,10 +611,9 @@ def size_table(df: pd.DataFrame, thresholds) -> pd.DataFrame:
         row = {**dict(zip(keys, values)), "runs": len(acc), "median": float(np.median(acc))}
         row |= {"min": float(acc.min()), "max": float(acc.max())}
         for t in thresholds:
-            passed = int((acc >= t).sum())
-            ci = binomtest(passed, len(acc)).proportion_ci(method="wilson")
-            row |= {f"passed_{t}": passed, f"share_{t}": passed / len(acc)}
-            row |= {f"share_{t}_low": ci.low, f"share_{t}_high": ci.high}
+            passed, n, low, high = pass_share(acc, t)
+            row |= {f"passed_{t}": passed, f"share_{t}": passed / n}
+            row |= {f"share_{t}_low": low, f"share_{t}_high": high}
         rows.append(row)
     return pd.DataFrame(rows).sort_values(keys, kind="stable", ignore_index=True)
 
