@@ -368,6 +368,20 @@ def crossing(df: pd.DataFrame, threshold: float) -> float | None:
     return float(min(10 ** (x0 + frac * (x1 - x0)), med.index[j]))  # no rounding past it
 
 
+def separation(df: pd.DataFrame, threshold: float) -> tuple[float, float] | None:
+    """(the largest size with a run below `threshold`, the smallest with a run at or above it)
+    where the runs separate at it: none passes below the second, none fails above the first.
+    The logistic fit of `pass_rate` then has no finite slope, and its half point is read from
+    the gap (its geometric middle; the tied size itself when one size has both, whatever its
+    share). None where the runs overlap, or all pass, or none do."""
+    n = df["n_params"].to_numpy(float)
+    passed = df["accuracy"].to_numpy(float) >= threshold
+    if passed.all() or not passed.any():
+        return None
+    below, above = float(n[~passed].max()), float(n[passed].min())
+    return (below, above) if below <= above else None
+
+
 def pass_rate(
     df: pd.DataFrame, threshold: float, rng: np.random.Generator | None = None
 ) -> float | None:
@@ -391,10 +405,11 @@ def pass_rate(
         return None
     if passed.all():
         return float(n.min())
-    below, above = n[~passed].max(), n[passed].min()
     if n[passed].max() <= n[~passed].min():  # all pass up to a size, all fail from it on
         return None  # the share falls with size (and the fit has no maximum)
-    if below <= above:  # separated: all fail up to `below`, all pass from `above` on
+    gap = separation(df, threshold)
+    if gap:  # separated: all fail up to `below`, all pass from `above` on
+        below, above = gap
         where = 0.5 if rng is None else rng.uniform()
         half = float(below ** (1 - where) * above**where)  # the tied size when they are equal
     else:
@@ -542,6 +557,8 @@ def transitions(
             for t in thresholds:
                 row[f"{kind}_{t}"] = stat(g, t)
                 row[f"{kind}_{t}_ci"] = None
+                if kind == "passrate":  # read from a gap, not a fitted slope
+                    row[f"passrate_{t}_gap"] = separation(g, t)
                 # smallest_T's stream is keyed by the threshold alone, as before crossings were
                 rng = _rng(seed, *values, *([kind] if kind != "smallest" else []), t)
                 tasks[(*values, f"{kind}_{t}")] = (g, kind, t, n_boot, rng)
@@ -676,12 +693,19 @@ def size_text(value, ci) -> str:
 def crossing_text(row: dict, threshold, smallest_run: float, kind: str = "crossing") -> str:
     """The crossing of `threshold` of a `transitions` row (or its `kind`: "passrate") as text,
     '1,897 [1,614, 2,397]', saying so where the group's smallest size run (`smallest_run`)
-    already passes: nothing below to interpolate to, so the crossing is only an upper bound."""
+    already passes: nothing below to interpolate to, so the crossing is only an upper bound;
+    and, for "passrate", where the runs separate (`separation`), so that the half point is read
+    from the gap rather than from a fitted slope."""
     value = row[f"{kind}_{threshold}"]
     text = size_text(value, row[f"{kind}_{threshold}_ci"])
     if value == smallest_run:  # None and NaN (not reached) equal nothing
         text += " (passed at the smallest size run: at most this)"
-    return text
+    gap = row.get(f"{kind}_{threshold}_gap") if value is not None and not _isnan(value) else None
+    if gap is None or _isnan(gap):
+        return text
+    if gap[0] == gap[1]:  # no slope to fit: the one size with both outcomes, whatever its share
+        return text + f" (the runs separate at {gap[0]:,.0f}, the one size with both outcomes)"
+    return text + f" (the runs separate between {gap[0]:,.0f} and {gap[1]:,.0f}: their middle)"
 
 
 def ratio_text(row: dict, key: str, digits: int = 2) -> str | None:

@@ -125,6 +125,26 @@ def test_pass_rate_where_there_is_no_maximum_or_no_rise():
         assert pass_rate(_bimodal([1000, 2000], [1000, 1001], 5000), 0.9) is None
 
 
+def test_separated_runs_are_named_where_the_half_point_is_read_from_their_gap():
+    from mechlistops.transition import crossing_text, separation
+
+    gap = _bimodal([1000, 2000, 8000], [0, 0, 3], 3)
+    tied = _bimodal([1000, 2000, 4000], [0, 1, 3], 3)  # 1 of 3 at 2,000 and no finite slope
+    overlapping = _bimodal([1000, 2000, 4000, 8000], [0, 1, 1, 3], 3)
+    assert separation(gap, 0.9) == (2000, 8000) and separation(tied, 0.9) == (2000, 2000)
+    assert separation(overlapping, 0.9) is None  # a fitted slope
+    assert separation(gap, 0.99) is None and separation(gap, 0.05) is None  # none / all pass
+    texts = {}
+    for name, runs in {"gap": gap, "tied": tied, "overlapping": overlapping}.items():
+        row = transitions(runs.assign(op="SUM", mixture="SUM"), (0.9,), n_boot=20).iloc[0]
+        texts[name] = crossing_text(row.to_dict(), 0.9, 1000, kind="passrate")
+    assert texts["gap"].startswith("4,000 [") and texts["gap"].endswith(
+        "(the runs separate between 2,000 and 8,000: their middle)"
+    )
+    assert texts["tied"].endswith("(the runs separate at 2,000, the one size with both outcomes)")
+    assert "separate" not in texts["overlapping"]
+
+
 def test_no_learning_and_extrapolation_are_refused():
     flat = _synthetic("SUM", "SUM", x0=9.0)  # never learned in range
     fit = fit_transition(flat.n_params, flat.accuracy)
