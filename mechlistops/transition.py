@@ -698,14 +698,14 @@ def crossing_text(row: dict, threshold, smallest_run: float, kind: str = "crossi
     from the gap rather than from a fitted slope."""
     value = row[f"{kind}_{threshold}"]
     text = size_text(value, row[f"{kind}_{threshold}_ci"])
+    gap = row.get(f"{kind}_{threshold}_gap") if value is not None and not _isnan(value) else None
+    if gap is not None and not _isnan(gap):  # read from the gap, even at the smallest size
+        if gap[0] == gap[1]:  # no slope to fit: the one size with both outcomes, whatever share
+            return text + f" (the runs separate at {gap[0]:,.0f}, the one size with both outcomes)"
+        return text + f" (the runs separate between {gap[0]:,.0f} and {gap[1]:,.0f}: their middle)"
     if value == smallest_run:  # None and NaN (not reached) equal nothing
         text += " (passed at the smallest size run: at most this)"
-    gap = row.get(f"{kind}_{threshold}_gap") if value is not None and not _isnan(value) else None
-    if gap is None or _isnan(gap):
-        return text
-    if gap[0] == gap[1]:  # no slope to fit: the one size with both outcomes, whatever its share
-        return text + f" (the runs separate at {gap[0]:,.0f}, the one size with both outcomes)"
-    return text + f" (the runs separate between {gap[0]:,.0f} and {gap[1]:,.0f}: their middle)"
+    return text
 
 
 def ratio_text(row: dict, key: str, digits: int = 2) -> str | None:

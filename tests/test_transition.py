@@ -143,6 +143,11 @@ def test_separated_runs_are_named_where_the_half_point_is_read_from_their_gap():
     )
     assert texts["tied"].endswith("(the runs separate at 2,000, the one size with both outcomes)")
     assert "separate" not in texts["overlapping"]
+    # one of three passes at the smallest size, all above: the gap's limit, not "at most"
+    low = _bimodal([1000, 2000], [1, 3], 3).assign(op="SUM", mixture="SUM")
+    row = transitions(low, (0.9,), n_boot=20).iloc[0].to_dict()
+    text = crossing_text(row, 0.9, 1000, kind="passrate")
+    assert text.startswith("1,000") and "at most" not in text and "separate at 1,000" in text
 
 
 def test_no_learning_and_extrapolation_are_refused():
