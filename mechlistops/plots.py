@@ -319,12 +319,19 @@ def plot_ratio_vs_data(rows: pd.DataFrame, out: Path) -> Path | None:
             label += f", {key[1]} in {key[2]}" + (f", {key[3]}" if training_varies else "")
             fmt = "s--" if statistic == "midpoint" else "o-"
             known = g.ratio.notna()
-            r = g.ratio[known].astype(float)
-            err = [
-                r - g.ci_low[known].astype(float).fillna(r),
-                g.ci_high[known].astype(float).fillna(r) - r,
-            ]
-            ax.errorbar(x[known], r, yerr=err, fmt=fmt, capsize=3, color=colour, label=label)
+            ax.plot(x[known], g.ratio[known].astype(float), fmt, color=colour, label=label)
+            # each interval as it is: a percentile interval need not hold the estimate
+            # (with few resamples it often does not), so it is drawn apart from it
+            band = known & g.ci_low.notna() & g.ci_high.notna()
+            low, high = g.ci_low[band].astype(float), g.ci_high[band].astype(float)
+            ax.errorbar(
+                x[band],
+                (low + high) / 2,
+                yerr=(high - low) / 2,
+                fmt="none",
+                capsize=3,
+                color=colour,
+            )
             bound = g.bound.notna()
             ax.scatter(x[bound], g.bound[bound].astype(float), marker="^", s=70, color=colour)
         ax.axhspan(2, 7, color="grey", alpha=0.15, label="the paper's 2-7x (SUM)")

@@ -278,6 +278,9 @@ def test_ratio_table_lists_each_ratio_or_bound_with_its_pool(tmp_path):
     one_pool = table[table.train_size == 20_000]  # nothing to draw against the data
     assert plot_ratio_vs_data(one_pool, tmp_path / "none.png") is None
     assert not (tmp_path / "none.png").exists()
+    # a percentile interval that misses its estimate (one resample: --bootstrap 1) is drawn
+    off = table.assign(ci_low=table.ratio * 1.5, ci_high=table.ratio * 2)
+    assert plot_ratio_vs_data(off, tmp_path / "off.png").read_bytes()[:4] == b"\x89PNG"
     no_alone = runs[~((runs.mixture == "SUM") & (runs.train_size == 10_000))]
     table = ratio_table(transitions(no_alone, thresholds=(0.9,), n_boot=5), no_alone)
     assert set(table.train_size) == {20_000}  # no SUM alone on 10,000: no ratio there
