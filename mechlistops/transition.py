@@ -635,6 +635,45 @@ def size_table(df: pd.DataFrame, thresholds) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values(keys, kind="stable", ignore_index=True)
 
 
+def share_tests(cells: pd.DataFrame, thresholds) -> pd.DataFrame:
+    """Fisher's exact test (two-sided) of the runs reaching each threshold between two cells
+    of `size_table` at the same size that differ in one thing: a mixture against its op
+    alone on the same data and training, or one mixture on two data or two trainings. One
+    row per pair, size and threshold: op, n_params, threshold, `differs` (the column they
+    differ in), `a` and `b` (its two values; for a mixture, the mixture and then the op
+    alone), the shared values (mixture, data, training; the differing one empty), passed_a,
+    runs_a, passed_b, runs_b and p."""
+    from scipy.stats import fisher_exact
+
+    factors = ["mixture", *(c for c in GROUPS if c in cells.columns)]
+    rows = []
+    for (op, n_params), at in cells.groupby(["op", "n_params"], sort=True):
+        records = at.to_dict(orient="records")
+        for i, first in enumerate(records):
+            for second in records[i + 1 :]:
+                differs = [f for f in factors if first[f] != second[f]]
+                if len(differs) != 1:
+                    continue
+                a, b = first, second
+                if differs == ["mixture"]:  # the comparison a ratio makes: with the op alone
+                    if op not in (a["mixture"], b["mixture"]):
+                        continue
+                    if a["mixture"] == op:
+                        a, b = b, a
+                for t in thresholds:
+                    table = [[a[f"passed_{t}"], a["runs"] - a[f"passed_{t}"]]]
+                    table.append([b[f"passed_{t}"], b["runs"] - b[f"passed_{t}"]])
+                    row = {"op": op, "n_params": n_params, "threshold": t}
+                    row |= {"differs": differs[0], "a": a[differs[0]], "b": b[differs[0]]}
+                    row |= {f: (None if f == differs[0] else a[f]) for f in factors}
+                    row |= {"passed_a": a[f"passed_{t}"], "runs_a": a["runs"]}
+                    row |= {"passed_b": b[f"passed_{t}"], "runs_b": b["runs"]}
+                    rows.append(row | {"p": float(fisher_exact(table).pvalue)})
+    columns = ["op", "n_params", "threshold", "differs", "a", "b", *factors]
+    columns += ["passed_a", "runs_a", "passed_b", "runs_b", "p"]
+    return pd.DataFrame(rows, columns=columns)
+
+
 def statistic_keys(thresholds) -> list[str]:
     """The threshold statistics of `transitions`, as its columns name them."""
     return [f"{kind}_{t}" for kind in STATISTICS for t in thresholds]
@@ -706,6 +745,31 @@ def crossing_text(row: dict, threshold, smallest_run: float, kind: str = "crossi
     if value == smallest_run:  # None and NaN (not reached) equal nothing
         text += " (passed at the smallest size run: at most this)"
     return text
+
+
+def share_test_lines(tests: pd.DataFrame, named=("data", "training")) -> list[str]:
+    """`share_tests` as text, one line per pair of cells and threshold, its sizes in a row:
+    'SUM in SUM+MAX+MED against SUM alone, 12,500 sampled: 3,167: 10 of 10 against 4 of 10,
+    p = 0.011'. Of the values the pair shares, those of `named` columns are given (the
+    mixture always)."""
+    pair = ["op", "threshold", "differs", "a", "b", *(c for c in GROUPS if c in tests.columns)]
+    lines = []
+    tests = tests.sort_values("threshold", kind="stable")  # each threshold's lines together
+    for key, g in tests.groupby([*pair, "mixture"], sort=False, dropna=False):
+        r = dict(zip([*pair, "mixture"], key))
+        shared = "".join(f", {r[c]}" for c in GROUPS if c in named and c != r["differs"])
+        if r["differs"] == "mixture":
+            head = f"{r['op']} in {r['a']} against {r['op']} alone{shared}"
+        else:
+            arm = "alone" if r["mixture"] == r["op"] else f"in {r['mixture']}"
+            head = f"{r['op']} {arm}{shared}: {r['a']} against {r['b']}"
+        cells = "; ".join(
+            f"{t.n_params:,.0f}: {t.passed_a} of {t.runs_a} against {t.passed_b} of {t.runs_b}, "
+            f"p = {t.p:.2g}"
+            for t in g.itertuples()
+        )
+        lines.append(f"at {r['threshold']}: {head}: {cells}")
+    return lines
 
 
 def ratio_text(row: dict, key: str, digits: int = 2) -> str | None:

@@ -225,6 +225,40 @@ def test_size_table_counts_the_runs_passing_with_wilson_intervals():
     assert joint["passed_0.9"] == 3 and joint["median"] == 0.91  # 0.9 itself passes
 
 
+def test_share_tests_compare_cells_that_differ_in_one_thing():
+    """Fisher's exact test of the runs passing, size by size: a mixture against its op alone,
+    one arm on two pools; never two mixtures without the op alone, nor cells that differ in
+    two things (SUM+MAX+MED on 20,000 against SUM alone on 10,000)."""
+    from scipy.stats import fisher_exact
+
+    from mechlistops.transition import share_test_lines, share_tests, size_table
+
+    runs = _two_pools()
+    other = runs[runs.mixture == "SUM+MAX+MED"].assign(mixture="SUM+MAX", accuracy=0.5)
+    tests = share_tests(size_table(pd.concat([runs, other]), [0.9]), [0.9])
+    pairs = {(r.differs, r.a, r.b, r.mixture, r.data) for r in tests.fillna("-").itertuples()}
+    ten, twenty = "10,000 sampled", "20,000 sampled"
+    assert pairs == {
+        ("mixture", "SUM+MAX+MED", "SUM", "-", ten),
+        ("mixture", "SUM+MAX+MED", "SUM", "-", twenty),
+        ("mixture", "SUM+MAX", "SUM", "-", ten),
+        ("mixture", "SUM+MAX", "SUM", "-", twenty),
+        ("data", ten, twenty, "SUM", "-"),
+        ("data", ten, twenty, "SUM+MAX+MED", "-"),
+        ("data", ten, twenty, "SUM+MAX", "-"),
+    }
+    assert set(tests.n_params) == {1000}  # SUM alone's 2,000 and 4,000 have no partner
+    joint = tests[(tests.differs == "mixture") & (tests.a == "SUM+MAX+MED")].iloc[0]
+    assert (joint.passed_a, joint.runs_a, joint.passed_b, joint.runs_b) == (3, 3, 0, 3)
+    assert joint.p == pytest.approx(fisher_exact([[3, 0], [0, 3]]).pvalue) == pytest.approx(0.1)
+    assert tests[tests.differs == "data"].p.eq(1).all()  # 0 of 3 twice, 3 of 3 twice
+    lines = share_test_lines(tests[tests.mixture.isna()], named=("data",))
+    assert "at 0.9: SUM in SUM+MAX against SUM alone, 10,000 sampled: 1,000: 0 of 3 against" in (
+        "\n".join(lines)
+    )
+    assert len(lines) == 4  # one a pair of cells, sizes in a row
+
+
 def test_runs_on_different_data_are_never_pooled_and_a_bound_is_given():
     out = transitions(_two_pools(), thresholds=(0.9,), n_boot=50)
     rows = out.set_index(["data", "mixture"])
@@ -311,6 +345,13 @@ def test_transition_cli_names_each_pool_and_prints_the_bound(monkeypatch, tmp_pa
     cells = pd.read_csv(tmp_path / "out" / "transitions_sizes.csv")
     assert len(cells) == 6 and cells["runs"].sum() == len(_two_pools())
     assert str(tmp_path / "out" / "transitions_sizes.csv") in printed
+    assert (
+        "  at 0.9: SUM in SUM+MAX+MED against SUM alone, 20,000 sampled: "
+        "1,000: 3 of 3 against 0 of 3, p = 0.1\n"
+    ) in printed
+    assert "SUM alone: 10,000 sampled against 20,000 sampled: 1,000: 0 of 3 against 0" in printed
+    tests = pd.read_csv(tmp_path / "out" / "transitions_shares.csv")
+    assert len(tests) == 4 and str(tmp_path / "out" / "transitions_shares.csv") in printed
     assert (tmp_path / "out" / "transitions.png").read_bytes()[:4] == b"\x89PNG"
     assert len(pd.read_csv(tmp_path / "out" / "runs.csv")) == len(_two_pools())
     passing = tmp_path / "out" / "transitions_passrate.png"

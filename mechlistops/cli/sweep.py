@@ -137,6 +137,8 @@ def cmd_transition(args) -> int:
         is_runs_table,
         ratio_table,
         ratio_text,
+        share_test_lines,
+        share_tests,
         size_table,
         size_text,
         statistic_keys,
@@ -193,6 +195,9 @@ def cmd_transition(args) -> int:
     cells = size_table(df, args.threshold)  # per size: the median and the runs passing
     sizes_csv = out / f"{stem}_sizes.csv"
     atomic_write(sizes_csv, lambda tmp: cells.to_csv(tmp, index=False))
+    tests = share_tests(cells, args.threshold)  # cells that differ in one thing, size by size
+    shares_csv = out / f"{stem}_shares.csv"
+    atomic_write(shares_csv, lambda tmp: tests.to_csv(tmp, index=False))
     figure = plot_transitions(df, fits, out / f"{stem}.png")
     passing = plot_pass_rates(df, fits, args.threshold, out / f"{stem}_passrate.png")
     # pools of several sizes: how the ratio moves with the training data
@@ -241,6 +246,10 @@ def cmd_transition(args) -> int:
     if args.complexity:
         key = f"smallest_{args.threshold[0]}" if args.complexity == "first" else args.complexity
         _print_complexity(sweeps, out, fits, key, stem)
+    if len(tests):
+        print("runs passing, between cells that differ in one thing (Fisher's exact test):")
+        for line in share_test_lines(tests, several):
+            print(f"  {line}")
     pooled = df.dropna(subset=["memorisation_gap"])
     for (op, mixture, *group), g in pooled.groupby(["op", "mixture", *several], sort=False):
         gaps = g.groupby("n_params")["memorisation_gap"].median()
@@ -250,7 +259,8 @@ def cmd_transition(args) -> int:
             f"memorisation gap (pool - held-out) of {op} in {mixture}{on}, median by size: {cells}"
         )
     figures = ", ".join(map(str, [figure, passing, *([by_data] if by_data else [])]))
-    print(f"\nsaved {out / (stem + '.json')}, {sizes_csv}, {table}, {figures}")
+    saved = ", ".join(map(str, [out / f"{stem}.json", sizes_csv, shares_csv, table]))
+    print(f"\nsaved {saved}, {figures}")
     return 0
 
 
