@@ -45,6 +45,7 @@ from mechlistops.transition import (
     crossing_text,
     ratio_table,
     ratio_text,
+    size_table,
     size_text,
     transitions,
     varying_groups,
@@ -58,6 +59,7 @@ class PopulationSummary:
     figures: dict[str, Path]  # metric -> figure
     notes: list[str] = field(default_factory=list)  # members skipped or failed
     transitions: pd.DataFrame | None = None  # transition_table's, over held-out accuracy
+    sizes: pd.DataFrame | None = None  # size_cells', the same accuracies by size
 
 
 def summarise_population(
@@ -87,10 +89,31 @@ def summarise_population(
     )
     drawn = {"transitions": plot_transitions(accuracy, fits, figure), "by data": by_data}
     figures = {**{k: v for k, v in drawn.items() if v}, **figures}
-    return PopulationSummary(spec, table, figures, notes, transition_table(fits, accuracy))
+    steps = transition_table(fits, accuracy)
+    return PopulationSummary(spec, table, figures, notes, steps, size_cells(accuracy))
 
 
 TRANSITION_THRESHOLDS = (0.5, 0.9)
+
+
+def size_cells(accuracy: pd.DataFrame) -> pd.DataFrame:
+    """The cells the transitions are read from, one row per operator and mixture (and data
+    and training, where the runs differ in them), one column per size: the median accuracy
+    and how many runs reach each threshold, '0.93 (6 of 6 at 0.5, 3 of 6 at 0.9)'."""
+    keys = ["op", "mixture", *varying_groups(accuracy)]
+    cells = size_table(accuracy, TRANSITION_THRESHOLDS)
+    passing = [
+        ", ".join(f"{r[f'passed_{t}']} of {r['runs']} at {t}" for t in TRANSITION_THRESHOLDS)
+        for r in cells.to_dict(orient="records")
+    ]
+    cells = cells.assign(
+        cell=[f"{m:.2f} ({p})" for m, p in zip(cells["median"], passing)],
+        size=[f"{n:,.0f}" for n in cells.n_params],
+    )
+    order = list(dict.fromkeys(cells.sort_values("n_params")["size"]))
+    table = cells.pivot(index=keys, columns="size", values="cell")[order].fillna("-")
+    table.columns.name = "parameters"
+    return table
 
 
 def transition_table(fits: pd.DataFrame, accuracy: pd.DataFrame) -> pd.DataFrame:
@@ -285,6 +308,15 @@ def _population(pop: PopulationSummary) -> str:
             "sigmoid midpoint; the first figure draws them (over pools of several sizes, the "
             "second draws the ratio against the pool size).</p>"
             + _wide(_two_lines(pop.transitions))
+        )
+    if pop.sizes is not None:
+        transitions += (
+            "<p class='note'>The held-out accuracy they are read from, per size: the median "
+            "over seeds and how many runs reach each threshold (near a transition the runs "
+            "often split into learners and runs at chance, and a median that moves by "
+            "hundredths moves N* by a whole size; <code>mechlistops transition</code> compares "
+            "these counts between cells with Fisher's exact test).</p>"
+            + _wide(_two_lines(pop.sizes))
         )
     return (
         f"<h2>Population: {html.escape(pop.spec)}</h2>{transitions}"

@@ -283,6 +283,20 @@ def test_report_of_a_sweep_shows_its_population(sweep_dir, tmp_path, capsys):
     assert (sweep_dir / "analysis" / "transitions_heldout.png").is_file()
     assert "alone / here (0.9)" in page and "fewer than 4 sizes" in page  # the N* table
     assert "alone / here, crossing (0.9)" in page and "crosses (0.5)" in page
+    # the cells behind them: per size, the median and the runs reaching each threshold
+    from mechlistops.report import size_cells
+    from mechlistops.transition import accuracies_at
+
+    accuracy = accuracies_at(sweep_dir).assign(accuracy=lambda d: d.accuracy_heldout)
+    cells = size_cells(accuracy)
+    alone = accuracy[(accuracy.op == "MAX") & (accuracy.mixture == "MAX")]
+    assert len(alone) == 2  # both seeds
+    for size, g in alone.groupby("n_params"):
+        at = [f"{(g.accuracy >= t).sum()} of {len(g)} at {t}" for t in (0.5, 0.9)]
+        text = f"{g.accuracy.median():.2f} ({', '.join(at)})"
+        assert cells.loc[("MAX", "MAX"), f"{size:,}"] == text
+        value, _, rest = text.partition(" (")
+        assert f"{value}<br>({rest}" in page  # as the page shows it, the counts below
     assert "CircuitsVis" not in page  # no runs given: no attention views
     from tests.test_report_render import CHROMIUM, rendered
 
