@@ -525,9 +525,11 @@ def transitions(
     threshold as the smallest size whose median passes (`smallest_T`), as the median's
     interpolated crossing (`crossing_T`) and as the size where half the runs pass
     (`passrate_T`), with 95% CIs, and the ratio to the op alone on the same data and training,
-    where the runs have the op alone. Where the mixture reaches a threshold and the op alone
-    does not, `ratio_smallest_T_bound` (and `ratio_crossing_T_bound`, `ratio_passrate_T_bound`)
-    is the lower bound that leaves: the op alone's largest size over the mixture's N*.
+    where the runs have the op alone; `ratio_KEY_side` says where one N* sits on its
+    smallest size run, so that the ratio is a bound ("at most", "at least", "neither"). Where
+    the mixture reaches a threshold and the op alone does not, `ratio_smallest_T_bound` (and
+    `ratio_crossing_T_bound`, `ratio_passrate_T_bound`) is the lower bound that leaves: the op
+    alone's largest size over the mixture's N*.
     `n_jobs`: processes for the bootstraps (joblib's: -1, one per core; 1, none; default: one
     per core from PARALLEL_RESAMPLES resamples on, where starting them pays)."""
     if n_jobs is None:
@@ -540,6 +542,7 @@ def transitions(
             **dict(zip(keys, values)),
             "n_runs": len(g),
             "largest": float(g["n_params"].max()),
+            "smallest_run": float(g["n_params"].min()),
             "midpoint": fit.midpoint,
             "midpoint_note": fit.reason,
             # the fitted rise: a midpoint of a rise that levels off low is no "learned" size
@@ -579,7 +582,7 @@ def transitions(
     out = pd.DataFrame(rows)
     # Ratio N*(op alone) / N*(op in this mixture), with an interval from the two bootstraps.
     for key in ["midpoint", *statistic_keys(thresholds)]:
-        ratios, cis, bounds = [], [], []
+        ratios, cis, bounds, sides = [], [], [], []
         for _, r in out.iterrows():
             mine_key = tuple(r[k] for k in keys)
             alone_key = (r["op"], r["op"], *mine_key[2:])
@@ -587,6 +590,14 @@ def transitions(
             a = alone[key].iloc[0] if len(alone) else None
             mine = r[key]
             reached = not (mine is None or _isnan(mine))
+            sides.append(None)
+            known = reached and a is not None and not _isnan(a)
+            if known and key != "midpoint" and r["mixture"] != r["op"]:
+                # an N* at its group's smallest size run is only an upper bound (crossing_text)
+                top = _at_smallest_run(alone.iloc[0], key)
+                sides[-1] = {(True, False): "at most", (False, True): "at least"}.get(
+                    (top, _at_smallest_run(r, key)), "neither" if top else None
+                )
             if a is None or _isnan(a) or not reached:
                 ratios.append(None)
                 cis.append(None)
@@ -602,7 +613,15 @@ def transitions(
         out[f"ratio_{key}_ci"] = cis
         if key != "midpoint":
             out[f"ratio_{key}_bound"] = bounds
+            out[f"ratio_{key}_side"] = sides
     return out
+
+
+def _at_smallest_run(row, key: str) -> bool:
+    """Whether a `transitions` row's N* by `key` sits on its smallest size run, so that it is
+    only an upper bound (nothing smaller was run); a pass-rate N* read from a gap is not."""
+    gap = row.get(f"{key}_gap")
+    return row[key] == row["smallest_run"] and (gap is None or _isnan(gap))
 
 
 def pass_share(accuracy, threshold: float) -> tuple[int, int, float, float]:
@@ -687,16 +706,19 @@ def ratio_table(fits: pd.DataFrame, accuracy: pd.DataFrame) -> pd.DataFrame:
     """The ratios of `transitions` (`fits`, from the runs in `accuracy`) one per row: op,
     mixture, data, train_size (0: a fresh stream), training, statistic ("smallest",
     "crossing" or "midpoint"), threshold ("0.9", ...; None for the midpoint), ratio with
-    ci_low and ci_high, or the lower bound where the op alone never reaches the threshold.
-    Only mixtures whose op alone was trained on the same data and in the same way have rows;
-    the threshold statistics come first, the midpoint last."""
+    ci_low and ci_high, or the lower bound where the op alone never reaches the threshold;
+    side: "at most" where the op alone's N* sits on its smallest size run, "at least" where
+    the mixture's does, "neither" where both do, else None. Only mixtures whose op alone was
+    trained on the same data and in the same way have rows; the threshold statistics come
+    first, the midpoint last."""
     groups = [c for c in GROUPS if c in fits.columns]
     pools = "data" in groups and "train_size" in accuracy.columns
     sizes = accuracy.groupby("data").train_size.first() if pools else None
     records = fits.to_dict(orient="records")
     alone = {tuple(r[c] for c in ["op", *groups]) for r in records if r["mixture"] == r["op"]}
     keys = [k.removeprefix("ratio_") for k in fits.columns if k.startswith("ratio_")]
-    keys = sorted((k for k in keys if not k.endswith(("_ci", "_bound"))), key="midpoint".__eq__)
+    keys = [k for k in keys if not k.endswith(("_ci", "_bound", "_side"))]
+    keys = sorted(keys, key="midpoint".__eq__)
     rows = []
     for r in records:
         if r["mixture"] == r["op"] or tuple(r[c] for c in ["op", *groups]) not in alone:
@@ -716,10 +738,11 @@ def ratio_table(fits: pd.DataFrame, accuracy: pd.DataFrame) -> pd.DataFrame:
                     "ci_low": ci[0] if known and ci else None,
                     "ci_high": ci[1] if known and ci else None,
                     "bound": bound if bound is not None and not pd.isna(bound) else None,
+                    "side": r.get(f"ratio_{key}_side") if known else None,
                 }
             )
     columns = ["op", "mixture", *groups, "train_size", "statistic", "threshold"]
-    return pd.DataFrame(rows, columns=[*columns, "ratio", "ci_low", "ci_high", "bound"])
+    return pd.DataFrame(rows, columns=[*columns, "ratio", "ci_low", "ci_high", "bound", "side"])
 
 
 def size_text(value, ci) -> str:
@@ -782,6 +805,12 @@ def ratio_text(row: dict, key: str, digits: int = 2) -> str | None:
     value, ci, bound = row[f"ratio_{key}"], row[f"ratio_{key}_ci"], row.get(f"ratio_{key}_bound")
     if value is not None and not pd.isna(value):
         band = f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci else " (interval undefined)"
+        side = row.get(f"ratio_{key}_side")
+        if side in ("at most", "at least"):  # one N* sat on its smallest size run
+            whose = f"{row['op']} alone's" if side == "at most" else "this mixture's"
+            return f"{side} {value:.{digits}f}x{band} ({whose} N* is at its smallest size run)"
+        if side == "neither":
+            return f"{value:.{digits}f}x{band} (both N* at their smallest size run: no bound)"
         return f"{value:.{digits}f}x{band}"
     if bound is not None and not pd.isna(bound):
         return f"at least {bound:.{digits}f}x ({row['op']} alone never reaches it)"

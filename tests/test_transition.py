@@ -15,6 +15,7 @@ from mechlistops.transition import (
     final_accuracies,
     fit_transition,
     ratio_table,
+    ratio_text,
     smallest_passing,
     training_label,
     transitions,
@@ -225,6 +226,35 @@ def test_size_table_counts_the_runs_passing_with_wilson_intervals():
     assert joint["passed_0.9"] == 3 and joint["median"] == 0.91  # 0.9 itself passes
 
 
+def test_a_ratio_whose_n_star_sits_on_its_smallest_size_run_is_a_bound():
+    """SUM alone passes at the smallest size it was run at, so its N* is at most that size and
+    the ratio at most what it reads; where both arms pass at their smallest, no bound."""
+
+    def arm(mixture, sizes):
+        rows = [
+            {"op": "SUM", "mixture": mixture, "n_params": n, "seed": seed, "accuracy": acc}
+            for n, accs in sizes.items()
+            for seed, acc in enumerate(accs)
+        ]
+        return pd.DataFrame(rows).assign(run=lambda d: d.mixture + d.n_params.astype(str))
+
+    alone = arm("SUM", {2000: [0.95, 0.96, 0.97], 4000: [0.97, 0.98, 0.99]})
+    joint = arm("SUM+MAX+MED", {1000: [0.1, 0.2, 0.1], 2000: [0.95, 0.92, 0.96]})
+    fits = transitions(pd.concat([alone, joint]), (0.9,), n_boot=5)
+    row = fits[fits.mixture == "SUM+MAX+MED"].iloc[0].to_dict()
+    assert row["ratio_crossing_0.9_side"] == "at most"
+    text = ratio_text(row, "crossing_0.9")
+    assert text.startswith(f"at most {2000 / row['crossing_0.9']:.2f}x")
+    assert text.endswith("(SUM alone's N* is at its smallest size run)")
+    table = ratio_table(transitions(pd.concat([alone, joint]), (0.9,), n_boot=5), joint)
+    assert set(table.side.dropna()) == {"at most"}
+    both = arm("SUM+MAX+MED", {1000: [0.95, 0.93, 0.96]})
+    fits = transitions(pd.concat([alone, both]), (0.9,), n_boot=5)
+    text = ratio_text(fits[fits.mixture == "SUM+MAX+MED"].iloc[0].to_dict(), "smallest_0.9")
+    assert text.startswith("2.00x") and "no bound" in text
+    assert pd.isna(fits[fits.mixture == "SUM"].iloc[0]["ratio_smallest_0.9_side"])  # no ratio
+
+
 def test_share_tests_compare_cells_that_differ_in_one_thing():
     """Fisher's exact test of the runs passing, size by size: a mixture against its op alone,
     one arm on two pools; never two mixtures without the op alone, nor cells that differ in
@@ -333,12 +363,12 @@ def test_transition_cli_names_each_pool_and_prints_the_bound(monkeypatch, tmp_pa
     assert "SUM in SUM+MAX+MED, 10,000 sampled (3 runs):" in printed
     assert "smallest_0.9: at least 4.00x (SUM alone never reaches it)" in printed
     assert "SUM in SUM+MAX+MED, 20,000 sampled (3 runs):" in printed
-    assert "smallest_0.9: 2.00x" in printed
+    assert "smallest_0.9: at least 2.00x [" in printed  # the joint N* at its smallest size run
     assert "median crosses 0.9 at (interpolated in log parameters): 1,920" in printed
     assert "1,000 [1,000, 1,000] (passed at the smallest size run: at most this)" in printed
-    assert f"crossing_0.9: {2 ** (0.8 / 0.85):.2f}x" in printed
+    assert f"crossing_0.9: at least {2 ** (0.8 / 0.85):.2f}x" in printed
     assert "half the runs pass 0.9 at (logistic fit over every run): 1,414" in printed
-    assert "passrate_0.9: 1.41x" in printed
+    assert "passrate_0.9: at least 1.41x" in printed
     assert "median accuracy by size (runs): 1,000: 0.100 (3), 4,000: 0.200 (3)" in printed
     assert "runs at 0.9 or more by size: 1,000: 0 of 3, 4,000: 0 of 3" in printed  # 10,000 alone
     assert "runs at 0.9 or more by size: 1,000: 0 of 3, 2,000: 3 of 3" in printed  # 20,000 alone
@@ -424,8 +454,10 @@ def test_report_table_reads_both_threshold_statistics_and_their_ratios():
     joint20 = table.loc[("SUM", "SUM+MAX+MED", "20,000 sampled")]
     assert joint20["N* (0.9)"].startswith("1,000")
     assert joint20["crosses (0.9)"].endswith("(passed at the smallest size run: at most this)")
-    assert joint20["alone / here (0.9)"].startswith("2.0x")
-    assert joint20["alone / here, crossing (0.9)"].startswith(f"{2 ** (0.8 / 0.85):.1f}x")
+    # the joint arm's N* sits on its smallest size run: each ratio is a lower bound
+    assert joint20["alone / here (0.9)"].startswith("at least 2.0x")
+    assert joint20["alone / here (0.9)"].endswith("(this mixture's N* is at its smallest size run)")
+    assert joint20["alone / here, crossing (0.9)"].startswith(f"at least {2 ** (0.8 / 0.85):.1f}x")
     alone20 = table.loc[("SUM", "SUM", "20,000 sampled")]
     assert (
         alone20["crosses (0.9)"].startswith("1,920") and "at most" not in alone20["crosses (0.9)"]
@@ -435,10 +467,10 @@ def test_report_table_reads_both_threshold_statistics_and_their_ratios():
     assert joint10["alone / here, crossing (0.9)"] == "at least 4.0x (SUM alone never reaches it)"
     assert alone20["half pass (0.9)"].startswith("1,414")
     assert joint20["half pass (0.9)"].endswith("(passed at the smallest size run: at most this)")
-    assert joint20["alone / here, half pass (0.9)"].startswith("1.4x")
+    assert joint20["alone / here, half pass (0.9)"].startswith("at least 1.4x")
     assert table.loc[("SUM", "SUM", "10,000 sampled"), "crosses (0.9)"] == "not reached"
     page = _two_lines(table)  # as the report shows it: each value above its interval or note
-    assert "2.0x<br><span class='nowrap'>[" in page
+    assert "at least 2.0x<br><span class='nowrap'>[" in page
     assert "1,000<br><span class='nowrap'>[1,000, 1,000]</span> (passed at the" in page
     assert "at least 4.0x<br>(SUM alone never reaches it)" in page
 
