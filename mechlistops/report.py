@@ -125,15 +125,13 @@ def transition_table(fits: pd.DataFrame, accuracy: pd.DataFrame) -> pd.DataFrame
     reaches it), and the sigmoid midpoint."""
 
     keys = ["op", "mixture", *varying_groups(accuracy)]
-    smallest_run = accuracy.groupby(keys).n_params.min()
     rows = []
     for r in fits.to_dict(orient="records"):
         row = {k: r[k] for k in keys}
         for t in TRANSITION_THRESHOLDS:
             row[f"N* ({t})"] = size_text(r[f"smallest_{t}"], r[f"smallest_{t}_ci"])
-            smallest = smallest_run[tuple(r[k] for k in keys)]
-            row[f"crosses ({t})"] = crossing_text(r, t, smallest)
-            row[f"half pass ({t})"] = crossing_text(r, t, smallest, kind="passrate")
+            row[f"crosses ({t})"] = crossing_text(r, t)
+            row[f"half pass ({t})"] = crossing_text(r, t, kind="passrate")
             for name, key in (
                 (f"alone / here ({t})", f"smallest_{t}"),
                 (f"alone / here, crossing ({t})", f"crossing_{t}"),

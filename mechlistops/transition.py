@@ -619,9 +619,10 @@ def transitions(
 
 def _at_smallest_run(row, key: str) -> bool:
     """Whether a `transitions` row's N* by `key` sits on its smallest size run, so that it is
-    only an upper bound (nothing smaller was run); a pass-rate N* read from a gap is not."""
+    only an upper bound (nothing smaller was run); a pass-rate N* read from a gap is not. The
+    one rule for both: `crossing_text` says "at most this", the ratios "at most"/"at least"."""
     gap = row.get(f"{key}_gap")
-    return row[key] == row["smallest_run"] and (gap is None or _isnan(gap))
+    return row[key] == row["smallest_run"] and (gap is None or _isnan(gap))  # None, NaN: no
 
 
 def pass_share(accuracy, threshold: float) -> tuple[int, int, float, float]:
@@ -752,10 +753,10 @@ def size_text(value, ci) -> str:
     return f"{value:,.0f}" + (f" [{ci[0]:,.0f}, {ci[1]:,.0f}]" if ci else "")
 
 
-def crossing_text(row: dict, threshold, smallest_run: float, kind: str = "crossing") -> str:
+def crossing_text(row: dict, threshold, kind: str = "crossing") -> str:
     """The crossing of `threshold` of a `transitions` row (or its `kind`: "passrate") as text,
-    '1,897 [1,614, 2,397]', saying so where the group's smallest size run (`smallest_run`)
-    already passes: nothing below to interpolate to, so the crossing is only an upper bound;
+    '1,897 [1,614, 2,397]', saying so where the group's smallest size run already passes
+    (`_at_smallest_run`): nothing below to interpolate to, so the crossing is only an upper bound;
     and, for "passrate", where the runs separate (`separation`), so that the half point is read
     from the gap rather than from a fitted slope."""
     value = row[f"{kind}_{threshold}"]
@@ -765,7 +766,7 @@ def crossing_text(row: dict, threshold, smallest_run: float, kind: str = "crossi
         if gap[0] == gap[1]:  # no slope to fit: the one size with both outcomes, whatever share
             return text + f" (the runs separate at {gap[0]:,.0f}, the one size with both outcomes)"
         return text + f" (the runs separate between {gap[0]:,.0f} and {gap[1]:,.0f}: their middle)"
-    if value == smallest_run:  # None and NaN (not reached) equal nothing
+    if _at_smallest_run(row, f"{kind}_{threshold}"):
         text += " (passed at the smallest size run: at most this)"
     return text
 

@@ -138,7 +138,7 @@ def test_separated_runs_are_named_where_the_half_point_is_read_from_their_gap():
     texts = {}
     for name, runs in {"gap": gap, "tied": tied, "overlapping": overlapping}.items():
         row = transitions(runs.assign(op="SUM", mixture="SUM"), (0.9,), n_boot=20).iloc[0]
-        texts[name] = crossing_text(row.to_dict(), 0.9, 1000, kind="passrate")
+        texts[name] = crossing_text(row.to_dict(), 0.9, kind="passrate")
     assert texts["gap"].startswith("4,000 [") and texts["gap"].endswith(
         "(the runs separate between 2,000 and 8,000: their middle)"
     )
@@ -147,7 +147,7 @@ def test_separated_runs_are_named_where_the_half_point_is_read_from_their_gap():
     # one of three passes at the smallest size, all above: the gap's limit, not "at most"
     low = _bimodal([1000, 2000], [1, 3], 3).assign(op="SUM", mixture="SUM")
     row = transitions(low, (0.9,), n_boot=20).iloc[0].to_dict()
-    text = crossing_text(row, 0.9, 1000, kind="passrate")
+    text = crossing_text(row, 0.9, kind="passrate")
     assert text.startswith("1,000") and "at most" not in text and "separate at 1,000" in text
 
 

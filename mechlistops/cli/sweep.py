@@ -228,10 +228,10 @@ def cmd_transition(args) -> int:
             text = size_text(r[f"smallest_{t}"], r[f"smallest_{t}_ci"])
             print(f"  smallest size with median accuracy >= {t}: {text}")
         for t in args.threshold:
-            text = crossing_text(r, t, sizes.index.min())
+            text = crossing_text(r, t)
             print(f"  median crosses {t} at (interpolated in log parameters): {text}")
         for t in args.threshold:
-            text = crossing_text(r, t, sizes.index.min(), kind="passrate")
+            text = crossing_text(r, t, kind="passrate")
             print(f"  half the runs pass {t} at (logistic fit over every run): {text}")
         for key in ["midpoint", *statistic_keys(args.threshold)]:
             ratio = ratio_text(r, key)
