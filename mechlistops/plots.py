@@ -273,13 +273,17 @@ def plot_pass_rates(df: pd.DataFrame, fits: pd.DataFrame, thresholds, out: Path)
 def plot_ratio_vs_data(rows: pd.DataFrame, out: Path) -> Path | None:
     """Each ratio N*(op alone) / N*(op in the mixture) of `transition.ratio_table`'s rows
     against the training pool per operator, with its 95% interval; a lower bound (the op
-    alone never reaches the threshold) as a triangle pointing up. Three panels: N* as the
+    alone never reaches the threshold) as a triangle pointing up; a ratio that is a bound
+    because one arm's N* sits on its smallest size run (`side`) ringed by an open triangle,
+    down for "at most", up for "at least". Three panels: N* as the
     smallest size whose median passes each threshold (held to the sizes run, so its ratio
     moves in the grid's steps); N* as the median's interpolated crossing of each threshold,
     with the sigmoid midpoints' ratio (dashed) where both arms have one; N* as the size where
     half the runs pass each threshold (a logistic fit over every run). The
     lines of one panel sit a little apart on x so that their intervals stay legible. None
     (no figure) unless the rows hold pools of two sizes or more."""
+    if "side" not in rows:  # a table from before ratio_table had it
+        rows = rows.assign(side=None)
     midpoint = rows.statistic == "midpoint"
     rows = rows[(rows.train_size > 0) & ~(midpoint & rows.ratio.isna())]
     keys = ["line", "op", "mixture", *(c for c in ("training",) if c in rows.columns)]
@@ -334,6 +338,10 @@ def plot_ratio_vs_data(rows: pd.DataFrame, out: Path) -> Path | None:
             )
             bound = g.bound.notna()
             ax.scatter(x[bound], g.bound[bound].astype(float), marker="^", s=70, color=colour)
+            for side, marker in (("at most", "v"), ("at least", "^")):  # one N* at its smallest
+                on = known & (g.side == side)
+                ax.scatter(x[on], g.ratio[on].astype(float), marker=marker, s=110, lw=1.2)
+                ax.collections[-1].set(facecolor="none", edgecolor=colour)
         ax.axhspan(2, 7, color="grey", alpha=0.15, label="the paper's 2-7x (SUM)")
         ax.axhline(1, color="grey", lw=0.8)
         ax.set(xscale="log", yscale="log", title=title, xlabel="training pool per operator")
@@ -348,14 +356,13 @@ def plot_ratio_vs_data(rows: pd.DataFrame, out: Path) -> Path | None:
     ax.set_yticks([t for t in (0.5, 1, 2, 4, 7, 10, 20, 50, 100) if low <= t <= high])
     ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}x"))
     ax.yaxis.set_minor_formatter(ticker.NullFormatter())
-    if rows.bound.notna().any():  # a marker to explain
-        fig.text(
-            0.5,
-            0.005,
-            "^ = lower bound: the operator alone never reaches it",
-            ha="center",
-            fontsize=8,
-        )
+    notes = []  # the markers to explain
+    if rows.bound.notna().any():
+        notes.append("^ = lower bound: the operator alone never reaches it")
+    if rows.side.isin(["at most", "at least"]).any():
+        notes.append("open v / ^ = upper / lower bound: one arm's N* is at its smallest size run")
+    if notes:
+        fig.text(0.5, 0.005, ";  ".join(notes), ha="center", fontsize=8)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)

@@ -337,7 +337,9 @@ def test_ratio_table_lists_each_ratio_or_bound_with_its_pool(tmp_path):
     statistics = ["smallest", "crossing", "passrate", "midpoint"]
     assert list(table.statistic) == statistics * 2  # midpoint last
     assert list(table.threshold.fillna("none")) == ["0.9", "0.9", "0.9", "none"] * 2
-    figure = plot_ratio_vs_data(table, tmp_path / "r.png")
+    # the joint arm's N* sits on its smallest size run (1,000): each known ratio a lower bound
+    assert set(table.side.dropna()) == {"at least"} and table.side[table.ratio.isna()].isna().all()
+    figure = plot_ratio_vs_data(table, tmp_path / "r.png")  # ringed by an open triangle
     assert figure.read_bytes()[:4] == b"\x89PNG"
     one_pool = table[table.train_size == 20_000]  # nothing to draw against the data
     assert plot_ratio_vs_data(one_pool, tmp_path / "none.png") is None
