@@ -282,8 +282,6 @@ def plot_ratio_vs_data(rows: pd.DataFrame, out: Path) -> Path | None:
     half the runs pass each threshold (a logistic fit over every run). The
     lines of one panel sit a little apart on x so that their intervals stay legible. None
     (no figure) unless the rows hold pools of two sizes or more."""
-    if "side" not in rows:  # a table from before ratio_table had it
-        rows = rows.assign(side=None)
     midpoint = rows.statistic == "midpoint"
     rows = rows[(rows.train_size > 0) & ~(midpoint & rows.ratio.isna())]
     keys = ["line", "op", "mixture", *(c for c in ("training",) if c in rows.columns)]
@@ -340,8 +338,8 @@ def plot_ratio_vs_data(rows: pd.DataFrame, out: Path) -> Path | None:
             ax.scatter(x[bound], g.bound[bound].astype(float), marker="^", s=70, color=colour)
             for side, marker in (("at most", "v"), ("at least", "^")):  # one N* at its smallest
                 on = known & (g.side == side)
-                ax.scatter(x[on], g.ratio[on].astype(float), marker=marker, s=110, lw=1.2)
-                ax.collections[-1].set(facecolor="none", edgecolor=colour)
+                y = g.ratio[on].astype(float)
+                ax.scatter(x[on], y, marker=marker, s=110, lw=1.2, fc="none", ec=colour)
         ax.axhspan(2, 7, color="grey", alpha=0.15, label="the paper's 2-7x (SUM)")
         ax.axhline(1, color="grey", lw=0.8)
         ax.set(xscale="log", yscale="log", title=title, xlabel="training pool per operator")

@@ -598,7 +598,7 @@ def transitions(
                 sides[-1] = {(True, False): "at most", (False, True): "at least"}.get(
                     (top, _at_smallest_run(r, key)), "neither" if top else None
                 )
-            if a is None or _isnan(a) or not reached:
+            if not known:
                 ratios.append(None)
                 cis.append(None)
                 never = len(alone) > 0 and (a is None or _isnan(a))  # alone never reaches it
