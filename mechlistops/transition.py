@@ -694,6 +694,31 @@ def share_tests(cells: pd.DataFrame, thresholds) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+def step_tests(cells: pd.DataFrame, thresholds) -> pd.DataFrame:
+    """Fisher's exact test (two-sided) of the runs reaching each threshold between each size
+    of a cell of `size_table` (one op, mixture, data and training) and the next size run: where
+    a population's share of learners steps up, and where it falls again. One row per step and
+    threshold: op, mixture, data, training (where the cells carry them), threshold, size_a and
+    size_b (the smaller first), passed_a, runs_a, passed_b, runs_b and p."""
+    from scipy.stats import fisher_exact
+
+    keys = ["op", "mixture", *(c for c in GROUPS if c in cells.columns)]
+    rows = []
+    for values, g in cells.groupby(keys, sort=False, dropna=False):
+        g = g.sort_values("n_params")
+        for a, b in zip(g.to_dict(orient="records"), g.iloc[1:].to_dict(orient="records")):
+            for t in thresholds:
+                table = [[a[f"passed_{t}"], a["runs"] - a[f"passed_{t}"]]]
+                table.append([b[f"passed_{t}"], b["runs"] - b[f"passed_{t}"]])
+                row = dict(zip(keys, values)) | {"threshold": t}
+                row |= {"size_a": a["n_params"], "size_b": b["n_params"]}
+                row |= {"passed_a": a[f"passed_{t}"], "runs_a": a["runs"]}
+                row |= {"passed_b": b[f"passed_{t}"], "runs_b": b["runs"]}
+                rows.append(row | {"p": float(fisher_exact(table).pvalue)})
+    columns = [*keys, "threshold", "size_a", "size_b", "passed_a", "runs_a", "passed_b", "runs_b"]
+    return pd.DataFrame(rows, columns=[*columns, "p"])
+
+
 def statistic_keys(thresholds) -> list[str]:
     """The threshold statistics of `transitions`, as its columns name them."""
     return [f"{kind}_{t}" for kind in STATISTICS for t in thresholds]
@@ -793,6 +818,30 @@ def share_test_lines(tests: pd.DataFrame, named=("data", "training")) -> list[st
             for t in g.itertuples()
         )
         lines.append(f"at {r['threshold']}: {head}: {cells}")
+    return lines
+
+
+def step_test_lines(tests: pd.DataFrame, named=("data", "training")) -> list[str]:
+    """`step_tests` as text, one line per cell and threshold, its steps in a row: 'at 0.9: SUM
+    alone, 12,500 sampled: 9,767 -> 16,087: 2 of 6 -> 4 of 4, p = 0.076; ...'. Of the cell's
+    values, the op, its mixture and those of `named` columns are given. A cell whose runs all
+    pass, or all fail, at every size has nothing that steps and no line."""
+    keys = ["op", "mixture", *(c for c in GROUPS if c in tests.columns)]
+    lines = []
+    tests = tests.sort_values("threshold", kind="stable")  # each threshold's lines together
+    for values, g in tests.groupby(["threshold", *keys], sort=False, dropna=False):
+        passed = pd.concat([g.passed_a / g.runs_a, g.passed_b / g.runs_b])
+        if passed.eq(0).all() or passed.eq(1).all():
+            continue
+        r = dict(zip(["threshold", *keys], values))
+        arm = "alone" if r["mixture"] == r["op"] else f"in {r['mixture']}"
+        shared = "".join(f", {r[c]}" for c in GROUPS if c in named and c in r)
+        steps = "; ".join(
+            f"{t.size_a:,.0f} -> {t.size_b:,.0f}: {t.passed_a} of {t.runs_a} -> "
+            f"{t.passed_b} of {t.runs_b}, p = {t.p:.2g}"
+            for t in g.itertuples()
+        )
+        lines.append(f"at {r['threshold']}: {r['op']} {arm}{shared}: {steps}")
     return lines
 
 

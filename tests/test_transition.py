@@ -289,6 +289,39 @@ def test_share_tests_compare_cells_that_differ_in_one_thing():
     assert len(lines) == 4  # one a pair of cells, sizes in a row
 
 
+def test_step_tests_compare_each_size_with_the_next_within_a_cell():
+    """Fisher's exact test of the runs passing between a cell's sizes in turn, never across
+    pools or mixtures; a cell whose runs all fail (or all pass) at every size prints no line."""
+    from scipy.stats import fisher_exact
+
+    from mechlistops.transition import size_table, step_test_lines, step_tests
+
+    runs = _two_pools()
+    wider = runs[(runs.mixture == "SUM") & (runs.n_params == 2000)].assign(n_params=8000)
+    wider = wider.assign(accuracy=[0.95, 0.2, 0.1])  # 3 of 3 at 2,000, then 1 of 3 at 8,000
+    steps = step_tests(size_table(pd.concat([runs, wider]), [0.9, 0.15]), [0.9, 0.15])
+    at = steps[steps.threshold == 0.9].set_index(["data", "size_a", "size_b"])
+    assert list(at.index) == [  # the joint cells have one size each: no step
+        ("10,000 sampled", 1000, 4000),
+        ("20,000 sampled", 1000, 2000),
+        ("20,000 sampled", 2000, 8000),
+    ]
+    assert set(at.mixture) == {"SUM"}
+    up = at.loc[("20,000 sampled", 1000, 2000)]
+    assert (up.passed_a, up.runs_a, up.passed_b, up.runs_b) == (0, 3, 3, 3)
+    assert up.p == pytest.approx(fisher_exact([[0, 3], [3, 0]]).pvalue) == pytest.approx(0.1)
+    down = at.loc[("20,000 sampled", 2000, 8000)]
+    assert (down.passed_a, down.passed_b) == (3, 1) and down.p == pytest.approx(0.4)
+    assert at.loc[("10,000 sampled", 1000, 4000)].p == 1  # 0 of 3 twice
+    lines = step_test_lines(steps, named=("data",))
+    assert len(lines) == 3  # thresholds in order; 10,000 at 0.9: all fail, no line
+    assert lines[0] == "at 0.15: SUM alone, 10,000 sampled: 1,000 -> 4,000: 1 of 3 -> 2 of 3, p = 1"
+    assert lines[2] == (
+        "at 0.9: SUM alone, 20,000 sampled: 1,000 -> 2,000: 0 of 3 -> 3 of 3, p = 0.1; "
+        "2,000 -> 8,000: 3 of 3 -> 1 of 3, p = 0.4"
+    )
+
+
 def test_runs_on_different_data_are_never_pooled_and_a_bound_is_given():
     out = transitions(_two_pools(), thresholds=(0.9,), n_boot=50)
     rows = out.set_index(["data", "mixture"])
@@ -384,6 +417,11 @@ def test_transition_cli_names_each_pool_and_prints_the_bound(monkeypatch, tmp_pa
     assert "SUM alone: 10,000 sampled against 20,000 sampled: 1,000: 0 of 3 against 0" in printed
     tests = pd.read_csv(tmp_path / "out" / "transitions_shares.csv")
     assert len(tests) == 4 and str(tmp_path / "out" / "transitions_shares.csv") in printed
+    assert "  at 0.9: SUM alone, 20,000 sampled: 1,000 -> 2,000: 0 of 3 -> 3 of 3, p = 0.1\n" in (
+        printed  # each size against the next; 10,000's SUM alone fails throughout: no line
+    )
+    steps = pd.read_csv(tmp_path / "out" / "transitions_steps.csv")
+    assert len(steps) == 2 and str(tmp_path / "out" / "transitions_steps.csv") in printed
     assert (tmp_path / "out" / "transitions.png").read_bytes()[:4] == b"\x89PNG"
     assert len(pd.read_csv(tmp_path / "out" / "runs.csv")) == len(_two_pools())
     passing = tmp_path / "out" / "transitions_passrate.png"

@@ -142,6 +142,8 @@ def cmd_transition(args) -> int:
         size_table,
         size_text,
         statistic_keys,
+        step_test_lines,
+        step_tests,
         transitions,
         varying_groups,
         write_runs_table,
@@ -198,6 +200,9 @@ def cmd_transition(args) -> int:
     tests = share_tests(cells, args.threshold)  # cells that differ in one thing, size by size
     shares_csv = out / f"{stem}_shares.csv"
     atomic_write(shares_csv, lambda tmp: tests.to_csv(tmp, index=False))
+    steps = step_tests(cells, args.threshold)  # each size against the next, cell by cell
+    steps_csv = out / f"{stem}_steps.csv"
+    atomic_write(steps_csv, lambda tmp: steps.to_csv(tmp, index=False))
     figure = plot_transitions(df, fits, out / f"{stem}.png")
     passing = plot_pass_rates(df, fits, args.threshold, out / f"{stem}_passrate.png")
     # pools of several sizes: how the ratio moves with the training data
@@ -250,6 +255,10 @@ def cmd_transition(args) -> int:
         print("runs passing, between cells that differ in one thing (Fisher's exact test):")
         for line in share_test_lines(tests, several):
             print(f"  {line}")
+    if len(steps):
+        print("runs passing, each size against the next (Fisher's exact test):")
+        for line in step_test_lines(steps, several):
+            print(f"  {line}")
     pooled = df.dropna(subset=["memorisation_gap"])
     for (op, mixture, *group), g in pooled.groupby(["op", "mixture", *several], sort=False):
         gaps = g.groupby("n_params")["memorisation_gap"].median()
@@ -259,7 +268,8 @@ def cmd_transition(args) -> int:
             f"memorisation gap (pool - held-out) of {op} in {mixture}{on}, median by size: {cells}"
         )
     figures = ", ".join(map(str, [figure, passing, *([by_data] if by_data else [])]))
-    saved = ", ".join(map(str, [out / f"{stem}.json", sizes_csv, shares_csv, table]))
+    saved = [out / f"{stem}.json", sizes_csv, shares_csv, steps_csv, table]
+    saved = ", ".join(map(str, saved))
     print(f"\nsaved {saved}, {figures}")
     return 0
 
