@@ -655,6 +655,23 @@ def size_table(df: pd.DataFrame, thresholds) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values(keys, kind="stable", ignore_index=True)
 
 
+def _fisher(a: dict, b: dict, t) -> dict:
+    """The runs of two `size_table` rows reaching threshold `t` (passed_a, runs_a, passed_b,
+    runs_b) and Fisher's exact test (two-sided) between the two shares (p)."""
+    from scipy.stats import fisher_exact
+
+    table = [[a[f"passed_{t}"], a["runs"] - a[f"passed_{t}"]]]
+    table.append([b[f"passed_{t}"], b["runs"] - b[f"passed_{t}"]])
+    row = {"passed_a": a[f"passed_{t}"], "runs_a": a["runs"]}
+    row |= {"passed_b": b[f"passed_{t}"], "runs_b": b["runs"]}
+    return row | {"p": float(fisher_exact(table).pvalue)}
+
+
+def _fisher_text(t, between: str) -> str:
+    """A `_fisher` row (a named tuple) as text: '2 of 6 -> 4 of 4, p = 0.076'."""
+    return f"{t.passed_a} of {t.runs_a} {between} {t.passed_b} of {t.runs_b}, p = {t.p:.2g}"
+
+
 def share_tests(cells: pd.DataFrame, thresholds) -> pd.DataFrame:
     """Fisher's exact test (two-sided) of the runs reaching each threshold between two cells
     of `size_table` at the same size that differ in one thing: a mixture against its op
@@ -663,8 +680,6 @@ def share_tests(cells: pd.DataFrame, thresholds) -> pd.DataFrame:
     differ in), `a` and `b` (its two values; for a mixture, the mixture and then the op
     alone), the shared values (mixture, data, training; the differing one empty), passed_a,
     runs_a, passed_b, runs_b and p."""
-    from scipy.stats import fisher_exact
-
     factors = ["mixture", *(c for c in GROUPS if c in cells.columns)]
     rows = []
     for (op, n_params), at in cells.groupby(["op", "n_params"], sort=True):
@@ -681,14 +696,10 @@ def share_tests(cells: pd.DataFrame, thresholds) -> pd.DataFrame:
                     if a["mixture"] == op:
                         a, b = b, a
                 for t in thresholds:
-                    table = [[a[f"passed_{t}"], a["runs"] - a[f"passed_{t}"]]]
-                    table.append([b[f"passed_{t}"], b["runs"] - b[f"passed_{t}"]])
                     row = {"op": op, "n_params": n_params, "threshold": t}
                     row |= {"differs": differs[0], "a": a[differs[0]], "b": b[differs[0]]}
                     row |= {f: (None if f == differs[0] else a[f]) for f in factors}
-                    row |= {"passed_a": a[f"passed_{t}"], "runs_a": a["runs"]}
-                    row |= {"passed_b": b[f"passed_{t}"], "runs_b": b["runs"]}
-                    rows.append(row | {"p": float(fisher_exact(table).pvalue)})
+                    rows.append(row | _fisher(a, b, t))
     columns = ["op", "n_params", "threshold", "differs", "a", "b", *factors]
     columns += ["passed_a", "runs_a", "passed_b", "runs_b", "p"]
     return pd.DataFrame(rows, columns=columns)
@@ -700,21 +711,15 @@ def step_tests(cells: pd.DataFrame, thresholds) -> pd.DataFrame:
     a population's share of learners steps up, and where it falls again. One row per step and
     threshold: op, mixture, data, training (where the cells carry them), threshold, size_a and
     size_b (the smaller first), passed_a, runs_a, passed_b, runs_b and p."""
-    from scipy.stats import fisher_exact
-
     keys = ["op", "mixture", *(c for c in GROUPS if c in cells.columns)]
     rows = []
     for values, g in cells.groupby(keys, sort=False, dropna=False):
         g = g.sort_values("n_params")
         for a, b in zip(g.to_dict(orient="records"), g.iloc[1:].to_dict(orient="records")):
             for t in thresholds:
-                table = [[a[f"passed_{t}"], a["runs"] - a[f"passed_{t}"]]]
-                table.append([b[f"passed_{t}"], b["runs"] - b[f"passed_{t}"]])
                 row = dict(zip(keys, values)) | {"threshold": t}
                 row |= {"size_a": a["n_params"], "size_b": b["n_params"]}
-                row |= {"passed_a": a[f"passed_{t}"], "runs_a": a["runs"]}
-                row |= {"passed_b": b[f"passed_{t}"], "runs_b": b["runs"]}
-                rows.append(row | {"p": float(fisher_exact(table).pvalue)})
+                rows.append(row | _fisher(a, b, t))
     columns = [*keys, "threshold", "size_a", "size_b", "passed_a", "runs_a", "passed_b", "runs_b"]
     return pd.DataFrame(rows, columns=[*columns, "p"])
 
@@ -813,9 +818,7 @@ def share_test_lines(tests: pd.DataFrame, named=("data", "training")) -> list[st
             arm = "alone" if r["mixture"] == r["op"] else f"in {r['mixture']}"
             head = f"{r['op']} {arm}{shared}: {r['a']} against {r['b']}"
         cells = "; ".join(
-            f"{t.n_params:,.0f}: {t.passed_a} of {t.runs_a} against {t.passed_b} of {t.runs_b}, "
-            f"p = {t.p:.2g}"
-            for t in g.itertuples()
+            f"{t.n_params:,.0f}: {_fisher_text(t, 'against')}" for t in g.itertuples()
         )
         lines.append(f"at {r['threshold']}: {head}: {cells}")
     return lines
@@ -837,9 +840,7 @@ def step_test_lines(tests: pd.DataFrame, named=("data", "training")) -> list[str
         arm = "alone" if r["mixture"] == r["op"] else f"in {r['mixture']}"
         shared = "".join(f", {r[c]}" for c in GROUPS if c in named and c in r)
         steps = "; ".join(
-            f"{t.size_a:,.0f} -> {t.size_b:,.0f}: {t.passed_a} of {t.runs_a} -> "
-            f"{t.passed_b} of {t.runs_b}, p = {t.p:.2g}"
-            for t in g.itertuples()
+            f"{t.size_a:,.0f} -> {t.size_b:,.0f}: {_fisher_text(t, '->')}" for t in g.itertuples()
         )
         lines.append(f"at {r['threshold']}: {r['op']} {arm}{shared}: {steps}")
     return lines
