@@ -218,9 +218,11 @@ def plot_transitions(df: pd.DataFrame, fits: pd.DataFrame, out: Path) -> Path:
 def plot_pass_rates(df: pd.DataFrame, fits: pd.DataFrame, thresholds, out: Path) -> Path:
     """The share of runs whose accuracy reaches each threshold against parameters, one row of
     panels per threshold and one panel per operator, one colour per mixture (as
-    `plot_transitions`), with its 95% Wilson interval at each size and the size where half
-    the runs pass (`fits`' passrate_T, dotted): the population behind the pass-rate N*, and
-    where a median of a bimodal population would jump."""
+    `plot_transitions`, one legend below the panels), with its 95% Wilson interval at each
+    size and the size where half the runs pass (`fits`' passrate_T, dotted, its value in the
+    panel's own small legend): the population behind the pass-rate N*, and where a median
+    of a bimodal population would jump. The mixtures sit a little apart on x so that their
+    intervals stay legible."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -242,6 +244,7 @@ def plot_pass_rates(df: pd.DataFrame, fits: pd.DataFrame, thresholds, out: Path)
     mixtures = list(dict.fromkeys(df.series))
     colours = sns.color_palette("tab10" if len(mixtures) <= 10 else "husl", len(mixtures))
     palette = dict(zip(mixtures, colours))
+    apart = {m: 10 ** (0.012 * (i - (len(mixtures) - 1) / 2)) for i, m in enumerate(mixtures)}
     for row, t in zip(axes, thresholds):
         for ax, op in zip(row, ops):
             part = df[df.op == op]
@@ -250,22 +253,24 @@ def plot_pass_rates(df: pd.DataFrame, fits: pd.DataFrame, thresholds, out: Path)
                 share = cells[f"share_{t}"]
                 err = [share - cells[f"share_{t}_low"], cells[f"share_{t}_high"] - share]
                 colour = palette[mixture]
-                ax.errorbar(share.index, share, yerr=err, fmt="o-", capsize=3, color=colour)
+                x = share.index.to_numpy(float) * apart[mixture]
+                ax.errorbar(x, share, yerr=err, fmt="o-", capsize=3, color=colour, ms=5)
                 fit = fits[(fits.op == op) & (fits.series == mixture)]
                 half = fit[f"passrate_{t}"].iloc[0] if len(fit) else None
-                label = mixture
                 if half is not None and pd.notna(half):
-                    ax.axvline(half, color=colour, linestyle=":", lw=1.2)
-                    label += f" (half pass at {half:,.0f})"
-                ax.plot([], [], "o-", color=colour, label=label)
+                    ax.axvline(half, color=colour, linestyle=":", lw=1.2, label=f"{half:,.0f}")
             ax.axhline(0.5, color="grey", lw=0.8)
             ax.set(ylim=(-0.03, 1.03), title=f"{op}: accuracy >= {t}")
             ax.title.set_fontsize(10)
             parameter_axis(ax, part.n_params)
-            ax.legend(fontsize=7)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(title="half pass at", fontsize=7, title_fontsize=7, framealpha=0.8)
         row[0].set_ylabel("share of runs (95% Wilson)")
+    handles = [plt.Line2D([], [], color=palette[m], marker="o", label=m) for m in mixtures]
     fig.tight_layout()
-    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    ncol = min(len(handles), 3)
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0), ncol=ncol, fontsize=8)
+    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png", bbox_inches="tight"))
     plt.close(fig)
     return out
 
