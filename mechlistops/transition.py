@@ -714,8 +714,8 @@ def step_tests(cells: pd.DataFrame, thresholds) -> pd.DataFrame:
     keys = ["op", "mixture", *(c for c in GROUPS if c in cells.columns)]
     rows = []
     for values, g in cells.groupby(keys, sort=False, dropna=False):
-        g = g.sort_values("n_params")
-        for a, b in zip(g.to_dict(orient="records"), g.iloc[1:].to_dict(orient="records")):
+        sizes = g.sort_values("n_params").to_dict(orient="records")
+        for a, b in zip(sizes, sizes[1:]):
             for t in thresholds:
                 row = dict(zip(keys, values)) | {"threshold": t}
                 row |= {"size_a": a["n_params"], "size_b": b["n_params"]}

@@ -268,9 +268,8 @@ def cmd_transition(args) -> int:
             f"memorisation gap (pool - held-out) of {op} in {mixture}{on}, median by size: {cells}"
         )
     figures = ", ".join(map(str, [figure, passing, *([by_data] if by_data else [])]))
-    saved = [out / f"{stem}.json", sizes_csv, shares_csv, steps_csv, table]
-    saved = ", ".join(map(str, saved))
-    print(f"\nsaved {saved}, {figures}")
+    files = ", ".join(map(str, [out / f"{stem}.json", sizes_csv, shares_csv, steps_csv, table]))
+    print(f"\nsaved {files}, {figures}")
     return 0
 
 
