@@ -148,6 +148,26 @@ def _series(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(series=label)
 
 
+def _series_palette(series: pd.Series) -> dict:
+    """One colour per series label, in order of appearance (`_series`)."""
+    import seaborn as sns
+
+    labels = list(dict.fromkeys(series))
+    colours = sns.color_palette("tab10" if len(labels) <= 10 else "husl", len(labels))
+    return dict(zip(labels, colours))
+
+
+def _legend_below(fig, palette: dict, ncol: int, marker=None, **kw) -> None:
+    """One legend of `palette`'s series for every panel, below them, where it covers no run;
+    the figure is saved with bbox_inches="tight" so that it shows."""
+    import matplotlib.pyplot as plt
+
+    handles = [plt.Line2D([], [], color=c, marker=marker, label=m) for m, c in palette.items()]
+    fig.tight_layout()
+    ncol = min(len(handles), ncol)
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0), ncol=ncol, **kw)
+
+
 def plot_transitions(df: pd.DataFrame, fits: pd.DataFrame, out: Path) -> Path:
     """Final accuracy against parameters, one panel per operator, one colour per mixture (and
     per training data and training, when the runs differ in them; seeds as points, median as a
@@ -172,9 +192,7 @@ def plot_transitions(df: pd.DataFrame, fits: pd.DataFrame, out: Path) -> Path:
         ", ".join(["mixture", *varying_groups(df)]) + " (dashed: sigmoid fit, dotted: its midpoint)"
     )
     df, fits = _series(df), _series(fits)
-    mixtures = list(dict.fromkeys(df.series))
-    colours = sns.color_palette("tab10" if len(mixtures) <= 10 else "husl", len(mixtures))
-    palette = dict(zip(mixtures, colours))
+    palette = _series_palette(df.series)
     for ax, op in zip(axes.flat, ops):
         part = df[df.op == op]
         sns.scatterplot(
@@ -198,18 +216,7 @@ def plot_transitions(df: pd.DataFrame, fits: pd.DataFrame, out: Path) -> Path:
                 ax.axvline(fit.midpoint.iloc[0], color=palette[mixture], linestyle=":", lw=1)
         ax.set(ylim=(0, 1.02), title=op)
         parameter_axis(ax, part.n_params)
-    # one legend for every panel, below them, where it covers no run
-    handles = [plt.Line2D([], [], color=palette[m], label=m) for m in mixtures]
-    fig.tight_layout()
-    fig.legend(
-        handles=handles,
-        loc="upper center",
-        bbox_to_anchor=(0.5, 0),
-        ncol=min(len(handles), 4),
-        fontsize=8,
-        title=title,
-        title_fontsize=8,
-    )
+    _legend_below(fig, palette, 4, fontsize=8, title=title, title_fontsize=8)
     atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png", bbox_inches="tight"))
     plt.close(fig)
     return out
@@ -241,10 +248,8 @@ def plot_pass_rates(df: pd.DataFrame, fits: pd.DataFrame, thresholds, out: Path)
         sharey=True,
     )
     df, fits = _series(df), _series(fits)
-    mixtures = list(dict.fromkeys(df.series))
-    colours = sns.color_palette("tab10" if len(mixtures) <= 10 else "husl", len(mixtures))
-    palette = dict(zip(mixtures, colours))
-    apart = {m: 10 ** (0.012 * (i - (len(mixtures) - 1) / 2)) for i, m in enumerate(mixtures)}
+    palette = _series_palette(df.series)
+    apart = {m: 10 ** (0.012 * (i - (len(palette) - 1) / 2)) for i, m in enumerate(palette)}
     for row, t in zip(axes, thresholds):
         for ax, op in zip(row, ops):
             part = df[df.op == op]
@@ -266,10 +271,7 @@ def plot_pass_rates(df: pd.DataFrame, fits: pd.DataFrame, thresholds, out: Path)
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(title="half pass at", fontsize=7, title_fontsize=7, framealpha=0.8)
         row[0].set_ylabel("share of runs (95% Wilson)")
-    handles = [plt.Line2D([], [], color=palette[m], marker="o", label=m) for m in mixtures]
-    fig.tight_layout()
-    ncol = min(len(handles), 3)
-    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0), ncol=ncol, fontsize=8)
+    _legend_below(fig, palette, 3, marker="o", fontsize=8)
     atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png", bbox_inches="tight"))
     plt.close(fig)
     return out
