@@ -20,6 +20,7 @@ number of processes.
 
 from __future__ import annotations
 
+import csv
 import math
 import warnings
 import zlib
@@ -252,6 +253,9 @@ def read_runs_table(path: Path) -> pd.DataFrame:
         raise ConfigError(f"{path}: not a runs table (no column {', '.join(absent)})")
     if df.empty:
         raise ConfigError(f"{path}: the runs table has no runs")
+    short = _short_row(path)
+    if short:
+        raise ConfigError(f"{path}: {short}: the table is cut short or malformed")
     for c in GROUPS:
         if c not in df.columns:
             df[c] = "not stated"
@@ -271,7 +275,14 @@ def read_runs_table(path: Path) -> pd.DataFrame:
         if c in _SHARES:
             bad |= (values < 0) | (values > 1)
         if bad.any():
-            raise ConfigError(f"{path}: column {c} holds {df[c][bad].iloc[0]!r}, not a {c}")
+            value = df[c][bad].iloc[0]
+            shown = repr(value) if isinstance(value, str) else f"{value:g}"
+            what = (
+                "a whole number >= 0" if c in _COUNTS
+                else "an accuracy in [0, 1]" if c in _SHARES
+                else "a number"
+            )  # fmt: skip
+            raise ConfigError(f"{path}: column {c} holds {shown}, not {what}")
         if values.isna().any():  # as accuracies_at leaves what a run does not have: None
             df[c] = values.astype(object).where(values.notna(), None)
         else:
@@ -279,6 +290,21 @@ def read_runs_table(path: Path) -> pd.DataFrame:
     if (df.n_params == 0).any():
         raise ConfigError(f"{path}: column n_params holds 0, not a model size")
     return df[[*TABLE_COLUMNS, *(c for c in df.columns if c not in TABLE_COLUMNS)]]
+
+
+def _short_row(path: Path) -> str | None:
+    """The first row with fewer cells than the header, said in words; None when there is none.
+    pandas fills such a row's last cells as empty, and the optional columns may be empty."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = csv.reader(f)
+        try:
+            width = len(next(rows, []))
+            for row in rows:
+                if row and len(row) < width:
+                    return f"line {rows.line_num} has {len(row)} of the header's {width} cells"
+        except csv.Error as e:
+            raise ConfigError(f"{path}: not a runs table ({e})") from None
+    return None
 
 
 def _record_at(run_dir: Path, step: int | None, examples: tuple[str, int] | None) -> dict | None:

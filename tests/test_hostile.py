@@ -218,11 +218,13 @@ def _files(d: Path) -> None:
     (d / "binary.csv").write_bytes(b"\xff\xfe\x00\x81,\x00\n\x9c")
     (d / "no_accuracy.csv").write_text("run,op,mixture,seed,n_params\na,SUM,SUM,0,1718\n")
     (d / "accuracy_1.5.csv").write_text(head + "a,SUM,SUM,0,1718,1.5\n")
+    (d / "accuracy_inf.csv").write_text(head + "a,SUM,SUM,0,1718,inf\n")
     (d / "size_-3.csv").write_text(head + "a,SUM,SUM,0,-3,0.5\n")
     (d / "size_0.csv").write_text(head + "a,SUM,SUM,0,0,0.5\n")
     (d / "seed_word.csv").write_text(head + "a,SUM,SUM,one,1718,0.5\n")
     (d / "no_op.csv").write_text(head + "a,,SUM,0,1718,0.5\n")
     (d / "header_only.csv").write_text(head)
+    (d / "cut_short.csv").write_text(head + "a,SUM,SUM,0,1718,0.5\nb,SUM,SUM,1,31")
     (d / "a_dir" / "empty").mkdir(parents=True)
 
 
@@ -302,12 +304,23 @@ CASES = {
     "no such runs table": (["transition", "gone.csv", "--out", "o"], "no such runs table"),
     "binary runs table": (["transition", "binary.csv", "--out", "o"], "not a runs table"),
     "table without accuracy": (["transition", "no_accuracy.csv", "--out", "o"], "no column"),
-    "table accuracy 1.5": (["transition", "accuracy_1.5.csv", "--out", "o"], "accuracy holds"),
-    "table size -3": (["transition", "size_-3.csv", "--out", "o"], "n_params holds"),
+    "table accuracy 1.5": (
+        ["transition", "accuracy_1.5.csv", "--out", "o"],
+        "accuracy holds 1.5, not an accuracy in [0, 1]",
+    ),
+    "table size -3": (
+        ["transition", "size_-3.csv", "--out", "o"],
+        "n_params holds -3, not a whole number >= 0",
+    ),
     "table size 0": (["transition", "size_0.csv", "--out", "o"], "n_params holds 0"),
     "table seed a word": (["transition", "seed_word.csv", "--out", "o"], "seed holds 'one'"),
     "table op empty": (["transition", "no_op.csv", "--out", "o"], "op has an empty cell"),
     "table of no runs": (["transition", "header_only.csv", "--out", "o"], "has no runs"),
+    "table cut short": (
+        ["transition", "cut_short.csv", "--out", "o"],
+        "line 3 has 5 of the header's 6 cells",
+    ),
+    "table accuracy inf": (["transition", "accuracy_inf.csv", "--out", "o"], "holds inf, not an"),
     "table given twice": (["transition", "runs.csv", "runs.csv", "--out", "o"], "given twice"),
     "table at a step": (
         ["transition", "runs.csv", "--at-step", "100", "--out", "o"],
