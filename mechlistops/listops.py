@@ -151,6 +151,11 @@ class Node:
     def depth(self) -> int:
         return 1 + max((a.depth for a in self.args if isinstance(a, Node)), default=0)
 
+    @property
+    def operators(self) -> set[str]:
+        """Every operator in the tree."""
+        return {self.op}.union(*(a.operators for a in self.args if isinstance(a, Node)))
+
 
 def tokenize_text(text: str) -> list[str]:
     """Split an expression into words, dropping SPINN's parentheses."""

@@ -474,6 +474,7 @@ def test_eval_answers_expressions_a_user_brings(tiny_run, tmp_path, capsys, cot)
     lines = out.splitlines()
     assert code == 0 and lines[0].startswith("[MAX 1 7 2 ] = 7   model: ")
     assert lines[1].startswith("[MIN 4 [MAX 3 8 ] ] = 4   model: ")
+    assert "not trained on" not in lines[0] and lines[1].endswith("  (MIN: not trained on)")
     assert ("(p " in lines[0]) != cot  # a chain of thought has no one probability
     long = "[MAX " + "1 " * 30 + "]"  # 36 tokens: past the context, with a chain too
     code, out, _ = _run(capsys, "eval", str(run_dir), "--expr", long, "--expr", "[MAX 1 7 2 ]")

@@ -222,6 +222,7 @@ def _eval_expressions(args, run) -> int:
         ex = laid_out(lines)  # no wider than the model's context
     answers, probs = answers_with_confidence(run.model, ex, data)
     name = vocab.tokens.__getitem__
+    trained = set(data.ops) | set(run.config.train.pretrain_ops)
 
     def said(i: int) -> str:  # the model's answer; -1: a chain that never ended
         return "no answer" if answers[i] < 0 else name(answers[i])
@@ -236,6 +237,7 @@ def _eval_expressions(args, run) -> int:
             "model": said(i),
             "probability": None if np.isnan(probs[i]) else round(float(probs[i]), 4),
             "right": bool(answers[i] == ex.answers[i]),
+            "not_trained_on": sorted(x.tree.operators - trained),
         }
         for i, x in enumerate(lines)
     ]
@@ -247,7 +249,9 @@ def _eval_expressions(args, run) -> int:
         for r in rows:
             p = "" if r["probability"] is None else f" (p {r['probability']:.2f})"
             mark = "right" if r["right"] else "wrong"
-            print(f"{r['expression']} = {r['answer']}   model: {r['model']}{p}, {mark}")
+            untrained = r["not_trained_on"]
+            note = f"  ({', '.join(untrained)}: not trained on)" if untrained else ""
+            print(f"{r['expression']} = {r['answer']}   model: {r['model']}{p}, {mark}{note}")
         if skipped:
             print(f"({skipped} expression(s) longer than the model's {n_ctx} tokens left out)")
         return 0
@@ -258,7 +262,6 @@ def _eval_expressions(args, run) -> int:
         return {k: {"n": len(h), "accuracy": float(np.mean(h))} for k, h in hits.items() if h}
 
     by_op = accuracy_by("operator", OPERATORS)
-    trained = set(data.ops) | set(run.config.train.pretrain_ops)
     by_depth = accuracy_by("depth", sorted({r["depth"] for r in rows}))
     misses = [r for r in rows if not r["right"]]
     if args.json:
