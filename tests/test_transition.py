@@ -405,8 +405,9 @@ def test_transition_cli_names_each_pool_and_prints_the_bound(monkeypatch, tmp_pa
     assert "half the runs pass 0.9 at (logistic fit over every run): 1,414" in printed
     assert "passrate_0.9: at least 1.41x" in printed
     assert "median accuracy by size (runs): 1,000: 0.100 (3), 4,000: 0.200 (3)" in printed
-    assert "runs at 0.9 or more by size: 1,000: 0 of 3, 4,000: 0 of 3" in printed  # 10,000 alone
-    assert "runs at 0.9 or more by size: 1,000: 0 of 3, 2,000: 3 of 3" in printed  # 20,000 alone
+    by_size = "runs at 0.9 or more by size (the share's 95% Wilson interval): "
+    assert by_size + "1,000: 0 of 3 (0.00-0.56), 4,000: 0 of 3 (0.00-0.56)" in printed  # 10,000
+    assert by_size + "1,000: 0 of 3 (0.00-0.56), 2,000: 3 of 3 (0.44-1.00)" in printed  # 20,000
     cells = pd.read_csv(tmp_path / "out" / "transitions_sizes.csv")
     assert len(cells) == 6 and cells["runs"].sum() == len(_two_pools())
     assert str(tmp_path / "out" / "transitions_sizes.csv") in printed

@@ -221,9 +221,12 @@ def cmd_transition(args) -> int:
         text = ", ".join(f"{n:,.0f}: {m['median']:.3f} ({m['runs']})" for n, m in sizes.iterrows())
         print(f"  median accuracy by size (runs): {text}")
         for t in args.threshold:
-            passed = sizes[f"passed_{t}"]
-            text = ", ".join(f"{n:,.0f}: {k} of {sizes.runs[n]}" for n, k in passed.items())
-            print(f"  runs at {t} or more by size: {text}")
+            text = ", ".join(
+                f"{n:,.0f}: {m[f'passed_{t}']} of {m['runs']} "
+                f"({m[f'share_{t}_low']:.2f}-{m[f'share_{t}_high']:.2f})"
+                for n, m in sizes.iterrows()
+            )  # a share of a few runs says little: 6 of 6 is 0.61-1.00
+            print(f"  runs at {t} or more by size (the share's 95% Wilson interval): {text}")
         mid = r["midpoint_note"]
         if r["midpoint"] is not None and pd.notna(r["midpoint"]):
             low, high = r["rise"]
