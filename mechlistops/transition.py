@@ -440,7 +440,7 @@ def pass_rate(
         half = float(below ** (1 - where) * above**where)  # the tied size when they are equal
     else:
         x = np.log10(n)
-        b0, b1 = _logistic(x - x.mean(), passed.astype(float))
+        b0, b1 = logistic_fit(x - x.mean(), passed.astype(float))
         if b1 <= 0:
             return None  # no rise with size
         log_half = x.mean() - b0 / b1  # a nearly flat fit puts it far out: compare in logs
@@ -450,9 +450,10 @@ def pass_rate(
     return max(half, float(n.min()))
 
 
-def _logistic(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+def logistic_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Maximum-likelihood (intercept, slope) of P(y = 1) = 1 / (1 + exp(-(b0 + b1 x))), by
-    Newton's method with step halving; the runs overlap (`pass_rate` checks), so it exists."""
+    Newton's method with step halving. It exists where the outcomes overlap in x (neither
+    all 0 then all 1 nor the reverse: `separation`); `pass_rate` checks that first."""
     X = np.column_stack([np.ones_like(x), x])
 
     def loglik(b):

@@ -8,6 +8,7 @@ import sys
 from functools import partial
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tests.conftest import script_fails_in_one_line
@@ -21,6 +22,7 @@ CASES = {
     "arms": (["OUT", MISSING], "no such run or folder"),
     "bounds": (["OUT", MISSING], "no such run or folder"),
     "complexity_fit": ([MISSING, "--out", "OUT"], "no such run or folder"),
+    "data_need": (["OUT", MISSING], "no such run or folder"),
     "fourier": (["OUT", MISSING], "no such run or folder"),
     "joint_screen": ([MISSING, "OUT"], "no such folder"),
     "long_runs": (["OUT", MISSING], "no such run or folder"),
@@ -46,3 +48,46 @@ def test_a_missing_path_fails_in_one_line(name, tmp_path, monkeypatch, capsys):
     line = script_fails_in_one_line(capsys, run, fragment)
     assert line.startswith(f"{name}: error: "), line
     assert not (tmp_path / "out").exists()  # nothing written
+
+
+def test_data_need_reads_the_share_of_learners_along_the_pool(tmp_path, monkeypatch, capsys):
+    """Pools 1,000, 2,000 and 4,000 (equal steps in log pool) with 1, 2 and 3 of 4 runs
+    passing: the logistic fit is symmetric, so half pass at 2,000; its likelihood-ratio test
+    against one share matches scipy's optimiser; a group on one pool is left out."""
+    import numpy as np
+    from scipy.optimize import minimize
+    from scipy.stats import chi2
+
+    rows = ["run,op,mixture,seed,n_params,accuracy,accuracy_heldout,train_size,data"]
+    held = {1000: [0.95, 0.1, 0.2, 0.3], 2000: [0.95, 0.92, 0.2, 0.5], 4000: [1, 0.9, 0.97, 0.4]}
+    for pool, accs in held.items():
+        for seed, a in enumerate(accs):
+            name, data = f"r{pool}_{seed}", f'"{pool:,} sampled, mod 11"'
+            rows.append(f"{name},SUM,SUM,{seed},3167,0.99,{a},{pool},{data}")
+    rows.append('lone,SUM,SUM,0,4983,0.99,0.95,1000,"1,000 sampled, mod 11"')
+    table = tmp_path / "runs.csv"
+    table.write_text("\n".join(rows) + "\n")
+    argv = [str(ANALYSES / "data_need.py"), str(tmp_path / "out"), str(table), "--bootstrap", "50"]
+    monkeypatch.setattr(sys, "argv", argv)
+    runpy.run_path(str(ANALYSES / "data_need.py"), run_name="__main__")
+    out = tmp_path / "out"
+    lines = [x for x in (out / "data_need.md").read_text().splitlines() if x.startswith("| SUM")]
+    assert len(lines) == 1  # 4,983 parameters ran on one pool only
+    cells = [c.strip() for c in lines[0].split("|")[1:-1]]
+    assert cells[:3] == ["SUM alone", "3,167", "sampled, mod 11"]
+    assert cells[4].startswith("1,000: 1 of 4 (0.05-0.70); 2,000: 2 of 4 (0.15-0.85); 4,000: 3")
+    assert cells[5].startswith("2,000 [")
+    x = np.log10(np.repeat([1000, 2000, 4000], 4))
+    y = np.array([a >= 0.9 for accs in held.values() for a in accs], float)
+
+    def nll(b):
+        z = b[0] + b[1] * x
+        return -np.sum(y * z - np.logaddexp(0, z))
+
+    lr = 2 * (nll([np.log(y.mean() / (1 - y.mean())), 0]) - minimize(nll, [0, 0]).fun)
+    csv = pd.read_csv(out / "data_need.csv")
+    assert csv.trend_p.iloc[0] == pytest.approx(chi2.sf(lr, 1), rel=1e-4)
+    assert cells[6] == f"{csv.trend_p.iloc[0]:.2g}"
+    assert list(csv.passed) == [1, 2, 3] and csv.half_pool.iloc[0] == pytest.approx(2000)
+    assert (out / "data_need.png").stat().st_size > 0
+    capsys.readouterr()
