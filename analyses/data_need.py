@@ -165,7 +165,7 @@ def plot(table: pd.DataFrame, op: str, threshold: float, path) -> None:
         ax.axhline(0.5, color="grey", lw=0.6)
         pools = sorted(g.train_size.unique())
         ax.set_xscale("log")
-        ax.set_xticks(pools, [f"{p / 1000:g}k" for p in pools], fontsize=8)
+        ax.set_xticks(pools, [f"{p / 1000:g}k" for p in pools], fontsize=8, rotation=40)
         ax.minorticks_off()
         ax.set(ylim=(-0.03, 1.03), xlabel="training pool per operator")
         ax.set_title(f"{n:,} parameters\n{task}; {training}", fontsize=8)
