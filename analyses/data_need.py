@@ -40,6 +40,7 @@ from mechlistops.transition import (
     logistic_fit,
     pass_rate,
     pass_share,
+    resampled_ci,
     separation,
 )
 
@@ -74,18 +75,9 @@ def half_pool(runs: pd.DataFrame, threshold: float, n_boot: int, seed: int = 0):
     from resampling the runs within each pool (None where fewer than half the resamples
     have one)."""
     frame = pd.DataFrame({"n_params": runs.train_size, "accuracy": runs.accuracy})
-    half = pass_rate(frame, threshold)
-    rng = np.random.default_rng(seed)
-    groups = [g.accuracy.to_numpy() for _, g in frame.groupby("n_params")]
-    pools = np.concatenate([[p] * len(g) for p, g in frame.groupby("n_params")])
-    draws = np.full(n_boot, np.nan)
-    for i in range(n_boot):
-        acc = np.concatenate([rng.choice(g, len(g)) for g in groups])
-        value = pass_rate(pd.DataFrame({"n_params": pools, "accuracy": acc}), threshold, rng)
-        draws[i] = np.nan if value is None else value
-    ok = draws[np.isfinite(draws)]
-    ci = (np.percentile(ok, 2.5), np.percentile(ok, 97.5)) if len(ok) >= n_boot / 2 else None
-    return half, ci
+    rng = np.random.default_rng(seed)  # a resample that separates draws its N* in the gap
+    ci = resampled_ci(frame, lambda d: pass_rate(d, threshold, rng), n_boot, rng)
+    return pass_rate(frame, threshold), ci
 
 
 def need_table(df: pd.DataFrame, threshold: float, n_boot: int) -> pd.DataFrame:

@@ -452,8 +452,8 @@ def pass_rate(
 
 def logistic_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Maximum-likelihood (intercept, slope) of P(y = 1) = 1 / (1 + exp(-(b0 + b1 x))), by
-    Newton's method with step halving. It exists where the outcomes overlap in x (neither
-    all 0 then all 1 nor the reverse: `separation`); `pass_rate` checks that first."""
+    Newton's method with step halving. It exists where the outcomes overlap in x (not all 0
+    up to some x and all 1 from there, nor the reverse); `pass_rate` checks that first."""
     X = np.column_stack([np.ones_like(x), x])
 
     def loglik(b):
@@ -505,6 +505,13 @@ def _bootstrap(df: pd.DataFrame, stat, n: int, rng: np.random.Generator) -> np.n
         value = stat(pd.DataFrame({"n_params": params, "accuracy": _resample(groups, rng)}))
         out[i] = np.nan if value is None else value
     return out
+
+
+def resampled_ci(df: pd.DataFrame, stat, n: int, rng: np.random.Generator):
+    """The 95% interval of `stat` (a frame of n_params and accuracy -> a value or None) over
+    `n` resamples of the runs within each size, as `transitions` gives its N*; None where
+    fewer than half the resamples have a value."""
+    return _ci(_bootstrap(df, stat, n, rng))
 
 
 def _threshold_bootstrap(
