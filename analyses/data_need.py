@@ -70,11 +70,10 @@ def trend_p(pool: np.ndarray, passed: np.ndarray) -> float | None:
     return float(chi2.sf(2 * (fitted - flat), 1))
 
 
-def half_pool(runs: pd.DataFrame, threshold: float, n_boot: int, seed: int = 0):
-    """`pass_rate` along the pool: the pool where half the runs pass, and its 95% interval
-    from resampling the runs within each pool (None where fewer than half the resamples
-    have one)."""
-    frame = pd.DataFrame({"n_params": runs.train_size, "accuracy": runs.accuracy})
+def half_pool(frame: pd.DataFrame, threshold: float, n_boot: int, seed: int = 0):
+    """`pass_rate` along the pool (`frame`'s n_params holds each run's pool): the pool where
+    half the runs pass, and its 95% interval from resampling the runs within each pool (None
+    where fewer than half the resamples have one)."""
     rng = np.random.default_rng(seed)  # a resample that separates draws its N* in the gap
     ci = resampled_ci(frame, lambda d: pass_rate(d, threshold, rng), n_boot, rng)
     return pass_rate(frame, threshold), ci
@@ -86,8 +85,8 @@ def need_table(df: pd.DataFrame, threshold: float, n_boot: int) -> pd.DataFrame:
     for key, g in tqdm(groups, desc="groups", disable=len(groups) < 2):
         if g.train_size.nunique() < 2:
             continue
-        half, ci = half_pool(g, threshold, n_boot)
         frame = pd.DataFrame({"n_params": g.train_size, "accuracy": g.accuracy})
+        half, ci = half_pool(frame, threshold, n_boot)
         gap = separation(frame, threshold) or (np.nan, np.nan)  # pass_rate reads the gap
         p = trend_p(g.train_size.to_numpy(float), g.accuracy.to_numpy(float) >= threshold)
         for pool, runs in g.groupby("train_size"):
