@@ -10,7 +10,7 @@
 # 95% interval from resampling the runs of each pool; and the likelihood-ratio test of a
 # share that changes with the pool (the fit against one share for every pool; chi-square,
 # 1 df; none where the runs separate, all failing on the smaller pools and all passing on
-# the larger). A group needs two pools or more.
+# the larger), with the fit's coefficients. A group needs two pools or more.
 # Writes OUT/data_need.csv (one row per group and pool), OUT/data_need.md and
 # OUT/data_need.png (the shares against the pool, with the fitted curve). Used for stage 10h
 # of docs/findings.md.
@@ -53,21 +53,24 @@ def task_of(data: str) -> str:
     return re.sub(r"^[\d,]+ ", "", data)
 
 
-def trend_p(pool: np.ndarray, passed: np.ndarray) -> float | None:
-    """Likelihood-ratio test of passing as a logistic function of log pool size against one
-    share for all pools; None where the runs separate (no finite fit) or all agree."""
+def trend_fit(pool: np.ndarray, passed: np.ndarray) -> tuple[float, float, float] | None:
+    """The logistic fit of passing in log10 pool size, as (centre, intercept, slope) with
+    P(pass) = 1 / (1 + exp(-(intercept + slope * (log10(pool) - centre)))), and the
+    likelihood-ratio test of it against one share for all pools (chi-square, 1 df): its p.
+    None where the runs separate (no finite fit) or all agree."""
     fails, wins = pool[~passed], pool[passed]
     if not len(fails) or not len(wins):
         return None
     if fails.max() <= wins.min() or wins.max() <= fails.min():  # separated either way
         return None
-    x = np.log10(pool) - np.log10(pool).mean()
+    centre = float(np.log10(pool).mean())
+    x = np.log10(pool) - centre
     b0, b1 = logistic_fit(x, passed.astype(float))
     z = b0 + b1 * x
     fitted = float(np.sum(passed * z - np.logaddexp(0, z)))
     share = passed.mean()
     flat = float(passed.sum() * np.log(share) + (~passed).sum() * np.log(1 - share))
-    return float(chi2.sf(2 * (fitted - flat), 1))
+    return (centre, b0, b1), float(chi2.sf(2 * (fitted - flat), 1))
 
 
 def half_pool(frame: pd.DataFrame, threshold: float, n_boot: int, seed: int = 0):
@@ -88,7 +91,8 @@ def need_table(df: pd.DataFrame, threshold: float, n_boot: int) -> pd.DataFrame:
         frame = pd.DataFrame({"n_params": g.train_size, "accuracy": g.accuracy})
         half, ci = half_pool(frame, threshold, n_boot)
         gap = separation(frame, threshold) or (np.nan, np.nan)  # pass_rate reads the gap
-        p = trend_p(g.train_size.to_numpy(float), g.accuracy.to_numpy(float) >= threshold)
+        fit = trend_fit(g.train_size.to_numpy(float), g.accuracy.to_numpy(float) >= threshold)
+        (centre, b0, b1), p = fit or ((np.nan, np.nan, np.nan), None)
         for pool, runs in g.groupby("train_size"):
             passed, n, low, high = pass_share(runs.accuracy, threshold)
             rows.append(
@@ -97,6 +101,7 @@ def need_table(df: pd.DataFrame, threshold: float, n_boot: int) -> pd.DataFrame:
                 | {"median": float(runs.accuracy.median()), "half_pool": half}
                 | {"half_pool_low": ci and ci[0], "half_pool_high": ci and ci[1]}
                 | {"gap_below": gap[0], "gap_above": gap[1], "trend_p": p}
+                | {"fit_centre": centre, "fit_intercept": b0, "fit_slope": b1}
             )
     return pd.DataFrame(rows)
 
@@ -149,10 +154,15 @@ def plot(table: pd.DataFrame, op: str, threshold: float, path) -> None:
             x = m.train_size * 1.006 ** (i - 0.5)  # the arms a little apart
             err = [m.share - m.share_low, m.share_high - m.share]
             label = f"{op} alone" if mixture == op else mixture
-            ax.errorbar(x, m.share, yerr=err, fmt="o-", color=color, capsize=3, label=label)
+            ax.errorbar(x, m.share, yerr=err, fmt="o", color=color, capsize=3, label=label)
             half = m.half_pool.iloc[0]
             if half is not None and not np.isnan(half):
                 ax.axvline(half, color=color, ls="--", lw=1)
+            centre, b0, b1 = m[["fit_centre", "fit_intercept", "fit_slope"]].iloc[0]
+            if not np.isnan(b1):  # the fitted share, where the runs overlap
+                grid = np.geomspace(m.train_size.min(), m.train_size.max(), 100)
+                fitted = 1 / (1 + np.exp(-(b0 + b1 * (np.log10(grid) - centre))))
+                ax.plot(grid, fitted, color=color, lw=1, alpha=0.6)
         ax.axhline(0.5, color="grey", lw=0.6)
         pools = sorted(g.train_size.unique())
         ax.set_xscale("log")
@@ -165,7 +175,8 @@ def plot(table: pd.DataFrame, op: str, threshold: float, path) -> None:
         ax.set_visible(False)
     for row in axes:
         row[0].set_ylabel(f"runs with {op} held-out >= {threshold} (95% Wilson)")
-    fig.suptitle("the share of runs that learn, against the pool (dashed: half pass)", fontsize=10)
+    title = "the share of runs that learn, against the pool (line: the logistic fit; dashed: half)"
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110, format="png")
     plt.close(fig)

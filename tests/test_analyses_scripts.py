@@ -52,8 +52,9 @@ def test_a_missing_path_fails_in_one_line(name, tmp_path, monkeypatch, capsys):
 
 def test_data_need_reads_the_share_of_learners_along_the_pool(tmp_path, monkeypatch, capsys):
     """Pools 1,000, 2,000 and 4,000 (equal steps in log pool) with 1, 2 and 3 of 4 runs
-    passing: the logistic fit is symmetric, so half pass at 2,000; its likelihood-ratio test
-    against one share matches scipy's optimiser; a group on one pool is left out."""
+    passing: the logistic fit is symmetric, so half pass at 2,000; its coefficients and its
+    likelihood-ratio test against one share match scipy's optimiser; a group on one pool is
+    left out."""
     import numpy as np
     from scipy.optimize import minimize
     from scipy.stats import chi2
@@ -84,9 +85,13 @@ def test_data_need_reads_the_share_of_learners_along_the_pool(tmp_path, monkeypa
         z = b[0] + b[1] * x
         return -np.sum(y * z - np.logaddexp(0, z))
 
-    lr = 2 * (nll([np.log(y.mean() / (1 - y.mean())), 0]) - minimize(nll, [0, 0]).fun)
+    best = minimize(nll, [0, 0])
+    lr = 2 * (nll([np.log(y.mean() / (1 - y.mean())), 0]) - best.fun)
     csv = pd.read_csv(out / "data_need.csv")
     assert csv.trend_p.iloc[0] == pytest.approx(chi2.sf(lr, 1), rel=1e-4)
+    centre, b0, b1 = csv[["fit_centre", "fit_intercept", "fit_slope"]].iloc[0]  # the curve drawn
+    assert centre == pytest.approx(x.mean()) and b1 == pytest.approx(best.x[1], rel=1e-3)
+    assert b0 == pytest.approx(best.x[0] + best.x[1] * centre, abs=1e-3)
     assert cells[6] == f"{csv.trend_p.iloc[0]:.2g}"
     assert list(csv.passed) == [1, 2, 3] and csv.half_pool.iloc[0] == pytest.approx(2000)
     assert (out / "data_need.png").stat().st_size > 0
