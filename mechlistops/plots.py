@@ -351,7 +351,8 @@ def plot_ratio_vs_data(rows: pd.DataFrame, out: Path) -> Path | None:
         ax.axhline(1, color="grey", lw=0.8)
         ax.set(xscale="log", yscale="log", title=title, xlabel="training pool per operator")
         sizes = sorted(set(rows.train_size))
-        ax.set_xticks(sizes, [f"{s:,}" for s in sizes], rotation=30 if len(sizes) > 5 else 0)
+        crowded = len(sizes) > 5 or min(b / a for a, b in zip(sizes, sizes[1:])) < 1.15
+        ax.set_xticks(sizes, [f"{s:,}" for s in sizes], rotation=40 if crowded else 0)
         ax.xaxis.set_minor_locator(ticker.NullLocator())
         ax.title.set_fontsize(10)
         ax.legend(fontsize=7)
