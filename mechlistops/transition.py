@@ -229,19 +229,21 @@ def is_runs_table(path) -> bool:
     return Path(path).suffix.lower() == ".csv"
 
 
-def write_runs_table(df: pd.DataFrame, path: Path) -> Path:
+def write_runs_table(df: pd.DataFrame, path: Path | str) -> Path:
     """`accuracies_at`'s rows as a runs table at `path` (atomically)."""
+    path = Path(path)
     table = df[[c for c in TABLE_COLUMNS if c in df.columns]]
     atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
     return path
 
 
-def read_runs_table(path: Path) -> pd.DataFrame:
+def read_runs_table(path: Path | str) -> pd.DataFrame:
     """A runs table (`write_runs_table`, or one made by hand with at least run, op, mixture,
     seed, n_params and accuracy), checked: ConfigError naming the problem where it is missing,
     not CSV, or holds a value no run can have (sizes and seeds that are not whole numbers >= 0,
     accuracies outside [0, 1]). A table without data or training says "not stated" there, so
     that its runs are never pooled with runs that state them."""
+    path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such runs table")
     try:

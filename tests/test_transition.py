@@ -446,8 +446,9 @@ def test_a_runs_table_fits_as_its_runs_do(tmp_path, capsys):
     fitted = json.loads((tmp_path / "a" / "transitions_heldout.json").read_text())
     expected = transitions(runs, thresholds=(0.9,), n_boot=30)
     assert fitted == json.loads(expected.to_json(orient="records"))
-    again = read_runs_table(tmp_path / "a" / "runs.csv")  # what it read, written back
+    again = read_runs_table(str(tmp_path / "a" / "runs.csv"))  # what it read, written back
     pd.testing.assert_frame_equal(again, read_runs_table(table))
+    assert write_runs_table(again, str(tmp_path / "c.csv")) == tmp_path / "c.csv"  # str paths too
     out = str(tmp_path / "b")  # under tmp_path: a bare "b" was written into the checkout
     assert main([*argv[:1], str(tmp_path / "a" / "runs.csv"), *argv[2:], "--out", out]) == 0
     assert "SUM in SUM+MAX+MED, 10,000 sampled (3 runs):" in capsys.readouterr().out
