@@ -12,8 +12,8 @@
 # 1 df; none where the runs separate, all failing on the smaller pools and all passing on
 # the larger), with the fit's coefficients. A group needs two pools or more.
 # Writes OUT/data_need.csv (one row per group and pool), OUT/data_need.md and
-# OUT/data_need.png (the shares against the pool, with the fitted curve). Used for stage 10h
-# of docs/findings.md.
+# OUT/data_need.png (the shares against the pool, with the fitted curve). Used for stages
+# 10h and 10i of docs/findings.md.
 # Run: `python analyses/data_need.py OUT RUNS_OR_TABLE [...] [--op SUM] [--threshold 0.9]
 # [--bootstrap 1000]`.
 
@@ -53,7 +53,9 @@ def task_of(data: str) -> str:
     return re.sub(r"^[\d,]+ ", "", data)
 
 
-def trend_fit(pool: np.ndarray, passed: np.ndarray) -> tuple[float, float, float] | None:
+def trend_fit(
+    pool: np.ndarray, passed: np.ndarray
+) -> tuple[tuple[float, float, float], float] | None:
     """The logistic fit of passing in log10 pool size, as (centre, intercept, slope) with
     P(pass) = 1 / (1 + exp(-(intercept + slope * (log10(pool) - centre)))), and the
     likelihood-ratio test of it against one share for all pools (chi-square, 1 df): its p.
