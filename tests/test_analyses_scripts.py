@@ -96,3 +96,41 @@ def test_data_need_reads_the_share_of_learners_along_the_pool(tmp_path, monkeypa
     assert list(csv.passed) == [1, 2, 3] and csv.half_pool.iloc[0] == pytest.approx(2000)
     assert (out / "data_need.png").stat().st_size > 0
     capsys.readouterr()
+
+
+def test_arms_counts_learners_and_tests_them_against_a_reference(tmp_path, monkeypatch, capsys):
+    """A runs table of three arms at one size, SUM's held-out at the end: each arm's runs at
+    0.9 with the share's Wilson interval and Fisher's p against the reference arm (scipy's);
+    the pair's mixture weights name its arm, not its data; partners as medians over seeds."""
+    from scipy.stats import binomtest, fisher_exact
+
+    rows = ["run,op,mixture,seed,n_params,accuracy,accuracy_heldout,accuracy_pool,data,d_model"]
+    arms = {
+        ("SUM+MAX+MED", '"10,000 sampled"'): [0.95, 0.93, 0.97, 0.91, 0.96, 0.5],
+        ("SUM+PROD", '"10,000 sampled, weights 1:2"'): [0.95, 0.2, 0.3, 0.1, 0.92, 0.4],
+        ("SUM", '"10,000 sampled"'): [0.1, 0.2, 0.91, 0.3],
+    }
+    for (mixture, data), accs in arms.items():
+        for seed, a in enumerate(accs):
+            name = f"{mixture}_{seed}"
+            rows.append(f"{name},SUM,{mixture},{seed},3142,0.99,{a},0.98,{data},12")
+            for k, partner in enumerate(mixture.split("+")[1:]):
+                a = 0.8 + 0.02 * seed + 0.1 * k
+                rows.append(f"{name},{partner},{mixture},{seed},3142,1,{a},,{data},12")
+    table = tmp_path / "runs.csv"
+    table.write_text("\n".join(rows) + "\n")
+    argv = [str(tmp_path / "out"), str(table), "--examples", "0", "--reference", "SUM+MAX+MED"]
+    monkeypatch.setattr(sys, "argv", [str(ANALYSES / "arms.py"), *argv])
+    runpy.run_path(str(ANALYSES / "arms.py"), run_name="__main__")
+    lines = (tmp_path / "out" / "arms.md").read_text().splitlines()
+    cells = {c[0]: c for c in ([x.strip() for x in line.split("|")[1:-1]] for line in lines[2:])}
+    assert set(cells) == {"SUM", "SUM+MAX+MED", "SUM+PROD (weights 1:2)"}  # one data: no column
+    pair, ref = cells["SUM+PROD (weights 1:2)"], cells["SUM+MAX+MED"]
+    ci = binomtest(2, 6).proportion_ci(method="wilson")
+    assert pair[4] == f"2 of 6 [{ci.low:.2f}, {ci.high:.2f}]" and ref[4].startswith("5 of 6 [")
+    assert pair[5] == f"{fisher_exact([[2, 4], [5, 1]]).pvalue:.2g}" and ref[5] == "-"
+    assert cells["SUM"][5] == f"{fisher_exact([[1, 3], [5, 1]]).pvalue:.2g}"
+    assert pair[3].endswith("; **0.35**") and pair[7] == "PROD 0.85"
+    assert ref[7] == "MAX 0.85, MED 0.95"
+    assert (tmp_path / "out" / "arms.png").stat().st_size > 0
+    capsys.readouterr()
