@@ -150,13 +150,13 @@ def plot(runs: pd.DataFrame, out: Path, examples: int, threshold: float) -> Path
     several = runs.data.nunique() > 1
     data = runs.assign(
         label=lambda d: (
-            d.arm
+            d.arm.str.replace(" (", "\n(")  # the weights on a line of their own
             + ("\n" + d.data.astype(str) if several else "")
             + "\n"
             + d.n_params.map("{:,}".format)
         )
     )
-    fig, ax = plt.subplots(figsize=(max(6, 1.3 * data.label.nunique()), 4.3))
+    fig, ax = plt.subplots(figsize=(max(6, 1.5 * data.label.nunique()), 4.5))
     sns.stripplot(data, x="label", y="heldout_at", hue="op", size=7, ax=ax, jitter=0.15)
     sns.pointplot(
         data,
