@@ -95,9 +95,11 @@ def cells(runs: pd.DataFrame, threshold: float, reference: str | None) -> pd.Dat
     table = pd.DataFrame(rows)
     table["p_reference"] = np.nan
     for i, r in table.iterrows():
+        if reference is None or r.arm == reference:
+            continue
         ref = table[(table.arm == reference) & (table.data == r.data)]
         ref = ref[ref.n_params == r.n_params]
-        if reference is None or r.arm == reference or ref.empty:
+        if ref.empty:
             continue
         a, b = r, ref.iloc[0]
         counts = [[a.passed, a.runs - a.passed], [b.passed, b.runs - b.passed]]
@@ -127,8 +129,8 @@ def summary(runs: pd.DataFrame, examples: int, threshold: float, reference: str 
         c = shares.loc[key]
         per_seed = " / ".join(f"{v:.2f}" for v in g.heldout_at)
         pool = "-" if g.pool_end.isna().all() else f"{g.pool_end.median():.2f}"
-        partners = [c for c in g.columns if c.startswith("partner_") and g[c].notna().any()]
-        partners = ", ".join(f"{p[8:]} {g[p].median():.2f}" for p in partners) or "-"
+        partners = [k for k in g.columns if k.startswith("partner_") and g[k].notna().any()]
+        partners = ", ".join(f"{k[8:]} {g[k].median():.2f}" for k in partners) or "-"
         cols = [key[0], *([key[1]] if several else []), f"{key[2]:,}", str(len(g))]
         cols += [f"{per_seed}; **{g.heldout_at.median():.2f}**"]
         cols += [f"{int(c.passed)} of {int(c.runs)} [{c.low:.2f}, {c.high:.2f}]"]
