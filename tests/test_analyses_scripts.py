@@ -115,8 +115,8 @@ def test_arms_counts_learners_and_tests_them_against_a_reference(tmp_path, monke
             name = f"{mixture}_{seed}"
             rows.append(f"{name},SUM,{mixture},{seed},3142,0.99,{a},0.98,{data},12")
             for k, partner in enumerate(mixture.split("+")[1:]):
-                a = 0.8 + 0.02 * seed + 0.1 * k
-                rows.append(f"{name},{partner},{mixture},{seed},3142,1,{a},,{data},12")
+                held = 0.8 + 0.02 * seed + 0.1 * k
+                rows.append(f"{name},{partner},{mixture},{seed},3142,1,{held},,{data},12")
     table = tmp_path / "runs.csv"
     table.write_text("\n".join(rows) + "\n")
     argv = [str(tmp_path / "out"), str(table), "--examples", "0", "--reference", "SUM+MAX+MED"]
